@@ -1,1 +1,12 @@
+//! `gclb-acme`: keeps ACME certificates on Google Cloud HTTPS load balancers valid.
+//!
+//! The shape is two reconcilers (see `docs/design.md`): desired state from the
+//! configuration plus observed state from GCP, ACME and the state directory give a
+//! plan (a pure function); apply executes it one step at a time.
 
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod logging;
+pub mod names;
+pub mod schedule;

@@ -1,0 +1,122 @@
+//! The command line.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Keeps ACME certificates on Google Cloud HTTPS load balancers valid, without a human.
+///
+/// It answers DNS-01 challenges through Cloud DNS, uploads each certificate as a
+/// Compute Engine sslCertificate, swaps it onto your target HTTPS proxies, deletes the
+/// one it replaced, and renews for ever as a systemd service.
+///
+/// Start with `gclb-acme check`, then `gclb-acme renew`, then enable the service
+/// (`systemctl enable --now gclb-acme`).
+#[derive(Parser, Debug)]
+#[command(
+    name = "gclb-acme",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
+pub struct Cli {
+    /// Configuration file.
+    #[arg(
+        long,
+        global = true,
+        env = "GCLB_ACME_CONFIG",
+        default_value = crate::config::DEFAULT_PATH,
+        value_name = "PATH"
+    )]
+    pub config: PathBuf,
+
+    /// Log format: human text, or one JSON object per line. Under systemd, logs go
+    /// to the journal with structured fields either way.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// More detail (-v debug, -vv trace).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, conflicts_with = "quiet")]
+    pub verbose: u8,
+
+    /// Less detail (-q warnings and errors only, -qq errors only).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub quiet: u8,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// What to do.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the daemon: renew every configured certificate on schedule, for ever.
+    ///
+    /// Meant for systemd (Type=notify, watchdog, SIGHUP reloads the configuration).
+    Run,
+    /// One pass over the configured certificates: renew and install what needs it,
+    /// then exit. Exits 0 only if every certificate is healthy afterwards.
+    Renew(RenewArgs),
+    /// Show what each proxy serves, when it expires and when it will be renewed.
+    Status(StatusArgs),
+    /// Validate the configuration and run preflight checks (credentials, APIs,
+    /// permissions, zones, CAA records).
+    Check,
+    /// Build the Cloud Run + IAP + HTTPS load balancer stack of `[stack]`, with its
+    /// first certificate. Safe to run again: it only creates or fixes what is missing.
+    Bootstrap(BootstrapArgs),
+    /// Remove what bootstrap created (and every certificate of ours), nothing else.
+    Teardown(TeardownArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct RenewArgs {
+    /// Only this certificate (its `name` in the configuration).
+    #[arg(long, value_name = "NAME")]
+    pub certificate: Option<String>,
+    /// Renew even if the served certificate is not due.
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct StatusArgs {
+    /// Machine-readable output.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct BootstrapArgs {
+    /// Print the plan and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct TeardownArgs {
+    /// Print the plan and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Do not ask for confirmation.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+}

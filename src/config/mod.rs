@@ -1,0 +1,860 @@
+//! The configuration file: TOML, loaded once and validated as a whole.
+//!
+//! Every problem is reported with the file, the key path, the bad value and what
+//! was expected, e.g. `config.toml: certificates[1].domains[0]: "exa mple.com" is
+//! not a valid DNS name: ...`. All problems are collected, not just the first.
+
+pub mod duration;
+pub mod stack;
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+pub use duration::HumanDuration;
+pub use stack::StackConfig;
+
+use crate::names::{gcp_name_rule, is_gcp_name, normalize_dns_name};
+
+/// Where the configuration lives unless `--config` or `GCLB_ACME_CONFIG` says otherwise.
+pub const DEFAULT_PATH: &str = "/etc/gclb-acme/config.toml";
+
+/// Let's Encrypt's production directory, the default CA.
+pub const LETSENCRYPT: &str = "https://acme-v02.api.letsencrypt.org/directory";
+/// Let's Encrypt's staging directory.
+pub const LETSENCRYPT_STAGING: &str = "https://acme-staging-v02.api.letsencrypt.org/directory";
+/// ZeroSSL (needs EAB).
+pub const ZEROSSL: &str = "https://acme.zerossl.com/v2/DV90";
+/// Google Trust Services (needs EAB).
+pub const GOOGLE_TRUST_SERVICES: &str = "https://dv.acme-v02.api.pki.goog/directory";
+/// Google Trust Services staging (needs EAB).
+pub const GOOGLE_TRUST_SERVICES_STAGING: &str = "https://dv.acme-v02.test-api.pki.goog/directory";
+
+/// Short names accepted for `acme.directory`.
+const CA_ALIASES: &[(&str, &str)] = &[
+    ("letsencrypt", LETSENCRYPT),
+    ("letsencrypt-staging", LETSENCRYPT_STAGING),
+    ("zerossl", ZEROSSL),
+    ("google", GOOGLE_TRUST_SERVICES),
+    ("google-staging", GOOGLE_TRUST_SERVICES_STAGING),
+];
+
+/// Longest `[[certificates]].name`: the sslCertificates we create are named
+/// `<name>-<12 hex digits of the leaf's hash>`, which must fit in 63 characters.
+pub const MAX_CERT_NAME: usize = 50;
+
+/// Let's Encrypt's limit of names per certificate.
+pub const MAX_DOMAINS: usize = 100;
+
+/// The whole configuration.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub gcp: GcpConfig,
+    #[serde(default)]
+    pub acme: AcmeConfig,
+    #[serde(default)]
+    pub dns: DnsConfig,
+    #[serde(default)]
+    pub state: StateConfig,
+    #[serde(default)]
+    pub daemon: DaemonConfig,
+    #[serde(default)]
+    pub certificates: Vec<CertificateConfig>,
+    #[serde(default)]
+    pub stack: Option<StackConfig>,
+}
+
+/// `[gcp]`
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct GcpConfig {
+    /// Project id; default: from the credentials or the metadata server.
+    #[serde(default)]
+    pub project: Option<String>,
+    #[serde(default)]
+    pub endpoints: Endpoints,
+}
+
+/// `[gcp.endpoints]`: base URLs of the Google APIs (overridden in tests).
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Endpoints {
+    #[serde(default = "default_compute")]
+    pub compute: String,
+    #[serde(default = "default_dns")]
+    pub dns: String,
+    #[serde(default = "default_iap")]
+    pub iap: String,
+    #[serde(default = "default_run")]
+    pub run: String,
+    #[serde(default = "default_serviceusage")]
+    pub serviceusage: String,
+    #[serde(default = "default_resourcemanager")]
+    pub resourcemanager: String,
+}
+
+fn default_compute() -> String {
+    "https://compute.googleapis.com/compute/v1/".into()
+}
+fn default_dns() -> String {
+    "https://dns.googleapis.com/dns/v1/".into()
+}
+fn default_iap() -> String {
+    "https://iap.googleapis.com/v1/".into()
+}
+fn default_run() -> String {
+    "https://run.googleapis.com/v2/".into()
+}
+fn default_serviceusage() -> String {
+    "https://serviceusage.googleapis.com/v1beta1/".into()
+}
+fn default_resourcemanager() -> String {
+    "https://cloudresourcemanager.googleapis.com/v3/".into()
+}
+
+impl Default for Endpoints {
+    fn default() -> Self {
+        Endpoints {
+            compute: default_compute(),
+            dns: default_dns(),
+            iap: default_iap(),
+            run: default_run(),
+            serviceusage: default_serviceusage(),
+            resourcemanager: default_resourcemanager(),
+        }
+    }
+}
+
+/// `[acme]`
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AcmeConfig {
+    /// Directory URL, or one of `letsencrypt`, `letsencrypt-staging`, `zerossl`,
+    /// `google`, `google-staging`.
+    #[serde(default = "default_directory")]
+    pub directory: String,
+    #[serde(default)]
+    pub contact: Vec<String>,
+    #[serde(default)]
+    pub accept_terms: bool,
+    /// Extra PEM files trusted for the ACME server's TLS (added to the system roots).
+    #[serde(default)]
+    pub ca_roots: Vec<PathBuf>,
+    #[serde(default)]
+    pub eab: Option<EabConfig>,
+    /// ACME profile (e.g. `tlsserver`, `shortlived`).
+    #[serde(default)]
+    pub profile: Option<String>,
+}
+
+fn default_directory() -> String {
+    LETSENCRYPT.into()
+}
+
+impl Default for AcmeConfig {
+    fn default() -> Self {
+        AcmeConfig {
+            directory: default_directory(),
+            contact: Vec::new(),
+            accept_terms: false,
+            ca_roots: Vec::new(),
+            eab: None,
+            profile: None,
+        }
+    }
+}
+
+/// `[acme.eab]`: External Account Binding (ZeroSSL, Google Trust Services).
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct EabConfig {
+    pub kid: String,
+    /// File holding the base64url HMAC key (kept out of the config file).
+    pub hmac_key_file: PathBuf,
+}
+
+/// `[dns]`
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DnsConfig {
+    /// `host:port` list; when set, propagation is checked against these instead of
+    /// the zone's own name servers.
+    #[serde(default)]
+    pub nameservers: Vec<String>,
+    #[serde(default = "default_propagation_timeout")]
+    pub propagation_timeout: HumanDuration,
+    /// TTL of the challenge TXT records, in seconds.
+    #[serde(default = "default_ttl")]
+    pub ttl: u32,
+}
+
+fn default_propagation_timeout() -> HumanDuration {
+    HumanDuration::from_secs(180)
+}
+fn default_ttl() -> u32 {
+    60
+}
+
+impl Default for DnsConfig {
+    fn default() -> Self {
+        DnsConfig {
+            nameservers: Vec::new(),
+            propagation_timeout: default_propagation_timeout(),
+            ttl: default_ttl(),
+        }
+    }
+}
+
+/// `[state]`
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct StateConfig {
+    #[serde(default = "default_state_dir")]
+    pub dir: PathBuf,
+}
+
+fn default_state_dir() -> PathBuf {
+    PathBuf::from("/var/lib/gclb-acme")
+}
+
+impl Default for StateConfig {
+    fn default() -> Self {
+        StateConfig {
+            dir: default_state_dir(),
+        }
+    }
+}
+
+/// `[daemon]`: the long-running service.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DaemonConfig {
+    /// `/metrics` and `/healthz` address; empty turns them off.
+    #[serde(default = "default_metrics_listen")]
+    pub metrics_listen: String,
+    /// How many certificates are worked on at once.
+    #[serde(default = "default_concurrency")]
+    pub concurrency: usize,
+    /// Cron expression (`min hour day month weekday`, UTC) limiting when swaps
+    /// happen; emergencies ignore it.
+    #[serde(default)]
+    pub maintenance_window: Option<String>,
+    /// Log at ERROR when less than this remains before expiry.
+    #[serde(default = "default_error_before")]
+    pub error_before: HumanDuration,
+    /// First retry delay after a failure; doubles up to `retry_max`.
+    #[serde(default = "default_retry_initial")]
+    pub retry_initial: HumanDuration,
+    #[serde(default = "default_retry_max")]
+    pub retry_max: HumanDuration,
+    /// Check the served certificate with a TLS handshake after a swap.
+    #[serde(default = "default_true")]
+    pub verify_after_swap: bool,
+}
+
+fn default_metrics_listen() -> String {
+    "127.0.0.1:9464".into()
+}
+fn default_concurrency() -> usize {
+    4
+}
+fn default_error_before() -> HumanDuration {
+    HumanDuration::from_secs(7 * 86400)
+}
+fn default_retry_initial() -> HumanDuration {
+    HumanDuration::from_secs(60)
+}
+fn default_retry_max() -> HumanDuration {
+    HumanDuration::from_secs(6 * 3600)
+}
+fn default_true() -> bool {
+    true
+}
+
+impl Default for DaemonConfig {
+    fn default() -> Self {
+        DaemonConfig {
+            metrics_listen: default_metrics_listen(),
+            concurrency: default_concurrency(),
+            maintenance_window: None,
+            error_before: default_error_before(),
+            retry_initial: default_retry_initial(),
+            retry_max: default_retry_max(),
+            verify_after_swap: true,
+        }
+    }
+}
+
+/// Key algorithms the load balancer accepts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Deserialize, Serialize)]
+pub enum KeyType {
+    #[default]
+    #[serde(rename = "ecdsa-p256")]
+    EcdsaP256,
+    #[serde(rename = "ecdsa-p384")]
+    EcdsaP384,
+    #[serde(rename = "rsa-2048")]
+    Rsa2048,
+    #[serde(rename = "rsa-3072")]
+    Rsa3072,
+    #[serde(rename = "rsa-4096")]
+    Rsa4096,
+}
+
+impl KeyType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyType::EcdsaP256 => "ecdsa-p256",
+            KeyType::EcdsaP384 => "ecdsa-p384",
+            KeyType::Rsa2048 => "rsa-2048",
+            KeyType::Rsa3072 => "rsa-3072",
+            KeyType::Rsa4096 => "rsa-4096",
+        }
+    }
+}
+
+impl fmt::Display for KeyType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// `[[certificates]]`
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CertificateConfig {
+    /// GCP-name-safe; prefixes the sslCertificates we create.
+    pub name: String,
+    pub domains: Vec<String>,
+    #[serde(default)]
+    pub target_https_proxies: Vec<String>,
+    #[serde(default)]
+    pub key_type: KeyType,
+    /// Managed-zone name; default: discovered per domain.
+    #[serde(default)]
+    pub zone: Option<String>,
+    /// Keep the private key across renewals (default: a fresh key each time).
+    #[serde(default)]
+    pub reuse_key: bool,
+}
+
+/// One problem found in the configuration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    /// Key path, e.g. `certificates[1].domains[0]`.
+    pub path: String,
+    pub message: String,
+}
+
+/// Why the configuration could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{file}: cannot read the configuration: {source}")]
+    Read {
+        file: String,
+        source: std::io::Error,
+    },
+    #[error("{file}:{line}:{column}: {path}{message}")]
+    Parse {
+        file: String,
+        line: usize,
+        column: usize,
+        /// `key.path: ` or empty.
+        path: String,
+        message: String,
+    },
+    #[error("{}", render_problems(file, problems))]
+    Invalid {
+        file: String,
+        problems: Vec<Problem>,
+    },
+}
+
+impl ConfigError {
+    /// The problems (one for a parse error).
+    pub fn problems(&self) -> Vec<Problem> {
+        match self {
+            ConfigError::Read { source, .. } => vec![Problem {
+                path: String::new(),
+                message: source.to_string(),
+            }],
+            ConfigError::Parse { path, message, .. } => vec![Problem {
+                path: path.trim_end_matches(": ").to_string(),
+                message: message.clone(),
+            }],
+            ConfigError::Invalid { problems, .. } => problems.clone(),
+        }
+    }
+}
+
+fn render_problems(file: &str, problems: &[Problem]) -> String {
+    problems
+        .iter()
+        .map(|p| {
+            if p.path.is_empty() {
+                format!("{file}: {}", p.message)
+            } else {
+                format!("{file}: {}: {}", p.path, p.message)
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+impl Config {
+    /// Reads, parses and validates the file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            file: file.clone(),
+            source,
+        })?;
+        Config::from_toml(&text, &file, path.parent())
+    }
+
+    /// Parses and validates TOML text; `file` names it in errors, `base` resolves
+    /// relative paths inside it.
+    pub fn from_toml(text: &str, file: &str, base: Option<&Path>) -> Result<Config, ConfigError> {
+        let mut config = parse(text, file)?;
+        let problems = config.validate(base);
+        if problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigError::Invalid {
+                file: file.to_string(),
+                problems,
+            })
+        }
+    }
+
+    /// Checks every rule, normalising values on the way (domains to lower case,
+    /// CA aliases to URLs, relative paths against the config's directory).
+    pub fn validate(&mut self, base: Option<&Path>) -> Vec<Problem> {
+        let mut p = Problems::default();
+        let resolve = |f: &mut PathBuf| {
+            if f.is_relative()
+                && let Some(b) = base
+            {
+                *f = b.join(&*f);
+            }
+        };
+
+        // [gcp]
+        if let Some(project) = &self.gcp.project
+            && !is_project_id(project)
+        {
+            p.push(
+                "gcp.project",
+                format!("\"{project}\" is not a project id: expected 6 to 30 characters, lowercase letters, digits and '-', starting with a letter"),
+            );
+        }
+        let e = &mut self.gcp.endpoints;
+        for (key, url) in [
+            ("compute", &mut e.compute),
+            ("dns", &mut e.dns),
+            ("iap", &mut e.iap),
+            ("run", &mut e.run),
+            ("serviceusage", &mut e.serviceusage),
+            ("resourcemanager", &mut e.resourcemanager),
+        ] {
+            match check_url(url, false) {
+                Ok(()) => {
+                    if !url.ends_with('/') {
+                        url.push('/');
+                    }
+                }
+                Err(m) => p.push(format!("gcp.endpoints.{key}"), m),
+            }
+        }
+
+        // [acme]
+        if let Some((_, url)) = CA_ALIASES
+            .iter()
+            .find(|(alias, _)| *alias == self.acme.directory)
+        {
+            self.acme.directory = (*url).to_string();
+        }
+        if let Err(m) = check_url(&self.acme.directory, true) {
+            let aliases: Vec<&str> = CA_ALIASES.iter().map(|(a, _)| *a).collect();
+            p.push(
+                "acme.directory",
+                format!("{m}, or one of {}", aliases.join(", ")),
+            );
+        }
+        for (i, c) in self.acme.contact.iter().enumerate() {
+            let ok = c
+                .strip_prefix("mailto:")
+                .is_some_and(|addr| {
+                    let mut parts = addr.split('@');
+                    matches!((parts.next(), parts.next(), parts.next()), (Some(l), Some(d), None) if !l.is_empty() && normalize_dns_name(d).is_ok())
+                });
+            if !ok {
+                p.push(
+                    format!("acme.contact[{i}]"),
+                    format!("\"{c}\" is not a contact: expected \"mailto:name@example.com\""),
+                );
+            }
+        }
+        if !self.acme.accept_terms && !self.certificates.is_empty() {
+            p.push(
+                "acme.accept_terms",
+                "must be true: the CA requires agreeing to its terms of service before it issues (read them at the directory's meta.termsOfService)",
+            );
+        }
+        for (i, f) in self.acme.ca_roots.iter_mut().enumerate() {
+            resolve(f);
+            if let Err(m) = check_pem_certificates(f) {
+                p.push(format!("acme.ca_roots[{i}]"), m);
+            }
+        }
+        if let Some(eab) = &mut self.acme.eab {
+            if eab.kid.trim().is_empty() {
+                p.push(
+                    "acme.eab.kid",
+                    "is empty: expected the key id your CA gave you",
+                );
+            }
+            resolve(&mut eab.hmac_key_file);
+            if let Err(e) = std::fs::metadata(&eab.hmac_key_file) {
+                p.push(
+                    "acme.eab.hmac_key_file",
+                    format!(
+                        "cannot read \"{}\": {e}; expected a file holding the base64url HMAC key",
+                        eab.hmac_key_file.display()
+                    ),
+                );
+            }
+        }
+        if let Some(profile) = &self.acme.profile
+            && (profile.is_empty()
+                || !profile
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
+        {
+            p.push(
+                "acme.profile",
+                format!("\"{profile}\" is not a profile name: expected e.g. \"tlsserver\" or \"shortlived\""),
+            );
+        }
+
+        // [dns]
+        for (i, ns) in self.dns.nameservers.iter().enumerate() {
+            if let Err(m) = check_host_port(ns) {
+                p.push(format!("dns.nameservers[{i}]"), m);
+            }
+        }
+        let timeout = self.dns.propagation_timeout.get();
+        if timeout.is_zero() || timeout > std::time::Duration::from_secs(3600) {
+            p.push(
+                "dns.propagation_timeout",
+                format!(
+                    "\"{}\" is out of range: expected more than 0s and at most 1h",
+                    self.dns.propagation_timeout
+                ),
+            );
+        }
+        if !(1..=86_400).contains(&self.dns.ttl) {
+            p.push(
+                "dns.ttl",
+                format!(
+                    "{} is out of range: expected 1 to 86400 seconds",
+                    self.dns.ttl
+                ),
+            );
+        }
+
+        // [state]
+        resolve(&mut self.state.dir);
+
+        // [daemon]
+        let d = &self.daemon;
+        if !d.metrics_listen.is_empty() && d.metrics_listen.parse::<SocketAddr>().is_err() {
+            p.push(
+                "daemon.metrics_listen",
+                format!("\"{}\" is not an address: expected \"127.0.0.1:9464\", or \"\" to turn metrics off", d.metrics_listen),
+            );
+        }
+        if !(1..=64).contains(&d.concurrency) {
+            p.push(
+                "daemon.concurrency",
+                format!("{} is out of range: expected 1 to 64", d.concurrency),
+            );
+        }
+        if let Some(cron) = &d.maintenance_window
+            && let Err(m) = crate::schedule::window::Cron::parse(cron)
+        {
+            p.push("daemon.maintenance_window", format!("\"{cron}\" {m}"));
+        }
+        if d.retry_initial.get() < std::time::Duration::from_secs(1) {
+            p.push(
+                "daemon.retry_initial",
+                format!("\"{}\" is too short: expected at least 1s", d.retry_initial),
+            );
+        }
+        if d.retry_max.get() < d.retry_initial.get() {
+            p.push(
+                "daemon.retry_max",
+                format!(
+                    "\"{}\" is shorter than daemon.retry_initial (\"{}\")",
+                    d.retry_max, d.retry_initial
+                ),
+            );
+        }
+        if d.error_before.get().is_zero() {
+            p.push(
+                "daemon.error_before",
+                "\"0s\" is out of range: expected more than 0s, e.g. \"7d\"",
+            );
+        }
+
+        // [[certificates]]
+        let mut names = BTreeSet::new();
+        for (i, c) in self.certificates.iter_mut().enumerate() {
+            let at = format!("certificates[{i}]");
+            if !is_gcp_name(&c.name, MAX_CERT_NAME) {
+                p.push(
+                    format!("{at}.name"),
+                    format!(
+                        "\"{}\" is not usable: {}",
+                        c.name,
+                        gcp_name_rule(MAX_CERT_NAME)
+                    ),
+                );
+            } else if !names.insert(c.name.clone()) {
+                p.push(
+                    format!("{at}.name"),
+                    format!(
+                        "\"{}\" is used by an earlier certificate: names must be unique",
+                        c.name
+                    ),
+                );
+            }
+            if c.domains.is_empty() {
+                p.push(
+                    format!("{at}.domains"),
+                    "is empty: expected at least one DNS name",
+                );
+            }
+            if c.domains.len() > MAX_DOMAINS {
+                p.push(
+                    format!("{at}.domains"),
+                    format!(
+                        "has {} names: a certificate may hold at most {MAX_DOMAINS}; split them over several [[certificates]]",
+                        c.domains.len()
+                    ),
+                );
+            } else {
+                let mut seen = BTreeSet::new();
+                for (j, dn) in c.domains.iter_mut().enumerate() {
+                    match normalize_dns_name(dn) {
+                        Ok(n) => {
+                            if !seen.insert(n.clone()) {
+                                p.push(
+                                    format!("{at}.domains[{j}]"),
+                                    format!("\"{dn}\" is listed twice"),
+                                );
+                            }
+                            *dn = n;
+                        }
+                        Err(e) => p.push(
+                            format!("{at}.domains[{j}]"),
+                            format!("\"{}\" is not a valid DNS name: {e}", truncate(dn, 80)),
+                        ),
+                    }
+                }
+            }
+            if c.target_https_proxies.is_empty() {
+                p.push(
+                    format!("{at}.target_https_proxies"),
+                    "is empty: expected the name of at least one target HTTPS proxy to serve this certificate",
+                );
+            }
+            if c.target_https_proxies.len() > 100 {
+                p.push(
+                    format!("{at}.target_https_proxies"),
+                    format!(
+                        "has {} proxies: expected at most 100",
+                        c.target_https_proxies.len()
+                    ),
+                );
+            } else {
+                for (j, proxy) in c.target_https_proxies.iter().enumerate() {
+                    if !is_gcp_name(proxy, 63) {
+                        p.push(
+                            format!("{at}.target_https_proxies[{j}]"),
+                            format!(
+                                "\"{}\" is not a proxy name: {}",
+                                truncate(proxy, 80),
+                                gcp_name_rule(63)
+                            ),
+                        );
+                    }
+                }
+            }
+            if let Some(zone) = &c.zone
+                && !is_gcp_name(zone, 63)
+            {
+                p.push(
+                    format!("{at}.zone"),
+                    format!(
+                        "\"{zone}\" is not a managed-zone name: {}",
+                        gcp_name_rule(63)
+                    ),
+                );
+            }
+        }
+
+        // [stack]
+        if let Some(stack) = &mut self.stack {
+            stack.validate(base, &mut p);
+        }
+
+        p.0
+    }
+
+    /// The certificate with this name.
+    pub fn certificate(&self, name: &str) -> Option<&CertificateConfig> {
+        self.certificates.iter().find(|c| c.name == name)
+    }
+}
+
+/// Collects problems.
+#[derive(Default)]
+pub struct Problems(pub Vec<Problem>);
+
+impl Problems {
+    pub fn push(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.0.push(Problem {
+            path: path.into(),
+            message: message.into(),
+        });
+    }
+}
+
+fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
+    let located = |span: Option<std::ops::Range<usize>>| {
+        let offset = span.map(|s| s.start).unwrap_or(0).min(text.len());
+        let before = &text[..offset];
+        let line = before.matches('\n').count() + 1;
+        let column = before.len() - before.rfind('\n').map(|i| i + 1).unwrap_or(0) + 1;
+        (line, column)
+    };
+    let de = toml::Deserializer::parse(text).map_err(|e| {
+        let (line, column) = located(e.span());
+        ConfigError::Parse {
+            file: file.to_string(),
+            line,
+            column,
+            path: String::new(),
+            message: format!("not valid TOML: {}", e.message().trim()),
+        }
+    })?;
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let (line, column) = located(inner.span());
+        ConfigError::Parse {
+            file: file.to_string(),
+            line,
+            column,
+            path: if path == "." || path.is_empty() {
+                String::new()
+            } else {
+                format!("{path}: ")
+            },
+            message: inner.message().trim().to_string(),
+        }
+    })
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        s.to_string()
+    } else {
+        format!("{}...", s.chars().take(max).collect::<String>())
+    }
+}
+
+/// GCP project ids: 6 to 30 characters, lowercase letters, digits, hyphens, starting
+/// with a letter, not ending with a hyphen.
+pub fn is_project_id(s: &str) -> bool {
+    (6..=30).contains(&s.len()) && is_gcp_name(s, 30)
+}
+
+fn check_url(url: &str, https_only: bool) -> Result<(), String> {
+    let parsed = reqwest::Url::parse(url).map_err(|e| {
+        format!("\"{url}\" is not a URL ({e}): expected e.g. \"https://host/path\"")
+    })?;
+    let loopback = matches!(
+        parsed.host_str(),
+        Some("localhost") | Some("127.0.0.1") | Some("[::1]")
+    );
+    match parsed.scheme() {
+        "https" => Ok(()),
+        "http" if !https_only || loopback => Ok(()),
+        "http" => Err(format!(
+            "\"{url}\" uses http: expected an https URL (http is accepted only for localhost)"
+        )),
+        other => Err(format!("\"{url}\" has scheme \"{other}\": expected https")),
+    }
+}
+
+fn check_host_port(s: &str) -> Result<(), String> {
+    if s.parse::<SocketAddr>().is_ok() {
+        return Ok(());
+    }
+    let expected =
+        "expected \"host:port\", e.g. \"ns-cloud-a1.googledomains.com:53\" or \"127.0.0.1:8053\"";
+    let Some((host, port)) = s.rsplit_once(':') else {
+        return Err(format!("\"{s}\" has no port: {expected}"));
+    };
+    if port.parse::<u16>().map_or(true, |p| p == 0) {
+        return Err(format!("\"{s}\" has a bad port: {expected}"));
+    }
+    if normalize_dns_name(host).is_err() && host != "localhost" {
+        return Err(format!("\"{s}\" has a bad host: {expected}"));
+    }
+    Ok(())
+}
+
+fn check_pem_certificates(f: &Path) -> Result<(), String> {
+    let bytes = std::fs::read(f).map_err(|e| {
+        format!(
+            "cannot read \"{}\": {e}; expected a PEM file of CA certificates",
+            f.display()
+        )
+    })?;
+    let mut count = 0;
+    for item in x509_parser::pem::Pem::iter_from_buffer(&bytes) {
+        match item {
+            Ok(pem) if pem.label == "CERTIFICATE" => {
+                pem.parse_x509().map_err(|e| {
+                    format!(
+                        "\"{}\" holds a certificate that does not parse: {e}",
+                        f.display()
+                    )
+                })?;
+                count += 1;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                return Err(format!("\"{}\" is not valid PEM: {e}", f.display()));
+            }
+        }
+    }
+    if count == 0 {
+        return Err(format!(
+            "\"{}\" holds no \"BEGIN CERTIFICATE\" block: expected a PEM file of CA certificates",
+            f.display()
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

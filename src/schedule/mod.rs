@@ -1,0 +1,3 @@
+//! When to renew: renewal timing, back-off and maintenance windows.
+
+pub mod window;
