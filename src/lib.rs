@@ -7,6 +7,7 @@
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod gcp;
 pub mod logging;
 pub mod names;
 pub mod schedule;

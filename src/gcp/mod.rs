@@ -1,0 +1,537 @@
+//! Hand-written, typed REST calls to the Google APIs we use, one file per API with
+//! its wire types beside it. This file holds the client they share: credentials,
+//! the retry policy, request accounting and error decoding.
+
+pub mod compute;
+pub mod dns;
+pub mod error;
+pub mod operation;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rand::RngExt;
+use reqwest::Method;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use sha2::Digest;
+
+pub use error::{ApiError, GcpError};
+
+use crate::config::{Endpoints, GcpConfig};
+
+/// OAuth scope covering every API we call.
+pub const SCOPE: &str = "https://www.googleapis.com/auth/cloud-platform";
+
+/// Which API a request goes to (endpoint and metrics label).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Api {
+    Compute,
+    Dns,
+    Iap,
+    Run,
+    ServiceUsage,
+    ResourceManager,
+}
+
+impl Api {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Api::Compute => "compute",
+            Api::Dns => "dns",
+            Api::Iap => "iap",
+            Api::Run => "run",
+            Api::ServiceUsage => "serviceusage",
+            Api::ResourceManager => "resourcemanager",
+        }
+    }
+}
+
+/// Where access tokens come from.
+#[derive(Clone)]
+pub enum Auth {
+    /// Application Default Credentials (google-cloud-auth: service-account keys,
+    /// gcloud user credentials, workload identity federation, impersonation, the
+    /// metadata server honouring `GCE_METADATA_HOST`).
+    Adc(google_cloud_auth::credentials::AccessTokenCredentials),
+    /// A fixed token (tests).
+    Static(String),
+    /// No `Authorization` header (an emulator that does not check).
+    None,
+}
+
+impl std::fmt::Debug for Auth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print a token.
+        f.write_str(match self {
+            Auth::Adc(_) => "Auth::Adc",
+            Auth::Static(_) => "Auth::Static([censored])",
+            Auth::None => "Auth::None",
+        })
+    }
+}
+
+impl Auth {
+    /// Builds the ADC chain. Fails only on a malformed credentials file; a missing
+    /// metadata server shows up on the first request.
+    pub fn adc() -> Result<Auth, GcpError> {
+        google_cloud_auth::credentials::Builder::default()
+            .with_scopes([SCOPE])
+            .build_access_token_credentials()
+            .map(Auth::Adc)
+            .map_err(|e| GcpError::Credentials(e.to_string()))
+    }
+
+    async fn header(&self) -> Result<Option<String>, GcpError> {
+        match self {
+            Auth::Adc(c) => c
+                .access_token()
+                .await
+                .map(|t| Some(format!("Bearer {}", t.token)))
+                .map_err(|e| GcpError::Credentials(e.to_string())),
+            Auth::Static(t) => Ok(Some(format!("Bearer {t}"))),
+            Auth::None => Ok(None),
+        }
+    }
+}
+
+/// How transient failures are retried.
+#[derive(Clone, Copy, Debug)]
+pub struct RetryPolicy {
+    /// Attempts in all, the first included.
+    pub max_attempts: u32,
+    pub initial_delay: Duration,
+    pub max_delay: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        // Compute's rate quotas refill on the minute, so the ladder reaches a minute.
+        RetryPolicy {
+            max_attempts: 8,
+            initial_delay: Duration::from_millis(500),
+            max_delay: Duration::from_secs(60),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// Short delays, for tests against the emulator.
+    pub fn fast() -> Self {
+        RetryPolicy {
+            max_attempts: 10,
+            initial_delay: Duration::from_millis(10),
+            max_delay: Duration::from_millis(200),
+        }
+    }
+
+    /// Delay before attempt `n` (1-based retries): full jitter on a capped doubling.
+    pub fn delay(&self, retry: u32) -> Duration {
+        let exp = self
+            .initial_delay
+            .saturating_mul(1u32 << retry.min(20))
+            .min(self.max_delay);
+        let ms = exp.as_millis().max(1) as u64;
+        Duration::from_millis(ms / 2 + rand::rng().random_range(0..=ms / 2))
+    }
+}
+
+/// `(api, operation, HTTP code or 0 for transport errors) -> (count, total time)`.
+pub type StatsMap = BTreeMap<(Api, &'static str, u16), (u64, Duration)>;
+
+/// Request counts and durations, for metrics and the benchmarks' API economy.
+#[derive(Debug, Default)]
+pub struct Stats {
+    inner: Mutex<StatsMap>,
+}
+
+impl Stats {
+    fn record(&self, api: Api, op: &'static str, code: u16, took: Duration) {
+        let mut m = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let e = m.entry((api, op, code)).or_default();
+        e.0 += 1;
+        e.1 += took;
+    }
+
+    /// Every counter.
+    pub fn snapshot(&self) -> StatsMap {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Requests whose operation name satisfies `f`.
+    pub fn count(&self, f: impl Fn(Api, &str) -> bool) -> u64 {
+        self.snapshot()
+            .iter()
+            .filter(|((api, op, _), _)| f(*api, op))
+            .map(|(_, (n, _))| n)
+            .sum()
+    }
+}
+
+/// The shared client.
+#[derive(Clone, Debug)]
+pub struct Gcp {
+    http: reqwest::Client,
+    auth: Auth,
+    /// The project every call is made in.
+    pub project: String,
+    endpoints: Endpoints,
+    pub retry: RetryPolicy,
+    pub stats: Arc<Stats>,
+}
+
+/// Options of one request.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Call {
+    pub api: Api,
+    /// Short operation name for metrics and logs, e.g. `sslCertificates.insert`.
+    pub op: &'static str,
+    /// Whether the request may be repeated after a transient failure. Compute
+    /// mutations carry a `requestId` and are; Cloud DNS changes are repeated too,
+    /// because their callers re-read and reconcile on 409/412.
+    pub retry: bool,
+    pub timeout: Duration,
+}
+
+impl Call {
+    pub fn new(api: Api, op: &'static str) -> Call {
+        Call {
+            api,
+            op,
+            retry: true,
+            timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+impl Gcp {
+    /// A client with explicit credentials and project.
+    pub fn new(endpoints: Endpoints, project: String, auth: Auth) -> Result<Gcp, GcpError> {
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("gclb-acme/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(Duration::from_secs(10))
+            .pool_idle_timeout(Duration::from_secs(60))
+            .build()
+            .map_err(|e| GcpError::Transport {
+                method: String::new(),
+                url: String::new(),
+                message: format!("cannot build the HTTP client: {e}"),
+                maybe_sent: false,
+            })?;
+        Ok(Gcp {
+            http,
+            auth,
+            project,
+            endpoints,
+            retry: RetryPolicy::default(),
+            stats: Arc::new(Stats::default()),
+        })
+    }
+
+    /// A client from the configuration and Application Default Credentials; the
+    /// project comes from `gcp.project`, `GOOGLE_CLOUD_PROJECT`, the credentials
+    /// file, or the metadata server, in that order.
+    pub async fn from_config(cfg: &GcpConfig) -> Result<Gcp, GcpError> {
+        let auth = Auth::adc()?;
+        let project = match &cfg.project {
+            Some(p) => p.clone(),
+            None => discover_project().await?,
+        };
+        Gcp::new(cfg.endpoints.clone(), project, auth)
+    }
+
+    /// The base URL of an API, with a trailing slash.
+    pub fn base(&self, api: Api) -> &str {
+        let e = &self.endpoints;
+        match api {
+            Api::Compute => &e.compute,
+            Api::Dns => &e.dns,
+            Api::Iap => &e.iap,
+            Api::Run => &e.run,
+            Api::ServiceUsage => &e.serviceusage,
+            Api::ResourceManager => &e.resourcemanager,
+        }
+    }
+
+    /// `base + path` (path without a leading slash).
+    pub fn url(&self, api: Api, path: &str) -> String {
+        format!("{}{}", self.base(api), path.trim_start_matches('/'))
+    }
+
+    /// Sends a request with retries and decodes the JSON answer.
+    pub(crate) async fn call<B: Serialize + ?Sized, T: DeserializeOwned>(
+        &self,
+        call: Call,
+        method: Method,
+        url: &str,
+        body: Option<&B>,
+    ) -> Result<T, GcpError> {
+        let bytes = self.call_raw(call, method.clone(), url, body).await?;
+        let bytes = if bytes.is_empty() {
+            &b"{}"[..]
+        } else {
+            &bytes[..]
+        };
+        serde_json::from_slice(bytes).map_err(|e| GcpError::Decode {
+            method: method.to_string(),
+            url: url.to_string(),
+            status: 200,
+            message: format!(
+                "{} at line {} column {}",
+                classify_json(&e),
+                e.line(),
+                e.column()
+            ),
+        })
+    }
+
+    /// Sends a request with retries; returns the body of a 2xx answer.
+    pub(crate) async fn call_raw<B: Serialize + ?Sized>(
+        &self,
+        call: Call,
+        method: Method,
+        url: &str,
+        body: Option<&B>,
+    ) -> Result<Vec<u8>, GcpError> {
+        let body = match body {
+            Some(b) => Some(serde_json::to_vec(b).map_err(|e| GcpError::Decode {
+                method: method.to_string(),
+                url: url.to_string(),
+                status: 0,
+                message: format!("cannot encode the request: {e}"),
+            })?),
+            None => None,
+        };
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            let started = Instant::now();
+            let result = self.once(call, &method, url, body.as_deref()).await;
+            let code = match &result {
+                Ok(_) => 200,
+                Err((GcpError::Api(e), _)) => e.code,
+                Err((GcpError::Decode { status, .. }, _)) => *status,
+                Err(_) => 0,
+            };
+            self.stats
+                .record(call.api, call.op, code, started.elapsed());
+            let (err, retry_after) = match result {
+                Ok(b) => return Ok(b),
+                Err(e) => e,
+            };
+            let retryable =
+                call.retry && err.is_retryable() && !matches!(err, GcpError::Credentials(_));
+            if !retryable || attempt >= self.retry.max_attempts {
+                return Err(err);
+            }
+            let delay = retry_after
+                .unwrap_or_else(|| self.retry.delay(attempt - 1))
+                .min(self.retry.max_delay.max(Duration::from_millis(1)));
+            tracing::debug!(
+                api = call.api.as_str(),
+                op = call.op,
+                attempt,
+                delay_ms = delay.as_millis() as u64,
+                error = %err,
+                "retrying Google API call"
+            );
+            tokio::time::sleep(delay).await;
+        }
+    }
+
+    async fn once(
+        &self,
+        call: Call,
+        method: &Method,
+        url: &str,
+        body: Option<&[u8]>,
+    ) -> Result<Vec<u8>, (GcpError, Option<Duration>)> {
+        let transport = |message: String, maybe_sent: bool| GcpError::Transport {
+            method: method.to_string(),
+            url: url.to_string(),
+            message,
+            maybe_sent,
+        };
+        let mut req = self
+            .http
+            .request(method.clone(), url)
+            .timeout(call.timeout)
+            .header(reqwest::header::ACCEPT, "application/json");
+        if let Some(h) = self.auth.header().await.map_err(|e| (e, None))? {
+            req = req.header(reqwest::header::AUTHORIZATION, h);
+        }
+        if let Some(b) = body {
+            req = req
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(b.to_vec());
+        } else if *method == Method::POST {
+            req = req.header(reqwest::header::CONTENT_LENGTH, "0");
+        }
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| (transport(describe_reqwest(&e), e.is_timeout()), None))?;
+        let status = resp.status().as_u16();
+        let retry_after = resp
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|e| (transport(describe_reqwest(&e), true), None))?;
+        if (200..300).contains(&status) {
+            return Ok(bytes.to_vec());
+        }
+        let request = format!("{method} {url}");
+        match ApiError::from_body(status, &bytes, request) {
+            Some(api) => Err((GcpError::Api(api), retry_after)),
+            None => Err((
+                GcpError::Decode {
+                    method: method.to_string(),
+                    url: url.to_string(),
+                    status,
+                    message: format!(
+                        "the error body is not Google's error envelope ({} bytes)",
+                        bytes.len()
+                    ),
+                },
+                retry_after,
+            )),
+        }
+    }
+}
+
+fn classify_json(e: &serde_json::Error) -> &'static str {
+    match e.classify() {
+        serde_json::error::Category::Eof => "the response is truncated",
+        serde_json::error::Category::Syntax => "the response is not valid JSON",
+        serde_json::error::Category::Data => "the response has unexpected fields or types",
+        serde_json::error::Category::Io => "the response could not be read",
+    }
+}
+
+fn describe_reqwest(e: &reqwest::Error) -> String {
+    use std::error::Error;
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(inner) = src {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        src = inner.source();
+    }
+    s
+}
+
+/// A `requestId` (UUID-shaped, version 4 bits set) derived from `parts`, so a step
+/// retried after a crash sends the same id and Compute returns the original
+/// operation instead of doing the work twice.
+pub fn request_id(parts: &[&str]) -> String {
+    let mut h = sha2::Sha256::new();
+    for p in parts {
+        h.update(p.as_bytes());
+        h.update([0u8]);
+    }
+    let d = h.finalize();
+    let mut b = [0u8; 16];
+    b.copy_from_slice(&d[..16]);
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    )
+}
+
+/// Finds the project without configuration: `GOOGLE_CLOUD_PROJECT`, the
+/// `project_id` of `GOOGLE_APPLICATION_CREDENTIALS`, then the metadata server.
+pub async fn discover_project() -> Result<String, GcpError> {
+    for var in ["GOOGLE_CLOUD_PROJECT", "CLOUDSDK_CORE_PROJECT"] {
+        if let Ok(p) = std::env::var(var)
+            && !p.is_empty()
+        {
+            return Ok(p);
+        }
+    }
+    if let Ok(f) = std::env::var("GOOGLE_APPLICATION_CREDENTIALS")
+        && let Ok(text) = std::fs::read_to_string(&f)
+        && let Ok(v) = serde_json::from_str::<serde_json::Value>(&text)
+        && let Some(p) = v
+            .get("project_id")
+            .or_else(|| v.get("quota_project_id"))
+            .and_then(|p| p.as_str())
+    {
+        return Ok(p.to_string());
+    }
+    let host =
+        std::env::var("GCE_METADATA_HOST").unwrap_or_else(|_| "metadata.google.internal".into());
+    let url = format!("http://{host}/computeMetadata/v1/project/project-id");
+    let no_project = |why: String| {
+        GcpError::Credentials(format!(
+            "cannot tell which project to use ({why}): set gcp.project in the configuration or GOOGLE_CLOUD_PROJECT"
+        ))
+    };
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(3))
+        .build()
+        .map_err(|e| no_project(e.to_string()))?;
+    let resp = client
+        .get(&url)
+        .header("Metadata-Flavor", "Google")
+        .send()
+        .await
+        .map_err(|e| no_project(format!("no metadata server at {host}: {e}")))?;
+    if !resp.status().is_success() {
+        return Err(no_project(format!(
+            "metadata server answered {}",
+            resp.status()
+        )));
+    }
+    let p = resp.text().await.map_err(|e| no_project(e.to_string()))?;
+    let p = p.trim();
+    if p.is_empty() {
+        return Err(no_project(
+            "the metadata server returned no project id".into(),
+        ));
+    }
+    Ok(p.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_ids_are_stable_uuid_v4_shaped() {
+        let a = request_id(&["app", "insert", "abc"]);
+        assert_eq!(a, request_id(&["app", "insert", "abc"]));
+        assert_ne!(a, request_id(&["app", "insert", "abd"]));
+        assert_ne!(request_id(&["ab", "c"]), request_id(&["a", "bc"]));
+        assert_eq!(a.len(), 36);
+        assert_eq!(&a[14..15], "4");
+        assert!(matches!(&a[19..20], "8" | "9" | "a" | "b"));
+    }
+
+    #[test]
+    fn retry_delays_are_capped_and_jittered() {
+        let p = RetryPolicy {
+            max_attempts: 10,
+            initial_delay: Duration::from_millis(100),
+            max_delay: Duration::from_secs(2),
+        };
+        for retry in 0..12 {
+            let d = p.delay(retry);
+            let cap =
+                (Duration::from_millis(100) * (1 << retry.min(20))).min(Duration::from_secs(2));
+            assert!(d <= cap && d >= cap / 2, "retry {retry}: {d:?} vs {cap:?}");
+        }
+    }
+}
