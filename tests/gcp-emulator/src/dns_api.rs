@@ -43,6 +43,19 @@ const PARSED_TYPES: &[&str] = &[
 const RRSET_ADDITIONS_PER_CHANGE: usize = 1000;
 const RRSET_DELETIONS_PER_CHANGE: usize = 1000;
 
+/// Client-given ManagedZone fields kept and echoed back as given.
+const EXTRA_ZONE_FIELDS: &[&str] = &[
+    "labels",
+    "nameServerSet",
+    "dnssecConfig",
+    "cloudLoggingConfig",
+    "forwardingConfig",
+    "peeringConfig",
+    "reverseLookupConfig",
+    "serviceDirectoryConfig",
+    "privateVisibilityConfig",
+];
+
 /// Versions of a zone older than this (beyond the largest lag) are dropped.
 const HISTORY_SLACK: Duration = Duration::from_secs(60);
 
@@ -186,6 +199,8 @@ pub struct Zone {
     pub history: Vec<Snapshot>,
     /// Changes, in order.
     pub changes: Vec<ChangeRecord>,
+    /// Zone operations (`managedZones.patch` / `update`), as returned.
+    pub operations: Vec<Value>,
     /// Other client-given fields echoed back as given (labels, nameServerSet,
     /// privateVisibilityConfig, dnssecConfig, ...).
     pub extra: Map<String, Value>,
@@ -311,7 +326,18 @@ pub fn router() -> axum::Router<Shared> {
         )
         .route(
             "/dns/v1/projects/{project}/managedZones/{zone}",
-            get(get_zone).delete(delete_zone),
+            get(get_zone)
+                .delete(delete_zone)
+                .patch(patch_zone)
+                .put(update_zone),
+        )
+        .route(
+            "/dns/v1/projects/{project}/managedZones/{zone}/operations",
+            get(list_operations),
+        )
+        .route(
+            "/dns/v1/projects/{project}/managedZones/{zone}/operations/{operation}",
+            get(get_operation),
         )
         .route(
             "/dns/v1/projects/{project}/managedZones/{zone}/changes",
@@ -479,17 +505,7 @@ async fn create_zone(
             .collect()
     };
     let mut extra = Map::new();
-    for field in [
-        "labels",
-        "nameServerSet",
-        "dnssecConfig",
-        "cloudLoggingConfig",
-        "forwardingConfig",
-        "peeringConfig",
-        "reverseLookupConfig",
-        "serviceDirectoryConfig",
-        "privateVisibilityConfig",
-    ] {
+    for field in EXTRA_ZONE_FIELDS {
         if let Some(v) = body.get(field) {
             extra.insert(field.to_string(), v.clone());
         }
@@ -547,6 +563,7 @@ async fn create_zone(
             deletions: Vec::new(),
             done_at_once: true,
         }],
+        operations: Vec::new(),
         extra,
     };
     let out = zone.to_json();
@@ -561,6 +578,115 @@ async fn get_zone(
     let mut world = shared.world();
     let p = world.project(&project)?;
     Ok(Json(zone_mut(&mut p.dns, &zone)?.to_json()))
+}
+
+/// `managedZones.patch` (merge) and `update` (replace): both finish at once and
+/// return a done `dns#operation` carrying the old and new zone.
+fn modify_zone(
+    shared: &Shared,
+    project: &str,
+    zone: &str,
+    body: &Value,
+    replace: bool,
+) -> ApiResult<Value> {
+    let mut world = shared.world();
+    let p = world.project(project)?;
+    let z = zone_mut(&mut p.dns, zone)?;
+    // name, dnsName and visibility cannot change.
+    for (field, now) in [
+        ("name", z.name.clone()),
+        ("dnsName", z.dns_name.clone()),
+        ("visibility", z.visibility.clone()),
+    ] {
+        if let Some(v) = str_field(body, field)
+            && v != now
+        {
+            return Err(invalid_value(&format!("entity.managedZone.{field}"), v));
+        }
+    }
+    let old = z.to_json();
+    if let Some(d) = str_field(body, "description") {
+        z.description = d.to_string();
+    } else if replace {
+        return Err(required("entity.managedZone.description"));
+    }
+    for field in EXTRA_ZONE_FIELDS {
+        match body.get(*field) {
+            Some(v) => {
+                z.extra.insert(field.to_string(), v.clone());
+            }
+            // nameServerSet is fixed at creation.
+            None if replace && *field != "nameServerSet" => {
+                z.extra.remove(*field);
+            }
+            None => {}
+        }
+    }
+    let op = json!({
+        "kind": "dns#operation",
+        "id": (z.operations.len() + 1).to_string(),
+        "startTime": rfc3339_utc(SystemTime::now()),
+        "status": "done",
+        "type": "UPDATE",
+        "user": "cloud-dns-system",
+        "zoneContext": {"oldValue": old, "newValue": z.to_json()},
+    });
+    z.operations.push(op.clone());
+    Ok(op)
+}
+
+async fn patch_zone(
+    AxState(shared): AxState<Shared>,
+    Path((project, zone)): Path<(String, String)>,
+    Json(body): Json<Value>,
+) -> ApiResult<Json<Value>> {
+    modify_zone(&shared, &project, &zone, &body, false).map(Json)
+}
+
+async fn update_zone(
+    AxState(shared): AxState<Shared>,
+    Path((project, zone)): Path<(String, String)>,
+    Json(body): Json<Value>,
+) -> ApiResult<Json<Value>> {
+    modify_zone(&shared, &project, &zone, &body, true).map(Json)
+}
+
+async fn get_operation(
+    AxState(shared): AxState<Shared>,
+    Path((project, zone, operation)): Path<(String, String, String)>,
+) -> ApiResult<Json<Value>> {
+    let mut world = shared.world();
+    let p = world.project(&project)?;
+    let z = zone_mut(&mut p.dns, &zone)?;
+    z.operations
+        .iter()
+        .find(|o| o["id"] == json!(operation))
+        .map(|o| Json(o.clone()))
+        .ok_or_else(|| {
+            ApiError::new(
+                404,
+                "notFound",
+                format!("The 'parameters.operation' resource named '{operation}' does not exist."),
+            )
+        })
+}
+
+async fn list_operations(
+    AxState(shared): AxState<Shared>,
+    Path((project, zone)): Path<(String, String)>,
+    Query(q): Params,
+) -> ApiResult<Json<Value>> {
+    let (offset, max) = paging(&q)?;
+    let mut world = shared.world();
+    let p = world.project(&project)?;
+    let z = zone_mut(&mut p.dns, &zone)?;
+    let (items, next) = page(z.operations.clone(), offset, max);
+    Ok(Json(list_body(
+        "dns#managedZoneOperationsListResponse",
+        "operations",
+        items,
+        next,
+    )))
 }
 
 /// `maxResults` and `pageToken` (an offset, opaque to clients).

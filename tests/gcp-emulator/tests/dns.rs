@@ -1054,3 +1054,37 @@ async fn dig_reads_txt_and_soa() {
     let out = dig(addr, &["TXT", "example.net."]).await;
     assert!(out.contains("status: REFUSED"), "{out}");
 }
+
+#[tokio::test]
+async fn zone_patch_returns_a_done_operation() {
+    let api = Api::start().await;
+    api.zone("example-com", "example.com.").await;
+    let (s, op) = api
+        .patch(
+            "/managedZones/example-com",
+            json!({"description": "new", "labels": {"team": "acme"}}),
+        )
+        .await;
+    assert_eq!(s, 200, "{op}");
+    assert_eq!(op["kind"], "dns#operation");
+    assert_eq!(op["status"], "done");
+    assert_eq!(op["zoneContext"]["oldValue"]["description"], "test");
+    assert_eq!(op["zoneContext"]["newValue"]["description"], "new");
+    let (s, z) = api.get("/managedZones/example-com").await;
+    assert_eq!(s, 200);
+    assert_eq!(z["labels"]["team"], "acme");
+    let id = op["id"].as_str().unwrap_or("");
+    let (s, g) = api
+        .get(&format!("/managedZones/example-com/operations/{id}"))
+        .await;
+    assert_eq!((s, &g), (200, &op));
+    let (s, b) = api
+        .patch(
+            "/managedZones/example-com",
+            json!({"dnsName": "other.com."}),
+        )
+        .await;
+    assert_eq!((s, reason(&b)), (400, "invalid"));
+    let (s, b) = api.get("/managedZones/example-com/operations/99").await;
+    assert_eq!((s, reason(&b)), (404, "notFound"));
+}
