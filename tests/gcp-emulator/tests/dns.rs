@@ -1088,3 +1088,37 @@ async fn zone_patch_returns_a_done_operation() {
     let (s, b) = api.get("/managedZones/example-com/operations/99").await;
     assert_eq!((s, reason(&b)), (404, "notFound"));
 }
+
+#[tokio::test]
+async fn wildcards_and_udp_truncation() {
+    let api = Api::start().await;
+    api.zone("example-com", "example.com.").await;
+    let long: Vec<String> = (0..20)
+        .map(|i| format!("{i:02}{}", "x".repeat(98)))
+        .collect();
+    let long_refs: Vec<&str> = long.iter().map(String::as_str).collect();
+    let (s, b) = api
+        .change(
+            "example-com",
+            json!([
+                txt("*.wild.example.com.", 60, &["w"]),
+                txt("big.example.com.", 60, &long_refs),
+            ]),
+            json!([]),
+        )
+        .await;
+    assert_eq!(s, 200, "{b}");
+    let addr = api.emu.dns_addrs()[0];
+    let m = udp_query(addr, "anything.wild.example.com.", RecordType::TXT).await;
+    assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+    assert_eq!(txt_values(&m), vec!["w"]);
+    assert_eq!(m.answers[0].name.to_ascii(), "anything.wild.example.com.");
+
+    // 2 KB of TXT does not fit a 1232-byte UDP answer: TC set, full answer over TCP.
+    let m = udp_query(addr, "big.example.com.", RecordType::TXT).await;
+    assert!(m.metadata.truncation, "TC set");
+    assert!(m.answers.is_empty());
+    let m = tcp_query(addr, "big.example.com.", RecordType::TXT).await;
+    assert!(!m.metadata.truncation);
+    assert_eq!(txt_values(&m).len(), 20);
+}
