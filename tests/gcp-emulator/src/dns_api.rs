@@ -64,6 +64,9 @@ const HISTORY_SLACK: Duration = Duration::from_secs(60);
 pub struct State {
     /// Managed zones by name.
     pub zones: BTreeMap<String, Zone>,
+    /// Deleted zones and when they went: lagging name servers still serve them
+    /// until their lag has passed.
+    pub retired: Vec<(Instant, Zone)>,
 }
 
 /// One resource record set, as the API holds it.
@@ -294,7 +297,14 @@ pub fn visible_zone(world: &World, qname: &str, lag: Duration, now: Instant) -> 
     let qname = qname.to_ascii_lowercase();
     let mut best: Option<ZoneView> = None;
     for project in world.projects.values() {
-        for zone in project.dns.zones.values() {
+        let live = project.dns.zones.values();
+        let retired = project
+            .dns
+            .retired
+            .iter()
+            .filter(|(gone, _)| *gone + lag > now)
+            .map(|(_, z)| z);
+        for zone in live.chain(retired) {
             if zone.visibility != "public" || !zone.contains_name(&qname) {
                 continue;
             }
@@ -771,6 +781,7 @@ async fn delete_zone(
     if let Some(Extension(FailOperation(e))) = fail {
         return Err(e);
     }
+    let keep = max_lag(&shared) * 2 + HISTORY_SLACK;
     let mut world = shared.world();
     let p = world.project(&project)?;
     let z = zone_mut(&mut p.dns, &zone)?;
@@ -790,7 +801,11 @@ async fn delete_zone(
         ));
     }
     let name = z.name.clone();
-    p.dns.zones.remove(&name);
+    let now = Instant::now();
+    p.dns.retired.retain(|(gone, _)| *gone + keep > now);
+    if let Some(z) = p.dns.zones.remove(&name) {
+        p.dns.retired.push((now, z));
+    }
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

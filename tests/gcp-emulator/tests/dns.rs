@@ -1122,3 +1122,31 @@ async fn wildcards_and_udp_truncation() {
     assert!(!m.metadata.truncation);
     assert_eq!(txt_values(&m).len(), 20);
 }
+
+#[tokio::test]
+async fn a_deleted_zone_stays_served_by_a_lagging_server_until_its_lag_passes() {
+    let api = Api::start().await;
+    api.zone("example-com", "example.com.").await;
+    api.admin("dns/lag", json!({"lags_ms": [0, 800]})).await;
+    let [fast, slow] = api.emu.dns_addrs()[..] else {
+        panic!("two servers");
+    };
+    tokio::time::sleep(Duration::from_millis(850)).await;
+    let m = udp_query(slow, "example.com.", RecordType::SOA).await;
+    assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+    let (s, _) = api.delete("/managedZones/example-com").await;
+    assert_eq!(s, 204);
+    let gone = Instant::now();
+    let m = udp_query(fast, "example.com.", RecordType::SOA).await;
+    assert_eq!(m.metadata.response_code, ResponseCode::Refused);
+    let m = udp_query(slow, "example.com.", RecordType::SOA).await;
+    assert_eq!(
+        m.metadata.response_code,
+        ResponseCode::NoError,
+        "still served"
+    );
+    assert!(gone.elapsed() < Duration::from_millis(800));
+    tokio::time::sleep(Duration::from_millis(850)).await;
+    let m = udp_query(slow, "example.com.", RecordType::SOA).await;
+    assert_eq!(m.metadata.response_code, ResponseCode::Refused);
+}
