@@ -254,6 +254,7 @@ impl Zone {
             deletions,
             done_at_once: false,
         });
+        // infallible: a change was pushed just above.
         let last = self.changes.len() - 1;
         &self.changes[last]
     }
@@ -532,6 +533,7 @@ async fn create_zone(
         name: dns_name.to_string(),
         rtype: "SOA".to_string(),
         ttl: 21600,
+        // infallible: there is at least one name server (`servers >= 1`, or the private one).
         rrdatas: vec![format!(
             "{} cloud-dns-hostmaster.google.com. 1 21600 3600 259200 300",
             name_servers[0]
