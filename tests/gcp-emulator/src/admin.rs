@@ -257,7 +257,8 @@ pub fn style_for(path: &str) -> Style {
 }
 
 fn is_api_path(path: &str) -> bool {
-    !(path.starts_with("/emulator/") || path.starts_with("/computeMetadata/"))
+    // `/` is the metadata server's root ping, not an API.
+    !(path == "/" || path.starts_with("/emulator/") || path.starts_with("/computeMetadata"))
 }
 
 /// Applies auth, request-body validation, faults and logging to every request.
@@ -314,6 +315,11 @@ async fn handle(
             }
             .into_response();
         }
+    }
+
+    // A disabled API answers 403 before anything else (cloud.rs owns the switch).
+    if let Some(e) = crate::cloud::check_api_enabled(shared, req.uri().path()) {
+        return e.into_response();
     }
 
     let fault = shared.admin.fire(id, req.method(), req.uri().path());

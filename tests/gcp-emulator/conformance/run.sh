@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Conformance: drive the gcp-emulator with Google's own Python client.
+# Usage: tests/gcp-emulator/conformance/run.sh [pytest args...]
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+root="$(cd "$here/../../.." && pwd)"
+
+venv="$here/.venv"
+if [ ! -x "$venv/bin/python" ]; then
+  python3 -m venv "$venv"
+fi
+# Installs only into the virtualenv; a no-op once satisfied.
+if ! "$venv/bin/python" -c 'import googleapiclient, pytest, cryptography' 2>/dev/null; then
+  "$venv/bin/pip" install --quiet google-api-python-client pytest cryptography
+fi
+
+(cd "$root" && cargo build --quiet -p gcp-emulator --bin gcp-emulator)
+target="${CARGO_TARGET_DIR:-$root/target}"
+export EMULATOR_BIN="$target/debug/gcp-emulator"
+
+cd "$here"
+exec "$venv/bin/python" -m pytest -q conformance_test.py "$@"
