@@ -1,0 +1,298 @@
+//! Propagation: ask every authoritative name server directly (no cache, no
+//! recursion) until each serves every expected TXT value. A CA validating before
+//! that would fail the authorization and cost rate limit.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use hickory_proto::op::{Edns, Message, MessageType, Query, ResponseCode};
+use hickory_proto::rr::{Name, RData, RecordType};
+use rand::RngExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpStream, UdpSocket};
+
+/// A name server to ask, with the name we know it by (for messages).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Server {
+    pub label: String,
+    pub addr: SocketAddr,
+}
+
+/// The TXT values one name must carry at the given servers.
+#[derive(Clone, Debug)]
+pub struct Expectation {
+    /// Absolute name with the trailing dot.
+    pub name: String,
+    pub values: Vec<String>,
+    pub servers: Vec<Server>,
+}
+
+/// Why waiting failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum PropagationError {
+    #[error(
+        "TXT records not served after {waited:?} by: {}",
+        missing.iter().map(|m| m.to_string()).collect::<Vec<_>>().join("; ")
+    )]
+    Timeout {
+        waited: Duration,
+        missing: Vec<Missing>,
+    },
+    #[error("no authoritative name server to check {0}")]
+    NoServers(String),
+}
+
+/// One server that did not serve a name's values in time.
+#[derive(Debug, Clone)]
+pub struct Missing {
+    pub server: String,
+    pub name: String,
+    /// What it answered last: values, or the error.
+    pub last: String,
+}
+
+impl std::fmt::Display for Missing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} for {} (last answer: {})",
+            self.server, self.name, self.last
+        )
+    }
+}
+
+/// Queries name servers; counts what it sends.
+#[derive(Debug, Default)]
+pub struct Checker {
+    queries: AtomicU64,
+}
+
+/// What one check cost.
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    pub queries: u64,
+    pub waited: Duration,
+}
+
+const FIRST_DELAY: Duration = Duration::from_millis(25);
+const MAX_DELAY: Duration = Duration::from_secs(2);
+const QUERY_TIMEOUT: Duration = Duration::from_secs(2);
+
+impl Checker {
+    pub fn new() -> Arc<Checker> {
+        Arc::new(Checker::default())
+    }
+
+    /// DNS queries sent so far.
+    pub fn queries(&self) -> u64 {
+        self.queries.load(Ordering::Relaxed)
+    }
+
+    /// Waits until every server of every expectation serves all its values, polling
+    /// each (name, server) pair on its own: quickly at first, then backing off.
+    pub async fn wait(
+        self: &Arc<Self>,
+        expectations: &[Expectation],
+        timeout: Duration,
+    ) -> Result<Report, PropagationError> {
+        let started = Instant::now();
+        let before = self.queries();
+        let deadline = started + timeout;
+        let mut tasks = tokio::task::JoinSet::new();
+        for e in expectations {
+            if e.servers.is_empty() {
+                return Err(PropagationError::NoServers(e.name.clone()));
+            }
+            for s in &e.servers {
+                let me = Arc::clone(self);
+                let (name, values, server) = (e.name.clone(), e.values.clone(), s.clone());
+                tasks.spawn(async move { me.wait_one(&name, &values, &server, deadline).await });
+            }
+        }
+        let mut missing = Vec::new();
+        while let Some(r) = tasks.join_next().await {
+            match r {
+                Ok(Ok(())) => {}
+                Ok(Err(m)) => missing.push(m),
+                Err(e) => missing.push(Missing {
+                    server: "?".into(),
+                    name: "?".into(),
+                    last: format!("check task failed: {e}"),
+                }),
+            }
+        }
+        if !missing.is_empty() {
+            missing.sort_by(|a, b| (&a.name, &a.server).cmp(&(&b.name, &b.server)));
+            return Err(PropagationError::Timeout {
+                waited: started.elapsed(),
+                missing,
+            });
+        }
+        Ok(Report {
+            queries: self.queries() - before,
+            waited: started.elapsed(),
+        })
+    }
+
+    async fn wait_one(
+        &self,
+        name: &str,
+        values: &[String],
+        server: &Server,
+        deadline: Instant,
+    ) -> Result<(), Missing> {
+        let mut delay = FIRST_DELAY;
+        let mut last;
+        loop {
+            match self.txt(name, server.addr).await {
+                Ok(served) => {
+                    if values.iter().all(|v| served.contains(v)) {
+                        tracing::debug!(name, server = %server.label, "TXT value served");
+                        return Ok(());
+                    }
+                    last = if served.is_empty() {
+                        "no TXT values".to_string()
+                    } else {
+                        format!("{} other value(s)", served.len())
+                    };
+                }
+                Err(e) => last = e,
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(Missing {
+                    server: format!("{} ({})", server.label, server.addr),
+                    name: name.to_string(),
+                    last,
+                });
+            }
+            tokio::time::sleep(delay.min(deadline - now)).await;
+            delay = (delay * 3 / 2).min(MAX_DELAY);
+        }
+    }
+
+    /// The TXT values `server` serves for `name` (empty for NXDOMAIN/NODATA).
+    pub async fn txt(&self, name: &str, server: SocketAddr) -> Result<Vec<String>, String> {
+        let qname = Name::from_ascii(name).map_err(|e| format!("bad name {name}: {e}"))?;
+        let mut m = Message::query();
+        m.metadata.id = rand::rng().random();
+        m.metadata.recursion_desired = false;
+        m.add_query(Query::query(qname.clone(), RecordType::TXT));
+        m.set_edns(Edns::new());
+        let bytes = m
+            .to_vec()
+            .map_err(|e| format!("cannot encode query: {e}"))?;
+        self.queries.fetch_add(1, Ordering::Relaxed);
+        let mut resp = udp(&bytes, server).await?;
+        if resp.metadata.id != m.metadata.id {
+            return Err("answer with a wrong id".into());
+        }
+        if resp.metadata.truncation {
+            self.queries.fetch_add(1, Ordering::Relaxed);
+            resp = tcp(&bytes, server).await?;
+        }
+        if resp.metadata.message_type != MessageType::Response {
+            return Err("not a response".into());
+        }
+        match resp.metadata.response_code {
+            ResponseCode::NoError | ResponseCode::NXDomain => {}
+            rc => return Err(format!("{rc}")),
+        }
+        Ok(resp
+            .answers
+            .iter()
+            .filter(|r| r.name == qname)
+            .filter_map(|r| match &r.data {
+                RData::TXT(t) => Some(
+                    t.txt_data
+                        .iter()
+                        .map(|s| String::from_utf8_lossy(s).into_owned())
+                        .collect::<String>(),
+                ),
+                _ => None,
+            })
+            .collect())
+    }
+}
+
+async fn udp(bytes: &[u8], server: SocketAddr) -> Result<Message, String> {
+    let bind: SocketAddr = if server.is_ipv4() {
+        SocketAddr::from(([0, 0, 0, 0], 0))
+    } else {
+        SocketAddr::from(([0u16; 8], 0))
+    };
+    let sock = UdpSocket::bind(bind)
+        .await
+        .map_err(|e| format!("UDP socket: {e}"))?;
+    sock.connect(server)
+        .await
+        .map_err(|e| format!("UDP connect: {e}"))?;
+    sock.send(bytes)
+        .await
+        .map_err(|e| format!("UDP send: {e}"))?;
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(QUERY_TIMEOUT, sock.recv(&mut buf))
+        .await
+        .map_err(|_| "no answer (timeout)".to_string())?
+        .map_err(|e| format!("UDP receive: {e}"))?;
+    Message::from_vec(&buf[..n]).map_err(|e| format!("malformed answer: {e}"))
+}
+
+async fn tcp(bytes: &[u8], server: SocketAddr) -> Result<Message, String> {
+    let work = async {
+        let mut s = TcpStream::connect(server)
+            .await
+            .map_err(|e| format!("TCP connect: {e}"))?;
+        let len = u16::try_from(bytes.len()).map_err(|_| "query too large".to_string())?;
+        s.write_all(&len.to_be_bytes())
+            .await
+            .map_err(|e| format!("TCP send: {e}"))?;
+        s.write_all(bytes)
+            .await
+            .map_err(|e| format!("TCP send: {e}"))?;
+        let n = s
+            .read_u16()
+            .await
+            .map_err(|e| format!("TCP receive: {e}"))?;
+        let mut buf = vec![0u8; usize::from(n)];
+        s.read_exact(&mut buf)
+            .await
+            .map_err(|e| format!("TCP receive: {e}"))?;
+        Message::from_vec(&buf).map_err(|e| format!("malformed answer: {e}"))
+    };
+    tokio::time::timeout(QUERY_TIMEOUT, work)
+        .await
+        .map_err(|_| "no answer over TCP (timeout)".to_string())?
+}
+
+/// Resolves `host:port` (or `host` with port 53) to name-server addresses.
+pub async fn resolve_servers(spec: &str) -> Result<Vec<Server>, String> {
+    let spec = spec.trim_end_matches('.');
+    if let Ok(addr) = spec.parse::<SocketAddr>() {
+        return Ok(vec![Server {
+            label: spec.to_string(),
+            addr,
+        }]);
+    }
+    let (host, port) = match spec.rsplit_once(':') {
+        Some((h, p)) if p.parse::<u16>().is_ok() => {
+            (h.trim_end_matches('.'), p.parse::<u16>().unwrap_or(53))
+        }
+        _ => (spec, 53),
+    };
+    let addrs = tokio::net::lookup_host((host, port))
+        .await
+        .map_err(|e| format!("cannot resolve name server {host}: {e}"))?;
+    let servers: Vec<Server> = addrs
+        .map(|addr| Server {
+            label: host.to_string(),
+            addr,
+        })
+        .collect();
+    if servers.is_empty() {
+        return Err(format!("name server {host} has no address"));
+    }
+    Ok(servers)
+}
