@@ -185,10 +185,7 @@ impl Admin {
     }
 
     pub fn clear_faults(&self) {
-        self.faults
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clear();
+        self.faults.lock().unwrap_or_else(|p| p.into_inner()).clear();
     }
 
     /// Propagation lag of each simulated name server.
@@ -341,7 +338,8 @@ async fn handle(
         let bytes = match to_bytes(body, MAX_BODY).await {
             Ok(b) => b,
             Err(_) => {
-                return ApiError::new(413, "invalid", "Request body too large").into_response();
+                return ApiError::new(413, "invalid", "Request body too large")
+                    .into_response();
             }
         };
         if let Err(e) = shared.discovery.validate_request(id, &bytes) {

@@ -19,10 +19,7 @@ const DOCS: &[(&str, &str)] = &[
     ("/", include_str!("../discovery/iap.v1.json")),
     ("/", include_str!("../discovery/run.v2.json")),
     ("/", include_str!("../discovery/serviceusage.v1beta1.json")),
-    (
-        "/",
-        include_str!("../discovery/cloudresourcemanager.v3.json"),
-    ),
+    ("/", include_str!("../discovery/cloudresourcemanager.v3.json")),
 ];
 
 /// One segment of a path template.
@@ -30,14 +27,9 @@ const DOCS: &[(&str, &str)] = &[
 enum Seg {
     Literal(String),
     /// `{x}` with an optional literal prefix/suffix inside the segment (`{id}:wait`).
-    Param {
-        prefix: String,
-        suffix: String,
-    },
+    Param { prefix: String, suffix: String },
     /// `{+x}`: one or more segments, with an optional literal suffix.
-    Rest {
-        suffix: String,
-    },
+    Rest { suffix: String },
 }
 
 #[derive(Debug, Clone)]
@@ -413,11 +405,7 @@ mod tests {
             )
             .unwrap_err();
         assert_eq!((e.code, e.reason.as_str()), (400, "invalid"));
-        assert!(
-            e.message.contains("Unknown name \"bogus\""),
-            "{}",
-            e.message
-        );
+        assert!(e.message.contains("Unknown name \"bogus\""), "{}", e.message);
         let e = d
             .validate_request(
                 "compute.sslCertificates.insert",

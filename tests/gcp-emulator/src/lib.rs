@@ -102,13 +102,12 @@ impl Emulator {
         let (shutdown, rx) = watch::channel(false);
         let mut tasks = Vec::new();
 
-        let listener =
-            TcpListener::bind(config.listen)
-                .await
-                .map_err(|source| StartError::Bind {
-                    addr: config.listen,
-                    source,
-                })?;
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| StartError::Bind {
+                addr: config.listen,
+                source,
+            })?;
         let http_addr = listener.local_addr().map_err(|source| StartError::Bind {
             addr: config.listen,
             source,
