@@ -2171,23 +2171,35 @@ async fn project_get(
     })))
 }
 
-/// `/projects/{project}/global/{coll}` and `/regions/{region}/{coll}`.
-async fn on_collection(
+/// One request to a collection or item route, as the handlers extracted it.
+struct Call {
     shared: Shared,
     project: String,
     region: Option<String>,
-    coll: String,
     method: Method,
     uri: Uri,
     q: Params,
     fail: Option<Extension<FailOperation>>,
     body: Bytes,
-) -> ApiResult<Json<Value>> {
+}
+
+/// `/projects/{project}/global/{coll}` and `/regions/{region}/{coll}`.
+fn on_collection(call: Call, coll: &str) -> ApiResult<Json<Value>> {
+    let Call {
+        shared,
+        project,
+        region,
+        method,
+        uri,
+        q,
+        fail,
+        body,
+    } = call;
     let region = region.as_deref();
     if coll == "operations" && method == Method::GET {
         return list_ops(&shared, &project, region, &q);
     }
-    let Some(c) = Coll::from_path(&coll).filter(|c| c.regional() == region.is_some()) else {
+    let Some(c) = Coll::from_path(coll).filter(|c| c.regional() == region.is_some()) else {
         return Err(unknown_method(uri.path()));
     };
     match method {
@@ -2203,28 +2215,28 @@ async fn on_collection(
 }
 
 /// `/projects/{project}/global/{coll}/{name}` and the regional form.
-async fn on_item(
-    shared: Shared,
-    project: String,
-    region: Option<String>,
-    (coll, name): (String, String),
-    method: Method,
-    uri: Uri,
-    q: Params,
-    fail: Option<Extension<FailOperation>>,
-    body: Bytes,
-) -> ApiResult<Json<Value>> {
+fn on_item(call: Call, coll: &str, name: &str) -> ApiResult<Json<Value>> {
+    let Call {
+        shared,
+        project,
+        region,
+        method,
+        uri,
+        q,
+        fail,
+        body,
+    } = call;
     let region = region.as_deref();
     if coll == "operations" {
         return match method {
             Method::GET => read(&shared, &project, region, |st, ctx| {
-                find_op(st, ctx, &name).map(|op| Json(op.to_json(SystemTime::now())))
+                find_op(st, ctx, name).map(|op| Json(op.to_json(SystemTime::now())))
             }),
-            Method::DELETE => delete_op(&shared, &project, region, &name),
+            Method::DELETE => delete_op(&shared, &project, region, name),
             _ => Err(unknown_method(uri.path())),
         };
     }
-    let Some(c) = Coll::from_path(&coll).filter(|c| c.regional() == region.is_some()) else {
+    let Some(c) = Coll::from_path(coll).filter(|c| c.regional() == region.is_some()) else {
         return Err(unknown_method(uri.path()));
     };
     let patchable = matches!(
@@ -2233,27 +2245,26 @@ async fn on_item(
     );
     let updatable = matches!(c, Coll::UrlMaps | Coll::BackendServices);
     match method {
-        Method::GET => get_resource(&shared, &project, region, c, &name),
+        Method::GET => get_resource(&shared, &project, region, c, name),
         Method::DELETE => mutate(&shared, &project, region, &q, fail, "delete", |st, ctx| {
-            delete(st, ctx, c, &name)
+            delete(st, ctx, c, name)
         }),
         Method::PATCH if patchable => {
             let body = parse_body(&body)?;
             mutate(&shared, &project, region, &q, fail, "patch", |st, ctx| {
-                modify(st, ctx, c, &name, body, true)
+                modify(st, ctx, c, name, body, true)
             })
         }
         Method::PUT if updatable => {
             let body = parse_body(&body)?;
             mutate(&shared, &project, region, &q, fail, "update", |st, ctx| {
-                modify(st, ctx, c, &name, body, false)
+                modify(st, ctx, c, name, body, false)
             })
         }
         _ => Err(unknown_method(uri.path())),
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn global_collection(
     AxState(shared): AxState<Shared>,
     Path((project, coll)): Path<(String, String)>,
@@ -2263,10 +2274,19 @@ async fn global_collection(
     fail: Option<Extension<FailOperation>>,
     body: Bytes,
 ) -> ApiResult<Json<Value>> {
-    on_collection(shared, project, None, coll, method, uri, q, fail, body).await
+    let call = Call {
+        shared,
+        project,
+        region: None,
+        method,
+        uri,
+        q,
+        fail,
+        body,
+    };
+    on_collection(call, &coll)
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn regional_collection(
     AxState(shared): AxState<Shared>,
     Path((project, region, coll)): Path<(String, String, String)>,
@@ -2276,21 +2296,19 @@ async fn regional_collection(
     fail: Option<Extension<FailOperation>>,
     body: Bytes,
 ) -> ApiResult<Json<Value>> {
-    on_collection(
+    let call = Call {
         shared,
         project,
-        Some(region),
-        coll,
+        region: Some(region),
         method,
         uri,
         q,
         fail,
         body,
-    )
-    .await
+    };
+    on_collection(call, &coll)
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn global_item(
     AxState(shared): AxState<Shared>,
     Path((project, coll, name)): Path<(String, String, String)>,
@@ -2300,21 +2318,19 @@ async fn global_item(
     fail: Option<Extension<FailOperation>>,
     body: Bytes,
 ) -> ApiResult<Json<Value>> {
-    on_item(
+    let call = Call {
         shared,
         project,
-        None,
-        (coll, name),
+        region: None,
         method,
         uri,
         q,
         fail,
         body,
-    )
-    .await
+    };
+    on_item(call, &coll, &name)
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn regional_item(
     AxState(shared): AxState<Shared>,
     Path((project, region, coll, name)): Path<(String, String, String, String)>,
@@ -2324,18 +2340,17 @@ async fn regional_item(
     fail: Option<Extension<FailOperation>>,
     body: Bytes,
 ) -> ApiResult<Json<Value>> {
-    on_item(
+    let call = Call {
         shared,
         project,
-        Some(region),
-        (coll, name),
+        region: Some(region),
         method,
         uri,
         q,
         fail,
         body,
-    )
-    .await
+    };
+    on_item(call, &coll, &name)
 }
 
 /// `.../global/operations/{op}/wait`.
