@@ -65,6 +65,20 @@ pub fn validate(certificate: &str, private_key: &str) -> Result<Parsed, ApiError
         ));
     }
 
+    let unsupported = |what: String| {
+        ApiError::invalid(format!(
+            "The SSL key type is not supported: {what}. Supported keys are RSA-2048, RSA-3072, RSA-4096, ECDSA P-256 and ECDSA P-384."
+        ))
+    };
+    // Judge an RSA size on the leaf: aws-lc refuses to even load a small RSA key,
+    // and "not supported" is the truer answer than "could not be parsed".
+    if let Ok(PublicKey::RSA(rsa)) = leaf.public_key().parsed() {
+        let bits = rsa.key_size();
+        if !matches!(bits, 2048 | 3072 | 4096) {
+            return Err(unsupported(format!("RSA-{bits}")));
+        }
+    }
+
     // The key: one unencrypted PEM block that rcgen (aws-lc) can load.
     let key_blocks = Pem::iter_from_buffer(private_key.as_bytes())
         .collect::<Result<Vec<Pem>, _>>()
@@ -78,23 +92,11 @@ pub fn validate(certificate: &str, private_key: &str) -> Result<Parsed, ApiError
         _ => return Err(key_unparsable()),
     }
     let key = rcgen::KeyPair::from_pem(private_key).map_err(|_| key_unparsable())?;
-
-    let unsupported = |what: String| {
-        ApiError::invalid(format!(
-            "The SSL key type is not supported: {what}. Supported keys are RSA-2048, RSA-3072, RSA-4096, ECDSA P-256 and ECDSA P-384."
-        ))
-    };
     let alg = key.algorithm();
-    if alg == &rcgen::PKCS_RSA_SHA256 {
-        let bits = match leaf.public_key().parsed() {
-            Ok(PublicKey::RSA(rsa)) => rsa.key_size(),
-            // The key is RSA; a non-RSA leaf key cannot match it.
-            _ => return Err(mismatch()),
-        };
-        if !matches!(bits, 2048 | 3072 | 4096) {
-            return Err(unsupported(format!("RSA-{bits}")));
-        }
-    } else if alg != &rcgen::PKCS_ECDSA_P256_SHA256 && alg != &rcgen::PKCS_ECDSA_P384_SHA384 {
+    let supported = alg == &rcgen::PKCS_RSA_SHA256
+        || alg == &rcgen::PKCS_ECDSA_P256_SHA256
+        || alg == &rcgen::PKCS_ECDSA_P384_SHA384;
+    if !supported {
         return Err(unsupported(format!("{alg:?}")));
     }
 
@@ -153,5 +155,16 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.message.contains("key could not be parsed"), "{e}");
+    }
+
+    /// `openssl genrsa -traditional 1024` and a self-signed certificate for it:
+    /// rcgen cannot make keys this small.
+    const RSA_1024_CERT: &str = "-----BEGIN CERTIFICATE-----\nMIICDDCCAXWgAwIBAgIUZy91XgP5mLzte7u15Yl+XSOROuswDQYJKoZIhvcNAQEL\nBQAwGDEWMBQGA1UEAwwNci5leGFtcGxlLmNvbTAeFw0yNjExMjgyMjQ2MzFaFw0y\nNjEyMDMyMjQ2MzFaMBgxFjAUBgNVBAMMDXIuZXhhbXBsZS5jb20wgZ8wDQYJKoZI\nhvcNAQEBBQADgY0AMIGJAoGBAM5W6rZhz62XB7kZF9lVNeU6BThxPhEPUtkdcjRT\nLg2hw3qH4zcagRPdidSN4TLInZgvxKVnqQtKxAKSkWxdSlxD45s+q4ay5QCf5/9N\ndAgMMKS0fPjC6xD1vxViKw16VbagzpJvvi+zQkCiBTAcNVjSp6Mb6eBid8ZabYec\nC7aHAgMBAAGjUzBRMB0GA1UdDgQWBBTfFGFgx5Ak6fDAiFy7Aetquzbg9DAfBgNV\nHSMEGDAWgBTfFGFgx5Ak6fDAiFy7Aetquzbg9DAPBgNVHRMBAf8EBTADAQH/MA0G\nCSqGSIb3DQEBCwUAA4GBADc+FmssTtP9pafYdg/YntjesQe69HLMi730jJ9Ukso5\nFSuashs2hIQGIN3/IXQF0fbR0UJzQY31JwdzgOj/d5NEhUQf6kybH3kFifq17S9u\n1+hBnCnU6UER+wujtAmFV3ZpWDORwXJlE/HKxj/1Z5L/vuCerCjXEX+j7QekG0ix\n-----END CERTIFICATE-----\n";
+    const RSA_1024_KEY: &str = "-----BEGIN RSA PRIVATE KEY-----\nMIICXQIBAAKBgQDOVuq2Yc+tlwe5GRfZVTXlOgU4cT4RD1LZHXI0Uy4NocN6h+M3\nGoET3YnUjeEyyJ2YL8SlZ6kLSsQCkpFsXUpcQ+ObPquGsuUAn+f/TXQIDDCktHz4\nwusQ9b8VYisNelW2oM6Sb74vs0JAogUwHDVY0qejG+ngYnfGWm2HnAu2hwIDAQAB\nAoGAOSNQc5i6TbOY6+TK+d/iwMtETtDtAwRfSMgiq+KsyhGVdATVIpkwTTP3yuhP\nCCUNnur7ZWJDKWFWze+QXZWn1U0P+Y/UZcIrVPOL/iwX27oAl1VUOFEeUuA76yzI\n1YNsIKmTaC1Tmo6jvSbt9mwzpjXAHM6XojBCIxHCS0H7REECQQD8Rb8q0JxATnW3\nw2GIDV1LqivjaKDF2XOSxQGU5pRa79Kb+/dqhccK5NxZKxdVePaSx4JTyrumzaTG\nEqAF17C/AkEA0WNsPv4aQn+lf6/nvjTYp9zz2joDKbhZwOKOdbIhfbemNaEYnKsC\ncMD8FiNuHeIZGmBm/h02ymMLk0OHxfWkOQJBAMrulEQtwbOdKebkHZ3jGkyWnG13\nqfTd4rGLFqWgAnFQgDwIKVQgPyhNR8/W8RNJlhgms3kSGXep70WCkAWDJ2MCQQDN\nkgT2G1cArn13TOYCcbO7qkumlooAbcOAgW1H0+jZmnIN+OlG9wXgWTelLIexwwbO\nRJMZLOlb7b2xiP1FtxLRAkBy5QqKl82r0kVZ5e7oBIwI5gpwEUZqXyR5y+Z8PRTL\ncMpGb4FxQ5zj7AuU4s7PRq5kwvFJQqKZ2XzLNKo6tsQu\n-----END RSA PRIVATE KEY-----\n";
+
+    #[test]
+    fn small_rsa_is_unsupported_not_unparsable() {
+        let e = validate(RSA_1024_CERT, RSA_1024_KEY).unwrap_err();
+        assert!(e.message.contains("not supported: RSA-1024"), "{e}");
     }
 }
