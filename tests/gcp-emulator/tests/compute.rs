@@ -1174,3 +1174,78 @@ fn urlencode(s: &str) -> String {
         })
         .collect()
 }
+
+#[tokio::test]
+async fn proxies_set_url_map_list_and_patch_with_fingerprint() {
+    let t = T::new().await;
+    let (pem, key) = chain();
+    make_proxy(&t, &pem, &key).await;
+    t.ok(t
+        .post(
+            "global/urlMaps",
+            json!({"name": "redirect", "defaultUrlRedirect": {"httpsRedirect": true}}),
+        )
+        .await)
+        .await;
+    t.ok(t
+        .post(
+            "global/targetHttpProxies",
+            json!({"name": "http", "urlMap": link("global/urlMaps/um")}),
+        )
+        .await)
+        .await;
+    let done = t
+        .ok(t
+            .post(
+                "targetHttpProxies/http/setUrlMap",
+                json!({"urlMap": link("global/urlMaps/redirect")}),
+            )
+            .await)
+        .await;
+    assert_eq!(done["operationType"], "setUrlMap");
+    let (_, http) = t.get("global/targetHttpProxies/http").await;
+    assert_eq!(http["urlMap"], link("global/urlMaps/redirect"));
+    let (s, e) = t
+        .post(
+            "targetHttpProxies/http/setUrlMap",
+            json!({"urlMap": link("global/urlMaps/ghost")}),
+        )
+        .await;
+    assert_eq!((s, reason(&e)), (404, "notFound"), "{e}");
+    let (_, list) = t.get("global/targetHttpProxies").await;
+    assert_eq!(list["kind"], "compute#targetHttpProxyList");
+    assert_eq!(list["items"].as_array().map(Vec::len), Some(1), "{list}");
+
+    // HTTPS proxy: setUrlMap needs no fingerprint, PATCH does.
+    t.ok(t
+        .post(
+            "targetHttpsProxies/thp/setUrlMap",
+            json!({"urlMap": link("global/urlMaps/redirect")}),
+        )
+        .await)
+        .await;
+    let (_, thp) = t.get("global/targetHttpsProxies/thp").await;
+    assert_eq!(thp["urlMap"], link("global/urlMaps/redirect"));
+    assert_eq!(thp["quicOverride"], "NONE");
+    let (s, e) = t
+        .call(
+            Method::PATCH,
+            "global/targetHttpsProxies/thp",
+            Some(json!({"quicOverride": "ENABLE", "fingerprint": "c3RhbGU="})),
+        )
+        .await;
+    assert_eq!((s, reason(&e)), (412, "conditionNotMet"), "{e}");
+    t.ok(t
+        .call(
+            Method::PATCH,
+            "global/targetHttpsProxies/thp",
+            Some(json!({"quicOverride": "ENABLE", "fingerprint": thp["fingerprint"]})),
+        )
+        .await)
+        .await;
+    let (_, thp2) = t.get("global/targetHttpsProxies/thp").await;
+    assert_eq!(thp2["quicOverride"], "ENABLE");
+    assert_eq!(thp2["sslCertificates"], thp["sslCertificates"]);
+    // The URL map the proxies left is free to go.
+    t.ok(t.delete("global/urlMaps/um").await).await;
+}
