@@ -539,6 +539,16 @@ fn valid_region(r: &str) -> bool {
         && digits.chars().all(|c| c.is_ascii_digit())
 }
 
+/// Google's 404 for a region that does not exist.
+fn check_region(project: &str, region: Option<&str>) -> ApiResult<()> {
+    match region {
+        Some(r) if !valid_region(r) => Err(ApiError::not_found(format!(
+            "projects/{project}/regions/{r}"
+        ))),
+        _ => Ok(()),
+    }
+}
+
 fn check_request_id(id: &str) -> ApiResult<()> {
     let b = id.as_bytes();
     let shape = b.len() == 36
@@ -1327,8 +1337,32 @@ fn build_neg(mut obj: Map<String, Value>) -> ApiResult<Map<String, Value>> {
     Ok(obj)
 }
 
-/// Documentation ranges (RFC 5737 / RFC 3849) the emulator hands out.
-fn allocate_ip(state: &State, v6: bool) -> Option<String> {
+/// Global load-balancing resources are always on the PREMIUM tier.
+fn premium_tier(obj: &mut Map<String, Value>, what: &str) -> ApiResult<()> {
+    let tier = enum_field(
+        obj,
+        "networkTier",
+        &[
+            "FIXED_STANDARD",
+            "PREMIUM",
+            "STANDARD",
+            "STANDARD_OVERRIDES_FIXED_STANDARD",
+        ],
+        Some("PREMIUM"),
+    )?;
+    if tier.as_deref() != Some("PREMIUM") {
+        return Err(invalid_field(
+            "resource.networkTier",
+            tier.unwrap_or_default(),
+            &format!("Global {what} must use the PREMIUM network tier."),
+        ));
+    }
+    Ok(())
+}
+
+/// A free IP from the documentation ranges (RFC 5737 / RFC 3849) the emulator
+/// hands out.
+fn allocate_ip(state: &State, v6: bool) -> ApiResult<String> {
     let taken: Vec<String> = state
         .all()
         .filter_map(|(c, v)| match c {
@@ -1346,7 +1380,16 @@ fn allocate_ip(state: &State, v6: bool) -> Option<String> {
                 .chain((1..=254).map(|n| format!("198.51.100.{n}"))),
         )
     };
-    candidates.into_iter().find(|ip| !taken.contains(ip))
+    candidates
+        .into_iter()
+        .find(|ip| !taken.contains(ip))
+        .ok_or_else(|| {
+            ApiError::new(
+                403,
+                "quotaExceeded",
+                "The emulator's address range is exhausted.",
+            )
+        })
 }
 
 fn build_address(state: &State, mut obj: Map<String, Value>) -> ApiResult<Map<String, Value>> {
@@ -1363,24 +1406,7 @@ fn build_address(state: &State, mut obj: Map<String, Value>) -> ApiResult<Map<St
         Some("IPV4"),
     )?;
     let v6 = version.as_deref() == Some("IPV6");
-    let tier = enum_field(
-        &mut obj,
-        "networkTier",
-        &[
-            "FIXED_STANDARD",
-            "PREMIUM",
-            "STANDARD",
-            "STANDARD_OVERRIDES_FIXED_STANDARD",
-        ],
-        Some("PREMIUM"),
-    )?;
-    if tier.as_deref() != Some("PREMIUM") {
-        return Err(invalid_field(
-            "resource.networkTier",
-            tier.unwrap_or_default(),
-            "Global addresses must use the PREMIUM network tier.",
-        ));
-    }
+    premium_tier(&mut obj, "addresses")?;
     let ip = match obj.get("address").and_then(Value::as_str) {
         Some(a) => {
             let parsed: IpAddr = a
@@ -1405,13 +1431,7 @@ fn build_address(state: &State, mut obj: Map<String, Value>) -> ApiResult<Map<St
             }
             a.to_string()
         }
-        None => allocate_ip(state, v6).ok_or_else(|| {
-            ApiError::new(
-                403,
-                "quotaExceeded",
-                "The emulator's address range is exhausted.",
-            )
-        })?,
+        None => allocate_ip(state, v6)?,
     };
     obj.insert("address".into(), json!(ip));
     if v6 {
@@ -1491,24 +1511,7 @@ fn build_forwarding_rule(
             "Forwarding rules to target proxies must use TCP.",
         ));
     }
-    let tier = enum_field(
-        &mut obj,
-        "networkTier",
-        &[
-            "FIXED_STANDARD",
-            "PREMIUM",
-            "STANDARD",
-            "STANDARD_OVERRIDES_FIXED_STANDARD",
-        ],
-        Some("PREMIUM"),
-    )?;
-    if tier.as_deref() != Some("PREMIUM") {
-        return Err(invalid_field(
-            "resource.networkTier",
-            tier.unwrap_or_default(),
-            "Global forwarding rules must use the PREMIUM network tier.",
-        ));
-    }
+    premium_tier(&mut obj, "forwarding rules")?;
     enum_field(
         &mut obj,
         "ipVersion",
@@ -1545,16 +1548,7 @@ fn build_forwarding_rule(
     obj.insert("portRange".into(), json!(port_range));
 
     let (ip, address_link) = match obj.get("IPAddress").filter(|v| !v.is_null()).cloned() {
-        None => {
-            let ip = allocate_ip(state, false).ok_or_else(|| {
-                ApiError::new(
-                    403,
-                    "quotaExceeded",
-                    "The emulator's address range is exhausted.",
-                )
-            })?;
-            (ip, None)
-        }
+        None => (allocate_ip(state, false)?, None),
         Some(Value::String(s)) if s.parse::<IpAddr>().is_ok() => {
             let owner = state
                 .all()
@@ -1860,14 +1854,7 @@ fn mutate(
     let op_id = world.fresh_id();
     let new_id = world.fresh_id();
     let p = world.project(project)?;
-    if let Some(r) = region
-        && !valid_region(r)
-    {
-        return Err(ApiError::not_found(format!(
-            "projects/{}/regions/{r}",
-            p.id
-        )));
-    }
+    check_region(&p.id, region)?;
     if let Some(rid) = &request_id
         && let Some(op) = p
             .compute
@@ -1934,14 +1921,7 @@ fn read<T>(
 ) -> ApiResult<T> {
     let mut world = shared.world();
     let p = world.project(project)?;
-    if let Some(r) = region
-        && !valid_region(r)
-    {
-        return Err(ApiError::not_found(format!(
-            "projects/{}/regions/{r}",
-            p.id
-        )));
-    }
+    check_region(&p.id, region)?;
     let ctx = Ctx {
         project: p.id.clone(),
         number: p.number,
