@@ -9,6 +9,7 @@ pub mod commands;
 pub mod config;
 pub mod dns;
 pub mod gcp;
+pub mod lb;
 pub mod logging;
 pub mod names;
 pub mod schedule;
