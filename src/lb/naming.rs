@@ -29,7 +29,9 @@ pub fn certificate_resource_name(name: &str, leaf_sha256: &str) -> String {
 
 /// The description marking a certificate as ours.
 pub fn certificate_description(name: &str, leaf_sha256: &str) -> String {
-    format!("{MARKER} certificate={name} leaf-sha256={leaf_sha256} (created by gclb-acme; it deletes this resource when it is replaced)")
+    format!(
+        "{MARKER} certificate={name} leaf-sha256={leaf_sha256} (created by gclb-acme; it deletes this resource when it is replaced)"
+    )
 }
 
 /// What a description of ours says: `(certificate config name, leaf hash)`.
@@ -72,7 +74,11 @@ mod tests {
         assert!(crate::names::is_gcp_name(&n, 63));
         let d = certificate_description("app", &h);
         assert_eq!(parse_description(&d), Some(("app".into(), h.clone())));
-        assert!(is_ours("app", &certificate_resource_name("app", &h), Some(&d)));
+        assert!(is_ours(
+            "app",
+            &certificate_resource_name("app", &h),
+            Some(&d)
+        ));
     }
 
     #[test]
@@ -80,8 +86,16 @@ mod tests {
         let h = leaf_sha256(b"leaf");
         let d = certificate_description("app", &h);
         assert!(!is_ours("app", "app-000000000000", Some(&d)));
-        assert!(!is_ours("other", &certificate_resource_name("app", &h), Some(&d)));
+        assert!(!is_ours(
+            "other",
+            &certificate_resource_name("app", &h),
+            Some(&d)
+        ));
         assert!(!is_ours("app", &certificate_resource_name("app", &h), None));
-        assert!(!is_ours("app", &certificate_resource_name("app", &h), Some("uploaded by hand")));
+        assert!(!is_ours(
+            "app",
+            &certificate_resource_name("app", &h),
+            Some("uploaded by hand")
+        ));
     }
 }

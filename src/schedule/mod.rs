@@ -1,3 +1,4 @@
 //! When to renew: renewal timing, back-off and maintenance windows.
 
+pub mod timing;
 pub mod window;
