@@ -4,9 +4,12 @@
 //! configuration plus observed state from GCP, ACME and the state directory give a
 //! plan (a pure function); apply executes it one step at a time.
 
+pub mod acme;
+pub mod certs;
 pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod logging;
 pub mod names;
 pub mod schedule;
+pub mod state;
