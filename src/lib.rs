@@ -4,6 +4,8 @@
 //! configuration plus observed state from GCP, ACME and the state directory give a
 //! plan (a pure function); apply executes it one step at a time.
 
+pub mod acme;
+pub mod certs;
 pub mod cli;
 pub mod commands;
 pub mod config;
@@ -13,3 +15,4 @@ pub mod lb;
 pub mod logging;
 pub mod names;
 pub mod schedule;
+pub mod state;

@@ -1,0 +1,533 @@
+//! The issuance flow (see the module documentation of [`crate::acme`]).
+
+use std::time::Instant;
+
+use instant_acme::{
+    AuthorizationStatus, ChallengeStatus, ChallengeType, Identifier, NewOrder, Order, OrderStatus,
+};
+use time::OffsetDateTime;
+use tracing::Instrument;
+
+use crate::acme::http::{self, Endpoint};
+use crate::acme::store::{self, OrderRecord, normalize_names};
+use crate::acme::{
+    AcmeClient, AcmeError, ChallengeRecord, Dns01Solver, IssueRequest, IssuedCertificate, Problem,
+    retrying,
+};
+use crate::certs::{self, SecretPem};
+
+pub(crate) async fn issue<S: Dns01Solver>(
+    client: &AcmeClient,
+    req: &IssueRequest,
+    solver: &S,
+) -> Result<IssuedCertificate, AcmeError> {
+    let span = tracing::info_span!(
+        "acme_issue",
+        certificate = %req.certificate,
+        names = ?req.names,
+        key_type = %req.key_type,
+        order_url = tracing::field::Empty,
+    );
+    http::in_flow(Flow { client, req }.run(solver).instrument(span)).await
+}
+
+struct Flow<'a> {
+    client: &'a AcmeClient,
+    req: &'a IssueRequest,
+}
+
+impl Flow<'_> {
+    async fn run<S: Dns01Solver>(&self, solver: &S) -> Result<IssuedCertificate, AcmeError> {
+        let started = Instant::now();
+        let names = normalize_names(&self.req.names);
+        if names.is_empty() {
+            return Err(AcmeError::Config(format!(
+                "certificate {}: no names to issue for",
+                self.req.certificate
+            )));
+        }
+        let state = &self.client.state;
+        let now = OffsetDateTime::now_utc();
+
+        // A crash after issuance but before installation: hand back what we have.
+        if let Some(p) = store::load_pending(state, &self.req.certificate)? {
+            if self.pending_usable(&p, &names, now) {
+                tracing::info!(
+                    serial = %p.leaf.serial_hex,
+                    not_after = %p.leaf.not_after,
+                    "returning the stored, not yet installed certificate: no new order"
+                );
+                return Ok(p);
+            }
+            tracing::info!(
+                serial = %p.leaf.serial_hex,
+                "stored certificate does not match the request or is too old: ordering anew"
+            );
+        }
+
+        let (mut order, key_pem) = self.open_order(&names).await?;
+        tracing::Span::current().record("order_url", order.url());
+        let key = key_pem.key_pair()?;
+
+        match order.state().status {
+            OrderStatus::Pending => self.authorize(&mut order, solver).await?,
+            OrderStatus::Invalid => return Err(self.order_failure(&mut order).await),
+            OrderStatus::Ready | OrderStatus::Processing | OrderStatus::Valid => {}
+        }
+
+        if order.state().status == OrderStatus::Ready {
+            self.finalize(&mut order, &key, &names).await?;
+        }
+        let status = self
+            .wait_for(&mut order, |s| s == OrderStatus::Valid, "certificate")
+            .await?;
+        if status != OrderStatus::Valid {
+            return Err(self.order_failure(&mut order).await);
+        }
+        http::hint(Endpoint::Certificate);
+        let chain = retrying!(self.client.options.retry, "certificate", {
+            order
+                .certificate()
+                .await
+                .map_err(|e| AcmeError::from_acme("certificate", e))
+        })?
+        .ok_or_else(|| AcmeError::Protocol {
+            operation: "certificate",
+            message: "order is valid but no certificate was returned".into(),
+        })?;
+
+        let leaf = match certs::validate_chain(&chain, &names, &key, OffsetDateTime::now_utc()) {
+            Ok(leaf) => leaf,
+            Err(e) => {
+                // Resuming this order would fetch the same bad certificate forever.
+                store::remove_order(state, &self.req.certificate)?;
+                tracing::error!(error = %e, "the CA's certificate failed validation; not stored");
+                return Err(e.into());
+            }
+        };
+        let issued = IssuedCertificate {
+            certificate: self.req.certificate.clone(),
+            names,
+            key_type: self.req.key_type,
+            key_pem,
+            chain_pem: chain,
+            leaf,
+            order_url: order.url().to_string(),
+            directory: self.client.directory.clone(),
+            issued_at: OffsetDateTime::now_utc(),
+        };
+        // Persist before anything else: at most one issuance per renewal, even across crashes.
+        store::save_pending(state, &issued)?;
+        store::remove_order(state, &self.req.certificate)?;
+        tracing::info!(
+            serial = %issued.leaf.serial_hex,
+            not_after = %issued.leaf.not_after,
+            issuer = issued.leaf.issuer_cn.as_deref().unwrap_or(""),
+            sha256 = %issued.leaf.sha256_hex,
+            took_ms = started.elapsed().as_millis() as u64,
+            "certificate issued and stored"
+        );
+        Ok(issued)
+    }
+
+    /// Same names, key type and CA, and at least half of its lifetime left.
+    fn pending_usable(&self, p: &IssuedCertificate, names: &[String], now: OffsetDateTime) -> bool {
+        let lifetime = p.leaf.not_after - p.leaf.not_before;
+        p.names == names
+            && p.key_type == self.req.key_type
+            && p.directory == self.client.directory
+            && now >= p.leaf.not_before
+            && p.leaf.not_after - now >= lifetime / 2
+    }
+
+    /// Resumes the recorded order for the same spec, or creates (and records) one.
+    async fn open_order(&self, names: &[String]) -> Result<(Order, SecretPem), AcmeError> {
+        let state = &self.client.state;
+        let retry = &self.client.options.retry;
+        let account = &self.client.account;
+        if let Some(rec) = store::load_order(state, &self.req.certificate)? {
+            if rec.names == names
+                && rec.key_type == self.req.key_type
+                && rec.account_id == account.id()
+            {
+                http::hint(Endpoint::Order);
+                let fetched = retrying!(retry, "order", {
+                    account
+                        .order(rec.order_url.clone())
+                        .await
+                        .map_err(|e| AcmeError::from_acme("order", e))
+                });
+                match fetched {
+                    Ok(mut order) => {
+                        let status = order.state().status;
+                        if status != OrderStatus::Invalid {
+                            tracing::info!(order_url = %rec.order_url, ?status, "resuming the recorded order");
+                            return Ok((order, rec.key_pem));
+                        }
+                        tracing::info!(order_url = %rec.order_url, "recorded order is invalid: starting a new one");
+                    }
+                    Err(e) if e.is_retryable() => return Err(e),
+                    Err(e) => {
+                        tracing::info!(order_url = %rec.order_url, error = %e, "recorded order is gone: starting a new one");
+                    }
+                }
+            }
+            store::remove_order(state, &self.req.certificate)?;
+        }
+
+        // The key exists before the order so that the order record can hold it.
+        let key_pem = if self.req.reuse_key {
+            store::reuse_key(state, &self.req.certificate, self.req.key_type)?
+        } else {
+            SecretPem::new(certs::generate_key(self.req.key_type)?.serialize_pem())
+        };
+        let identifiers: Vec<Identifier> =
+            names.iter().map(|n| Identifier::Dns(n.clone())).collect();
+        let mut new_order = NewOrder::new(&identifiers);
+        if let Some(p) = &self.req.profile {
+            new_order = new_order.profile(p);
+        }
+        http::hint(Endpoint::NewOrder);
+        let order = match &self.req.replaces {
+            Some(replaces) => {
+                let with = new_order.replaces(replaces.clone());
+                match retrying!(retry, "new_order", {
+                    account
+                        .new_order(&with)
+                        .await
+                        .map_err(|e| AcmeError::from_acme("new_order", e))
+                }) {
+                    Ok(o) => o,
+                    Err(e) if !e.is_retryable() => {
+                        // e.g. no ARI at this CA, or a replaced certificate from another account.
+                        tracing::warn!(error = %e, "the CA refused `replaces`: ordering without it");
+                        let mut without = NewOrder::new(&identifiers);
+                        if let Some(p) = &self.req.profile {
+                            without = without.profile(p);
+                        }
+                        retrying!(retry, "new_order", {
+                            account
+                                .new_order(&without)
+                                .await
+                                .map_err(|e| AcmeError::from_acme("new_order", e))
+                        })?
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            None => retrying!(retry, "new_order", {
+                account
+                    .new_order(&new_order)
+                    .await
+                    .map_err(|e| AcmeError::from_acme("new_order", e))
+            })?,
+        };
+        store::save_order(
+            state,
+            &self.req.certificate,
+            &OrderRecord {
+                order_url: order.url().to_string(),
+                account_id: account.id().to_string(),
+                names: names.to_vec(),
+                key_type: self.req.key_type,
+                key_pem: key_pem.clone(),
+                created_at: OffsetDateTime::now_utc(),
+            },
+        )?;
+        tracing::info!(order_url = %order.url(), "order created and recorded");
+        Ok((order, key_pem))
+    }
+
+    /// Presents every pending dns-01 challenge at once, requests every validation,
+    /// waits for the order to be ready, and always cleans up.
+    async fn authorize<S: Dns01Solver>(
+        &self,
+        order: &mut Order,
+        solver: &S,
+    ) -> Result<(), AcmeError> {
+        let retry = &self.client.options.retry;
+        let records = retrying!(retry, "authorization", collect_challenges(order).await)?;
+        if records.is_empty() {
+            tracing::info!("every authorization is already valid");
+        } else {
+            tracing::info!(
+                identifiers = ?records.iter().map(|(r, _)| r.identifier.as_str()).collect::<Vec<_>>(),
+                "presenting DNS-01 records"
+            );
+        }
+        let plain: Vec<ChallengeRecord> = records.iter().map(|(r, _)| r.clone()).collect();
+        let outcome = self.validate(order, solver, &records, &plain).await;
+        if !plain.is_empty() {
+            match solver.cleanup(&plain).await {
+                Ok(()) => tracing::info!(records = plain.len(), "DNS-01 records removed"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "DNS-01 cleanup failed: records may remain")
+                }
+            }
+        }
+        outcome
+    }
+
+    async fn validate<S: Dns01Solver>(
+        &self,
+        order: &mut Order,
+        solver: &S,
+        records: &[(ChallengeRecord, bool)],
+        plain: &[ChallengeRecord],
+    ) -> Result<(), AcmeError> {
+        let retry = &self.client.options.retry;
+        if !plain.is_empty() {
+            solver.present(plain).await?;
+            tracing::info!(
+                records = plain.len(),
+                "DNS-01 records served by every authoritative server"
+            );
+            // Request every validation before waiting for any: the CA validates them in parallel.
+            for (record, needs_ready) in records {
+                if !needs_ready {
+                    continue;
+                }
+                let ready = retrying!(
+                    retry,
+                    "challenge",
+                    set_ready(order, &record.identifier).await
+                );
+                if let Err(e) = ready {
+                    // A CA that validates at once answers set_ready with the challenge's
+                    // error: report it as the authorization failure it is.
+                    if !e.is_retryable()
+                        && let Some(failure) = failed_authorization(order).await
+                    {
+                        self.forget_order();
+                        return Err(failure);
+                    }
+                    return Err(e);
+                }
+                tracing::info!(identifier = %record.identifier, key_authorization_digest = %record.value, "validation requested");
+            }
+        }
+        let status = self
+            .wait_for(
+                order,
+                |s| {
+                    matches!(
+                        s,
+                        OrderStatus::Ready | OrderStatus::Processing | OrderStatus::Valid
+                    )
+                },
+                "authorization",
+            )
+            .await?;
+        if status == OrderStatus::Invalid {
+            return Err(self.order_failure(order).await);
+        }
+        tracing::info!("order ready");
+        Ok(())
+    }
+
+    async fn finalize(
+        &self,
+        order: &mut Order,
+        key: &rcgen::KeyPair,
+        names: &[String],
+    ) -> Result<(), AcmeError> {
+        let csr = certs::csr_der(key, names)?;
+        let retry = &self.client.options.retry;
+        let mut attempt = 1;
+        loop {
+            http::hint(Endpoint::Finalize);
+            let e = match order.finalize_csr(&csr).await {
+                Ok(()) => break,
+                Err(e) => AcmeError::from_acme("finalize", e),
+            };
+            let Some(delay) = retry.delay(attempt, &e) else {
+                return Err(e);
+            };
+            tracing::warn!(attempt, error = %e, "finalize failed, checking the order");
+            tokio::time::sleep(delay).await;
+            // The request may have gone through before the error: do not finalize twice.
+            http::hint(Endpoint::Order);
+            let status = retrying!(retry, "order", {
+                order
+                    .refresh()
+                    .await
+                    .map(|s| s.status)
+                    .map_err(|e| AcmeError::from_acme("order", e))
+            })?;
+            if status != OrderStatus::Ready {
+                break;
+            }
+            attempt += 1;
+        }
+        tracing::info!("order finalized");
+        Ok(())
+    }
+
+    /// Polls the order (capped exponential back-off) until `done` or invalid.
+    async fn wait_for(
+        &self,
+        order: &mut Order,
+        done: impl Fn(OrderStatus) -> bool,
+        operation: &'static str,
+    ) -> Result<OrderStatus, AcmeError> {
+        let poll = self.client.options.poll;
+        let retry = &self.client.options.retry;
+        let deadline = Instant::now() + poll.timeout;
+        let mut delay = poll.initial;
+        let mut status = order.state().status;
+        while !(done(status) || status == OrderStatus::Invalid) {
+            if Instant::now() + delay > deadline {
+                return Err(AcmeError::Timeout { operation });
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(poll.max_delay);
+            http::hint(Endpoint::Order);
+            status = retrying!(retry, "order", {
+                order
+                    .refresh()
+                    .await
+                    .map(|s| s.status)
+                    .map_err(|e| AcmeError::from_acme("order", e))
+            })?;
+            tracing::debug!(?status, "order polled");
+        }
+        Ok(status)
+    }
+
+    /// The most specific reason an order went invalid: the failed authorization's
+    /// challenge error (the CA's problem, verbatim), else the order's own error.
+    async fn order_failure(&self, order: &mut Order) -> AcmeError {
+        self.forget_order();
+        if let Some(failure) = failed_authorization(order).await {
+            return failure;
+        }
+        let problem = order
+            .state()
+            .error
+            .clone()
+            .map(Problem::from)
+            .unwrap_or_else(|| plain_problem("the order is invalid"));
+        tracing::error!(problem = %problem, "order invalid");
+        AcmeError::OrderInvalid {
+            order_url: order.url().to_string(),
+            problem,
+        }
+    }
+
+    /// An invalid order cannot be resumed: drop its record.
+    fn forget_order(&self) {
+        if let Err(e) = store::remove_order(&self.client.state, &self.req.certificate) {
+            tracing::warn!(error = %e, "cannot forget the invalid order");
+        }
+    }
+}
+
+/// The first invalid authorization of the order (fresh from the CA), as an error
+/// carrying its challenge's problem document verbatim.
+async fn failed_authorization(order: &mut Order) -> Option<AcmeError> {
+    http::hint(Endpoint::Authorization);
+    let mut authzs = order.authorizations();
+    while let Some(next) = authzs.next().await {
+        let Ok(mut authz) = next else { continue };
+        if authz.status != AuthorizationStatus::Invalid
+            && authz.refresh().await.map(|a| a.status).ok() != Some(AuthorizationStatus::Invalid)
+        {
+            continue;
+        }
+        let identifier = authz.identifier().to_string();
+        let problem = authz
+            .challenges
+            .iter()
+            .find_map(|c| c.error.clone())
+            .map(Problem::from)
+            .unwrap_or_else(|| {
+                plain_problem("the authorization is invalid, without a challenge error")
+            });
+        tracing::error!(identifier = %identifier, problem = %problem, "authorization failed");
+        return Some(AcmeError::Authorization {
+            identifier,
+            problem,
+        });
+    }
+    None
+}
+
+fn plain_problem(detail: &str) -> Problem {
+    Problem {
+        r#type: None,
+        detail: Some(detail.into()),
+        status: None,
+        subproblems: Vec::new(),
+    }
+}
+
+/// The dns-01 records of every authorization still pending, with whether the
+/// challenge still needs `set_ready` (a resumed order may have asked already).
+async fn collect_challenges(order: &mut Order) -> Result<Vec<(ChallengeRecord, bool)>, AcmeError> {
+    http::hint(Endpoint::Authorization);
+    let mut out = Vec::new();
+    let mut authzs = order.authorizations();
+    while let Some(next) = authzs.next().await {
+        let mut authz = next.map_err(|e| AcmeError::from_acme("authorization", e))?;
+        let identifier = authz.identifier().to_string();
+        match authz.status {
+            AuthorizationStatus::Valid => continue,
+            AuthorizationStatus::Pending => {}
+            other => {
+                return Err(AcmeError::Authorization {
+                    identifier,
+                    problem: plain_problem(&format!("the authorization is {other:?}")),
+                });
+            }
+        }
+        let base = match authz.identifier().identifier {
+            Identifier::Dns(d) => d.clone(),
+            other => {
+                return Err(AcmeError::Protocol {
+                    operation: "authorization",
+                    message: format!("unexpected identifier {other:?}"),
+                });
+            }
+        };
+        let Some(challenge) = authz.challenge(ChallengeType::Dns01) else {
+            return Err(AcmeError::Protocol {
+                operation: "authorization",
+                message: format!("the CA offers no dns-01 challenge for {identifier}"),
+            });
+        };
+        let needs_ready = challenge.status == ChallengeStatus::Pending;
+        out.push((
+            ChallengeRecord {
+                identifier,
+                record_name: format!("_acme-challenge.{}", base.trim_end_matches('.')),
+                value: challenge.key_authorization().dns_value(),
+            },
+            needs_ready,
+        ));
+    }
+    Ok(out)
+}
+
+/// Requests validation of the dns-01 challenge of `identifier`.
+async fn set_ready(order: &mut Order, identifier: &str) -> Result<(), AcmeError> {
+    http::hint(Endpoint::Challenge);
+    let mut authzs = order.authorizations();
+    while let Some(next) = authzs.next().await {
+        let mut authz = next.map_err(|e| AcmeError::from_acme("authorization", e))?;
+        if authz.identifier().to_string() != identifier {
+            continue;
+        }
+        let Some(mut challenge) = authz.challenge(ChallengeType::Dns01) else {
+            break;
+        };
+        http::hint(Endpoint::Challenge);
+        return challenge
+            .set_ready()
+            .await
+            .map_err(|e| AcmeError::from_acme("challenge", e));
+    }
+    Err(AcmeError::Protocol {
+        operation: "challenge",
+        message: format!("no dns-01 challenge for {identifier} in the order"),
+    })
+}

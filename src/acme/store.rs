@@ -1,0 +1,136 @@
+//! What the engine keeps in the state directory between runs:
+//!
+//! - `pending/<certificate>.json`: issued but not yet installed (key + chain);
+//!   written before `issue` returns, removed by the installer.
+//! - `orders/<certificate>.json`: the order in flight and the key its CSR will
+//!   use, so a crash mid-order resumes the same order.
+//! - `keys/<certificate>.json`: the kept key when `reuse_key` is set.
+//!
+//! All of them hold private keys: 0600, atomic (see [`crate::state`]).
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use crate::acme::IssuedCertificate;
+use crate::certs::SecretPem;
+use crate::config::KeyType;
+use crate::state::{StateDir, StateError};
+
+/// Subdirectory of issued, not yet installed certificates.
+pub const PENDING_DIR: &str = "pending";
+/// Subdirectory of orders in flight.
+pub const ORDERS_DIR: &str = "orders";
+/// Subdirectory of kept keys.
+pub const KEYS_DIR: &str = "keys";
+
+fn pending_file(certificate: &str) -> String {
+    format!("{PENDING_DIR}/{certificate}.json")
+}
+fn order_file(certificate: &str) -> String {
+    format!("{ORDERS_DIR}/{certificate}.json")
+}
+fn key_file(certificate: &str) -> String {
+    format!("{KEYS_DIR}/{certificate}.json")
+}
+
+/// Lower case, sorted, deduplicated: the canonical form compared everywhere.
+pub fn normalize_names(names: &[String]) -> Vec<String> {
+    let mut v: Vec<String> = names
+        .iter()
+        .map(|n| n.trim().trim_end_matches('.').to_ascii_lowercase())
+        .collect();
+    v.sort();
+    v.dedup();
+    v
+}
+
+/// The stored, not yet installed certificate of `certificate`.
+pub fn load_pending(
+    state: &StateDir,
+    certificate: &str,
+) -> Result<Option<IssuedCertificate>, StateError> {
+    state.read_json(&pending_file(certificate))
+}
+
+/// Every stored, not yet installed certificate.
+pub fn list_pending(state: &StateDir) -> Result<Vec<IssuedCertificate>, StateError> {
+    let mut out = Vec::new();
+    for name in state.list(PENDING_DIR)? {
+        if let Some(stem) = name.strip_suffix(".json")
+            && let Some(c) = load_pending(state, stem)?
+        {
+            out.push(c);
+        }
+    }
+    Ok(out)
+}
+
+/// Stores an issued certificate (0600, atomic).
+pub fn save_pending(state: &StateDir, cert: &IssuedCertificate) -> Result<(), StateError> {
+    state.write_json(&pending_file(&cert.certificate), cert)
+}
+
+/// Forgets the stored certificate (the installer calls this once it is served).
+pub fn remove_pending(state: &StateDir, certificate: &str) -> Result<bool, StateError> {
+    state.remove(&pending_file(certificate))
+}
+
+/// An order in flight.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct OrderRecord {
+    pub order_url: String,
+    pub account_id: String,
+    pub names: Vec<String>,
+    pub key_type: KeyType,
+    /// The key of the CSR this order will be finalized with.
+    pub key_pem: SecretPem,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+}
+
+pub(crate) fn load_order(
+    state: &StateDir,
+    certificate: &str,
+) -> Result<Option<OrderRecord>, StateError> {
+    state.read_json(&order_file(certificate))
+}
+
+pub(crate) fn save_order(
+    state: &StateDir,
+    certificate: &str,
+    rec: &OrderRecord,
+) -> Result<(), StateError> {
+    state.write_json(&order_file(certificate), rec)
+}
+
+pub(crate) fn remove_order(state: &StateDir, certificate: &str) -> Result<bool, StateError> {
+    state.remove(&order_file(certificate))
+}
+
+#[derive(Serialize, Deserialize)]
+struct KeptKey {
+    key_type: KeyType,
+    key_pem: SecretPem,
+}
+
+/// The kept key of `certificate` if it has this type, else a new one (stored).
+pub(crate) fn reuse_key(
+    state: &StateDir,
+    certificate: &str,
+    key_type: KeyType,
+) -> Result<SecretPem, crate::acme::AcmeError> {
+    if let Some(k) = state.read_json::<KeptKey>(&key_file(certificate))?
+        && k.key_type == key_type
+    {
+        return Ok(k.key_pem);
+    }
+    let key = SecretPem::new(crate::certs::generate_key(key_type)?.serialize_pem());
+    state.write_json(
+        &key_file(certificate),
+        &KeptKey {
+            key_type,
+            key_pem: key.clone(),
+        },
+    )?;
+    Ok(key)
+}
