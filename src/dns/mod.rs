@@ -384,3 +384,43 @@ impl CloudDns {
         Ok(out)
     }
 }
+
+fn to_txt(records: &[crate::acme::ChallengeRecord]) -> Vec<TxtRecord> {
+    records
+        .iter()
+        .map(|r| TxtRecord {
+            name: r.record_name.clone(),
+            value: r.value.clone(),
+        })
+        .collect()
+}
+
+fn solver_error(e: DnsError) -> crate::acme::SolverError {
+    if e.is_retryable() {
+        crate::acme::SolverError::transient(e.to_string())
+    } else {
+        crate::acme::SolverError::permanent(e.to_string())
+    }
+}
+
+impl crate::acme::Dns01Solver for CloudDns {
+    async fn present(
+        &self,
+        records: &[crate::acme::ChallengeRecord],
+    ) -> Result<(), crate::acme::SolverError> {
+        CloudDns::present(self, &to_txt(records))
+            .await
+            .map(|_| ())
+            .map_err(solver_error)
+    }
+
+    async fn cleanup(
+        &self,
+        records: &[crate::acme::ChallengeRecord],
+    ) -> Result<(), crate::acme::SolverError> {
+        CloudDns::cleanup(self, &to_txt(records))
+            .await
+            .map(|_| ())
+            .map_err(solver_error)
+    }
+}
