@@ -13,3 +13,4 @@ pub mod lb;
 pub mod logging;
 pub mod names;
 pub mod schedule;
+pub mod stack;
