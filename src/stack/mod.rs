@@ -41,7 +41,7 @@ pub enum StackError {
     Gcp {
         what: String,
         #[source]
-        source: GcpError,
+        source: Box<GcpError>,
     },
     /// The Cloud Run service the stack fronts does not exist in `stack.region`.
     #[error("{}", run_missing(.service, .region, .elsewhere))]
@@ -78,7 +78,10 @@ fn run_missing(service: &str, region: &str, elsewhere: &[String]) -> String {
 
 pub(crate) fn gcp_err(what: impl Into<String>) -> impl FnOnce(GcpError) -> StackError {
     let what = what.into();
-    move |source| StackError::Gcp { what, source }
+    move |source| StackError::Gcp {
+        what,
+        source: Box::new(source),
+    }
 }
 
 /// An OAuth client secret; never printed.

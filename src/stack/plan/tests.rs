@@ -108,9 +108,7 @@ fn complete(d: &Desired) -> ObservedStack {
         ssl_certificates: vec![d.link("sslCertificates", "app-0123456789ab")],
         ..Default::default()
     };
-    https
-        .other
-        .insert("description".into(), d.marker().into());
+    https.other.insert("description".into(), d.marker().into());
     o.https_proxy = Some(https);
     let fr = |name: &str, target: String, port: &str| ForwardingRule {
         name: name.into(),
@@ -148,7 +146,10 @@ fn complete(d: &Desired) -> ObservedStack {
         d.link("targetHttpProxies", &d.names.http_proxy),
         "80-80",
     ));
-    o.iap_members = Some(vec!["user:alice@example.test".into(), "user:other@x".into()]);
+    o.iap_members = Some(vec![
+        "user:alice@example.test".into(),
+        "user:other@x".into(),
+    ]);
     o
 }
 
@@ -157,7 +158,10 @@ fn kinds(p: &Plan) -> Vec<String> {
         .iter()
         .map(|a| {
             let s = format!("{a:?}");
-            s.split(|c: char| !c.is_alphanumeric()).next().unwrap().to_string()
+            s.split(|c: char| !c.is_alphanumeric())
+                .next()
+                .unwrap()
+                .to_string()
         })
         .collect()
 }
@@ -187,15 +191,27 @@ fn empty_project_gives_the_full_ordered_plan() {
         ]
     );
     // References are canonical links, computable before anything exists.
-    let Action::CreateBackend(b) = &p.actions[4] else { panic!() };
+    let Action::CreateBackend(b) = &p.actions[4] else {
+        panic!()
+    };
     assert_eq!(b.backends[0].group, d.neg_link());
     assert_eq!(b.load_balancing_scheme.as_deref(), Some("EXTERNAL_MANAGED"));
-    assert_eq!(b.iap.as_ref().unwrap().oauth2_client_secret.as_deref(), Some("s3cret"));
+    assert_eq!(
+        b.iap.as_ref().unwrap().oauth2_client_secret.as_deref(),
+        Some("s3cret")
+    );
     assert!(d.is_marked(b.description.as_deref()));
-    let Action::CreateForwardingRule(fr) = &p.actions[10] else { panic!() };
-    assert_eq!(fr.ip_address.as_deref(), Some(d.link("addresses", "app-ip").as_str()));
+    let Action::CreateForwardingRule(fr) = &p.actions[10] else {
+        panic!()
+    };
+    assert_eq!(
+        fr.ip_address.as_deref(),
+        Some(d.link("addresses", "app-ip").as_str())
+    );
     assert_eq!(fr.port_range.as_deref(), Some("443"));
-    let Action::SetDnsA { ip, replace, .. } = &p.actions[7] else { panic!() };
+    let Action::SetDnsA { ip, replace, .. } = &p.actions[7] else {
+        panic!()
+    };
     assert_eq!((ip, replace), (&None, &None));
     // The secret never shows in the plan's Debug or Display.
     assert!(!format!("{p:?}").contains("s3cret"));
@@ -222,18 +238,45 @@ fn drift_is_fixed_in_place() {
     let p = plan(&d, &o).unwrap();
     assert_eq!(
         kinds(&p),
-        ["PatchBackend", "PatchUrlMap", "SetDnsA", "SetProxyUrlMap", "GrantIapAccess"]
+        [
+            "PatchBackend",
+            "PatchUrlMap",
+            "SetDnsA",
+            "SetProxyUrlMap",
+            "GrantIapAccess"
+        ]
     );
-    let Action::PatchBackend { fingerprint, iap, backends, protocol, .. } = &p.actions[0] else {
+    let Action::PatchBackend {
+        fingerprint,
+        iap,
+        backends,
+        protocol,
+        ..
+    } = &p.actions[0]
+    else {
         panic!()
     };
     assert_eq!(fingerprint, "fp-b");
     assert!(iap.as_ref().unwrap().enabled);
     assert_eq!((backends, protocol), (&None, &None));
-    let Action::PatchUrlMap { fingerprint, default_service, .. } = &p.actions[1] else { panic!() };
+    let Action::PatchUrlMap {
+        fingerprint,
+        default_service,
+        ..
+    } = &p.actions[1]
+    else {
+        panic!()
+    };
     assert_eq!(fingerprint, "fp-u");
-    assert_eq!(default_service.as_deref(), Some(d.link("backendServices", "app-backend").as_str()));
-    assert!(p.actions[2].to_string().contains("replace DNS record app.example.test. A 192.0.2.9 with A 203.0.113.1"));
+    assert_eq!(
+        default_service.as_deref(),
+        Some(d.link("backendServices", "app-backend").as_str())
+    );
+    assert!(
+        p.actions[2]
+            .to_string()
+            .contains("replace DNS record app.example.test. A 192.0.2.9 with A 203.0.113.1")
+    );
 }
 
 #[test]
@@ -252,12 +295,20 @@ fn unfixable_drift_is_a_precise_error() {
     o.forwarding_rule.as_mut().unwrap().ip_address = Some("198.51.100.7".into());
     o.neg.as_mut().unwrap().cloud_run.as_mut().unwrap().service = Some("other".into());
     let e = plan(&d, &o).unwrap_err();
-    let StackError::Unfixable(list) = &e else { panic!("{e}") };
+    let StackError::Unfixable(list) = &e else {
+        panic!("{e}")
+    };
     assert_eq!(list.len(), 2, "{list:?}");
     let text = e.to_string();
     assert!(text.contains("forwarding rule app-forwarding-rule listens on 198.51.100.7, but the stack's address app-ip is 203.0.113.1; IPAddress cannot be changed after creation"), "{text}");
-    assert!(text.contains("gcloud compute forwarding-rules delete app-forwarding-rule --global"), "{text}");
-    assert!(text.contains("network endpoint group app-neg serves Cloud Run service other"), "{text}");
+    assert!(
+        text.contains("gcloud compute forwarding-rules delete app-forwarding-rule --global"),
+        "{text}"
+    );
+    assert!(
+        text.contains("network endpoint group app-neg serves Cloud Run service other"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -266,10 +317,17 @@ fn a_missing_run_service_says_where_it_is() {
     let mut o = empty(&d);
     o.run = None;
     let e = plan(&d, &o).unwrap_err();
-    assert!(e.to_string().contains("does not exist in region europe-west1"), "{e}");
+    assert!(
+        e.to_string()
+            .contains("does not exist in region europe-west1"),
+        "{e}"
+    );
     o.run_elsewhere = vec!["us-central1".into()];
     let e = plan(&d, &o).unwrap_err();
-    assert!(e.to_string().contains("stack.region = \"us-central1\""), "{e}");
+    assert!(
+        e.to_string().contains("stack.region = \"us-central1\""),
+        "{e}"
+    );
 }
 
 #[test]
@@ -277,7 +335,8 @@ fn a_domain_without_zone_stops_bootstrap_unless_dns_is_manual() {
     let mut d = desired();
     let mut o = empty(&d);
     o.dns[0].zone = None;
-    o.dns[0].zone_problem = Some("no public Cloud DNS zone of project p holds app.example.test.".into());
+    o.dns[0].zone_problem =
+        Some("no public Cloud DNS zone of project p holds app.example.test.".into());
     let e = plan(&d, &o).unwrap_err();
     assert!(e.to_string().contains("stack.manage_dns = false"), "{e}");
     d.manage_dns = false;
@@ -297,7 +356,12 @@ fn foreign_resources_are_used_by_bootstrap_and_left_by_teardown() {
         name: "app-0123456789ab".into(),
         ..Default::default()
     }];
-    o.dns[0].a.as_mut().unwrap().rrdatas.push("192.0.2.1".into());
+    o.dns[0]
+        .a
+        .as_mut()
+        .unwrap()
+        .rrdatas
+        .push("192.0.2.1".into());
     let t = teardown_plan(&d, &o);
     let text: Vec<String> = t.actions.iter().map(|a| a.to_string()).collect();
     assert_eq!(
@@ -316,8 +380,16 @@ fn foreign_resources_are_used_by_bootstrap_and_left_by_teardown() {
             &format!("revoke roles/run.invoker on the Cloud Run service from {AGENT}"),
         ]
     );
-    assert!(t.notes.iter().any(|n| n.contains("URL map app-url-map was not created by gclb-acme")));
-    assert!(t.notes.iter().any(|n| n.contains("does not point only at our address")));
+    assert!(
+        t.notes
+            .iter()
+            .any(|n| n.contains("URL map app-url-map was not created by gclb-acme"))
+    );
+    assert!(
+        t.notes
+            .iter()
+            .any(|n| n.contains("does not point only at our address"))
+    );
 }
 
 #[test]
