@@ -691,3 +691,44 @@ async fn errors_users_meet_say_what_to_do() {
     assert!(text.contains("resourcemanager.projects.get"), "{text}");
     assert!(text.contains("grant the missing permission"), "{text}");
 }
+
+fn cli() -> assert_cmd::Command {
+    let mut c = assert_cmd::Command::cargo_bin("gclb-acme").unwrap();
+    c.env_remove("GCLB_ACME_CONFIG")
+        .env_remove("GOOGLE_APPLICATION_CREDENTIALS")
+        .env_remove("GCE_METADATA_HOST")
+        .env("HOME", "/nonexistent");
+    c
+}
+
+#[test]
+fn teardown_refuses_without_yes_when_it_cannot_ask() {
+    let example = format!("{}/config/example.toml", env!("CARGO_MANIFEST_DIR"));
+    let out = cli()
+        .args(["--config", &example, "teardown"])
+        .write_stdin("yes\n")
+        .assert()
+        .code(1);
+    let err = String::from_utf8(out.get_output().stderr.clone()).unwrap();
+    assert!(err.contains("stdin is not a terminal"), "{err}");
+    assert!(err.contains("gclb-acme teardown --yes"), "{err}");
+}
+
+#[test]
+fn bootstrap_without_a_stack_section_says_so() {
+    let example = std::fs::read_to_string(format!(
+        "{}/config/example.toml",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap();
+    let cut = example.find("[stack]").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("config.toml");
+    std::fs::write(&f, &example[..cut]).unwrap();
+    let out = cli()
+        .args(["--config", f.to_str().unwrap(), "bootstrap", "--dry-run"])
+        .assert()
+        .code(2);
+    let err = String::from_utf8(out.get_output().stderr.clone()).unwrap();
+    assert!(err.contains("no [stack] section"), "{err}");
+}
