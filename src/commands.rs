@@ -21,8 +21,8 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Run => not_built("run", "the daemon"),
         Command::Renew(_) => not_built("renew", "certificate issuance and installation"),
         Command::Status(_) => not_built("status", "reading what the proxies serve"),
-        Command::Bootstrap(_) => not_built("bootstrap", "building the load-balancer stack"),
-        Command::Teardown(_) => not_built("teardown", "removing the load-balancer stack"),
+        Command::Bootstrap(args) => crate::stack::command::bootstrap(&cli.config, args),
+        Command::Teardown(args) => crate::stack::command::teardown(&cli.config, args),
     }
 }
 

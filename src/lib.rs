@@ -17,4 +17,5 @@ pub mod logging;
 pub mod metrics;
 pub mod names;
 pub mod schedule;
+pub mod stack;
 pub mod state;

@@ -32,7 +32,10 @@ impl Renewer for Script {
     }
 
     async fn renew(&self, c: &CertificateConfig, force: bool) -> Result<Observation, RenewError> {
-        self.calls.lock().unwrap().push((c.name.clone(), Instant::now(), force));
+        self.calls
+            .lock()
+            .unwrap()
+            .push((c.name.clone(), Instant::now(), force));
         {
             let mut f = self.failures.lock().unwrap();
             if *f > 0 {
@@ -130,20 +133,34 @@ async fn renews_short_lived_certificates_on_its_own_then_stops_on_sigterm() {
     // 4 s certificates renew at half-life (minus jitter): about every 2 s.
     tokio::time::sleep(Duration::from_millis(5500)).await;
     signal("-TERM");
-    let result = tokio::time::timeout(Duration::from_secs(5), run).await.unwrap().unwrap();
+    let result = tokio::time::timeout(Duration::from_secs(5), run)
+        .await
+        .unwrap()
+        .unwrap();
     assert!(result.is_ok(), "{result:?}");
     let calls = script.calls.lock().unwrap().clone();
     assert!(calls.len() >= 3, "renewed {} times", calls.len());
     assert!(!calls[0].2, "the first is needed, not forced");
-    assert!(calls[1..].iter().all(|c| c.2), "later ones are due renewals");
+    assert!(
+        calls[1..].iter().all(|c| c.2),
+        "later ones are due renewals"
+    );
     // Never hammering: at least about a second between renewals.
     for w in calls.windows(2) {
-        assert!(w[1].1 - w[0].1 >= Duration::from_millis(900), "{:?}", w[1].1 - w[0].1);
+        assert!(
+            w[1].1 - w[0].1 >= Duration::from_millis(900),
+            "{:?}",
+            w[1].1 - w[0].1
+        );
     }
     assert!(metrics.is_ready());
     let m = metrics.certificate("app").unwrap();
     assert!(m.ready && m.expires_at.is_some() && m.last_success_at.is_some());
-    assert!(metrics.render().contains("gclb_acme_certificate_seconds_until_expiry{certificate=\"app\"}"));
+    assert!(
+        metrics
+            .render()
+            .contains("gclb_acme_certificate_seconds_until_expiry{certificate=\"app\"}")
+    );
 }
 
 async fn failures_back_off_and_are_kept_across_restarts() {
@@ -165,7 +182,11 @@ async fn failures_back_off_and_are_kept_across_restarts() {
     ));
     tokio::time::sleep(Duration::from_millis(4500)).await;
     signal("-TERM");
-    tokio::time::timeout(Duration::from_secs(5), run).await.unwrap().unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(5), run)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
     let calls = script.calls.lock().unwrap().clone();
     // Attempts at 0, ~0.5-1 s, then ~1-2 s later, then ~2-4 s later: 3 or 4 calls in
     // 4.5 s, never a burst.
@@ -210,8 +231,18 @@ async fn sighup_reloads_and_a_broken_file_keeps_the_old_configuration() {
     signal("-HUP");
     tokio::time::sleep(Duration::from_millis(1000)).await;
     signal("-TERM");
-    tokio::time::timeout(Duration::from_secs(5), run).await.unwrap().unwrap().unwrap();
-    let names: Vec<String> = script.calls.lock().unwrap().iter().map(|c| c.0.clone()).collect();
+    tokio::time::timeout(Duration::from_secs(5), run)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let names: Vec<String> = script
+        .calls
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|c| c.0.clone())
+        .collect();
     assert_eq!(names.iter().filter(|n| *n == "app").count(), 1, "{names:?}");
     assert_eq!(names.iter().filter(|n| *n == "api").count(), 1, "{names:?}");
 }
