@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod challtestsrv;
+pub mod fake_acme;
 pub mod gcp;
 pub mod pebble;
 
