@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crate::acme::IssuedCertificate;
 use crate::config::CertificateConfig;
-use crate::gcp::compute::{NewSslCertificate, SelfManaged, name_of};
+use crate::gcp::compute::{NewSslCertificate, SelfManaged, TargetHttpsProxy, name_of};
 use crate::gcp::{Gcp, GcpError, request_id};
 use crate::lb::proxies::{self, Rewrite};
 use crate::lb::verify::{self, VerifyOptions, VerifyOutcome};
@@ -127,14 +127,20 @@ pub async fn install(
 ) -> Result<InstallReport, LbError> {
     let sha = &issued.leaf.sha256_hex;
     let resource = naming::certificate_resource_name(&cert.name, sha);
-    let uploaded = upload(gcp, cert, issued, &resource, opts).await?;
     let new_url = gcp.global_link("sslCertificates", &resource);
+    let mut ours_cache: HashMap<String, bool> = HashMap::new();
+    // Refuse before uploading anything when a proxy cannot take the certificate,
+    // so a refusal leaves no unused certificate behind.
+    for proxy in &cert.target_https_proxies {
+        let p = get_proxy(gcp, cert, proxy).await?;
+        rewrite_for(gcp, cert, &p, &new_url, &mut ours_cache).await?;
+    }
+    let uploaded = upload(gcp, cert, issued, &resource, opts).await?;
     let mut report = InstallReport {
         resource: resource.clone(),
         uploaded,
         ..InstallReport::default()
     };
-    let mut ours_cache: HashMap<String, bool> = HashMap::new();
     let mut swapped_links = Vec::new();
     for proxy in &cert.target_https_proxies {
         let (changed, link) = swap(gcp, cert, proxy, &new_url, &mut ours_cache, opts).await?;
@@ -285,6 +291,55 @@ async fn is_ours_cached(
     Ok(ours)
 }
 
+async fn get_proxy(
+    gcp: &Gcp,
+    cert: &CertificateConfig,
+    proxy: &str,
+) -> Result<TargetHttpsProxy, LbError> {
+    let p = match gcp.get_target_https_proxy(proxy).await {
+        Ok(p) => p,
+        Err(e) if e.is_not_found() => {
+            return Err(LbError::ProxyNotFound {
+                proxy: proxy.to_string(),
+                certificate: cert.name.clone(),
+                project: gcp.project.clone(),
+            });
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if let Some(map) = p.certificate_map.as_deref().filter(|m| !m.is_empty()) {
+        return Err(LbError::CertificateMap {
+            proxy: proxy.to_string(),
+            map: map.to_string(),
+        });
+    }
+    Ok(p)
+}
+
+/// The proxy's new list: our superseded certificates of this config replaced.
+async fn rewrite_for(
+    gcp: &Gcp,
+    cert: &CertificateConfig,
+    p: &TargetHttpsProxy,
+    new_url: &str,
+    cache: &mut HashMap<String, bool>,
+) -> Result<Rewrite, LbError> {
+    let mut superseded = HashSet::new();
+    let new_name = name_of(new_url);
+    for url in &p.ssl_certificates {
+        let n = name_of(url);
+        if n != new_name && is_ours_cached(gcp, &cert.name, n, cache).await? {
+            superseded.insert(n.to_string());
+        }
+    }
+    Ok(proxies::rewrite(
+        &p.name,
+        &p.ssl_certificates,
+        new_url,
+        |n| superseded.contains(n),
+    )?)
+}
+
 /// Puts `new_url` on `proxy` in place of our superseded certificate(s); returns
 /// whether the list changed and the proxy's self link.
 async fn swap(
@@ -297,34 +352,8 @@ async fn swap(
 ) -> Result<(bool, String), LbError> {
     let mut last = None;
     for attempt in 0..opts.attempts.max(1) {
-        let p = match gcp.get_target_https_proxy(proxy).await {
-            Ok(p) => p,
-            Err(e) if e.is_not_found() => {
-                return Err(LbError::ProxyNotFound {
-                    proxy: proxy.to_string(),
-                    certificate: cert.name.clone(),
-                    project: gcp.project.clone(),
-                });
-            }
-            Err(e) => return Err(e.into()),
-        };
-        if let Some(map) = p.certificate_map.as_deref().filter(|m| !m.is_empty()) {
-            return Err(LbError::CertificateMap {
-                proxy: proxy.to_string(),
-                map: map.to_string(),
-            });
-        }
-        let mut superseded = HashSet::new();
-        let new_name = name_of(new_url);
-        for url in &p.ssl_certificates {
-            let n = name_of(url);
-            if n != new_name && is_ours_cached(gcp, &cert.name, n, cache).await? {
-                superseded.insert(n.to_string());
-            }
-        }
-        let list = match proxies::rewrite(proxy, &p.ssl_certificates, new_url, |n| {
-            superseded.contains(n)
-        })? {
+        let p = get_proxy(gcp, cert, proxy).await?;
+        let list = match rewrite_for(gcp, cert, &p, new_url, cache).await? {
             Rewrite::Unchanged => return Ok((false, p.self_link)),
             Rewrite::Set(list) => list,
         };
@@ -336,7 +365,7 @@ async fn swap(
         let op = gcp.set_ssl_certificates(proxy, &list, &rid).await?;
         match gcp.wait_operation(op, opts.operation_timeout).await {
             Ok(_) => {
-                tracing::info!(certificate = %cert.name, proxy, new = name_of(new_url), replaced = ?superseded, "proxy now serves the new certificate");
+                tracing::info!(certificate = %cert.name, proxy, new = name_of(new_url), "proxy now serves the new certificate");
                 opts.at(&step::swapped(proxy))?;
                 return Ok((true, p.self_link));
             }

@@ -3,6 +3,7 @@
 
 pub mod challtestsrv;
 pub mod gcp;
+pub mod lb;
 pub mod pebble;
 
 use std::net::{SocketAddr, TcpListener};
