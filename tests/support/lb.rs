@@ -7,8 +7,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use gclb_acme::acme::{AcmeClient, ClientOptions, Endpoint, PollConfig, RetryConfig};
+use gclb_acme::acme::store::normalize_names;
+use gclb_acme::acme::{
+    AcmeClient, ClientOptions, Endpoint, IssuedCertificate, PollConfig, RetryConfig,
+};
 use gclb_acme::certs;
+use gclb_acme::certs::SecretPem;
 use gclb_acme::config::{
     AcmeConfig, CertificateConfig, Config, DnsConfig, GcpConfig, HumanDuration, KeyType,
     StateConfig,
@@ -37,13 +41,7 @@ impl Lab {
     pub async fn start() -> Lab {
         let cloud = Cloud::start().await;
         cloud.zone("example-test", "example.test.", false).await;
-        let (s, b) = cloud
-            .post(
-                &format!("compute/v1/projects/{PROJECT}/global/urlMaps"),
-                json!({"name": "um", "defaultUrlRedirect": {"httpsRedirect": true}}),
-            )
-            .await;
-        assert_eq!(s, 200, "url map: {b}");
+        url_map(&cloud).await;
         let pebble = Pebble::start(PebbleOptions::new(cloud.emu.dns_addrs()[0])).await;
         Lab {
             cloud,
@@ -121,20 +119,10 @@ impl Lab {
 
     /// Creates a proxy serving `certs` (names), in order.
     pub async fn proxy(&self, name: &str, certs: &[&str]) {
-        let links: Vec<String> = certs.iter().map(|c| link("sslCertificates", c)).collect();
-        let (s, b) = self
-            .cloud
-            .post(
-                &format!("compute/v1/projects/{PROJECT}/global/targetHttpsProxies"),
-                json!({"name": name, "urlMap": link("urlMaps", "um"), "sslCertificates": links}),
-            )
-            .await;
-        assert_eq!(s, 200, "proxy {name}: {b}");
+        proxy(&self.cloud, name, certs).await
     }
 
-    /// Uploads a self-signed certificate for `names`, valid from `age_days` ago
-    /// for `lifetime_days`. `ours`: named and described as gclb-acme would for
-    /// `app`; otherwise named `foreign_name` with a hand-written description.
+    /// See [`upload`].
     pub async fn upload(
         &self,
         names: &[&str],
@@ -143,76 +131,150 @@ impl Lab {
         ours: Option<&str>,
         foreign_name: &str,
     ) -> String {
-        let key = rcgen::KeyPair::generate().expect("key");
-        let mut params =
-            rcgen::CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
-                .expect("params");
-        let now = time::OffsetDateTime::now_utc();
-        params.not_before = now - time::Duration::days(age_days);
-        params.not_after = params.not_before + time::Duration::days(lifetime_days);
-        let cert = params.self_signed(&key).expect("self-signed");
-        let sha = naming::leaf_sha256(cert.der());
-        let (name, description) = match ours {
-            Some(cfg) => (
-                naming::certificate_resource_name(cfg, &sha),
-                naming::certificate_description(cfg, &sha),
-            ),
-            None => (foreign_name.to_string(), "uploaded by hand".to_string()),
-        };
-        let rid = gclb_acme::gcp::request_id(&[&name, "seed"]);
-        let op = self
-            .cloud
-            .gcp()
-            .insert_ssl_certificate(
-                &NewSslCertificate {
-                    name: name.clone(),
-                    description,
-                    cert_type: "SELF_MANAGED",
-                    self_managed: SelfManaged {
-                        certificate: cert.pem(),
-                        private_key: key.serialize_pem(),
-                    },
-                },
-                &rid,
-            )
-            .await
-            .expect("seed insert");
-        self.cloud
-            .gcp()
-            .wait_operation(op, Duration::from_secs(10))
-            .await
-            .expect("seed insert done");
-        name
+        upload(
+            &self.cloud,
+            names,
+            age_days,
+            lifetime_days,
+            ours,
+            foreign_name,
+        )
+        .await
+        .0
     }
 
     /// Names of the certificates `proxy` serves, in order.
     pub async fn served(&self, proxy: &str) -> Vec<String> {
-        self.cloud
-            .gcp()
-            .get_target_https_proxy(proxy)
-            .await
-            .expect("proxy")
-            .ssl_certificates
-            .iter()
-            .map(|u| name_of(u).to_string())
-            .collect()
+        served(&self.cloud, proxy).await
     }
 
     /// Names of every sslCertificate in the project.
     pub async fn certificates(&self) -> Vec<String> {
-        let mut v: Vec<String> = self
-            .cloud
-            .gcp()
-            .list_ssl_certificates(None)
-            .await
-            .expect("list")
-            .into_iter()
-            .map(|c| c.name)
-            .collect();
-        v.sort();
-        v
+        certificates(&self.cloud).await
     }
+}
 
+/// Creates a proxy serving `certs` (names), in order.
+pub async fn proxy(cloud: &Cloud, name: &str, certs: &[&str]) {
+    let links: Vec<String> = certs.iter().map(|c| link("sslCertificates", c)).collect();
+    let (s, b) = cloud
+        .post(
+            &format!("compute/v1/projects/{PROJECT}/global/targetHttpsProxies"),
+            json!({"name": name, "urlMap": link("urlMaps", "um"), "sslCertificates": links}),
+        )
+        .await;
+    assert_eq!(s, 200, "proxy {name}: {b}");
+}
+
+/// The URL map `um` (a redirect only, so no backend is needed).
+pub async fn url_map(cloud: &Cloud) {
+    let (s, b) = cloud
+        .post(
+            &format!("compute/v1/projects/{PROJECT}/global/urlMaps"),
+            json!({"name": "um", "defaultUrlRedirect": {"httpsRedirect": true}}),
+        )
+        .await;
+    assert_eq!(s, 200, "url map: {b}");
+}
+
+/// A self-signed certificate for `names`, valid from `age_days` ago for
+/// `lifetime_days`, as the ACME engine would hand it over.
+pub fn self_signed(names: &[&str], age_days: i64, lifetime_days: i64) -> IssuedCertificate {
+    let key = rcgen::KeyPair::generate().expect("key");
+    let mut params =
+        rcgen::CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+            .expect("params");
+    let now = time::OffsetDateTime::now_utc();
+    params.not_before = now - time::Duration::days(age_days);
+    params.not_after = params.not_before + time::Duration::days(lifetime_days);
+    let cert = params.self_signed(&key).expect("self-signed");
+    let leaf = certs::leaf_info(cert.der()).expect("leaf");
+    IssuedCertificate {
+        certificate: "app".into(),
+        names: normalize_names(&names.iter().map(|s| s.to_string()).collect::<Vec<_>>()),
+        key_type: KeyType::EcdsaP256,
+        key_pem: SecretPem::new(key.serialize_pem()),
+        chain_pem: cert.pem(),
+        leaf,
+        order_url: String::new(),
+        directory: String::new(),
+        issued_at: now,
+    }
+}
+
+/// Uploads a self-signed certificate (see [`self_signed`]). `ours`: named and
+/// described as gclb-acme would for that certificate config; otherwise named
+/// `foreign_name` with a hand-written description. Returns its name and itself.
+pub async fn upload(
+    cloud: &Cloud,
+    names: &[&str],
+    age_days: i64,
+    lifetime_days: i64,
+    ours: Option<&str>,
+    foreign_name: &str,
+) -> (String, IssuedCertificate) {
+    let issued = self_signed(names, age_days, lifetime_days);
+    let sha = &issued.leaf.sha256_hex;
+    let (name, description) = match ours {
+        Some(cfg) => (
+            naming::certificate_resource_name(cfg, sha),
+            naming::certificate_description(cfg, sha),
+        ),
+        None => (foreign_name.to_string(), "uploaded by hand".to_string()),
+    };
+    let rid = gclb_acme::gcp::request_id(&[&name, "seed"]);
+    let op = cloud
+        .gcp()
+        .insert_ssl_certificate(
+            &NewSslCertificate {
+                name: name.clone(),
+                description,
+                cert_type: "SELF_MANAGED",
+                self_managed: SelfManaged {
+                    certificate: issued.chain_pem.clone(),
+                    private_key: issued.key_pem.expose().to_string(),
+                },
+            },
+            &rid,
+        )
+        .await
+        .expect("seed insert");
+    cloud
+        .gcp()
+        .wait_operation(op, Duration::from_secs(10))
+        .await
+        .expect("seed insert done");
+    (name, issued)
+}
+
+/// Names of the certificates `proxy` serves, in order.
+pub async fn served(cloud: &Cloud, proxy: &str) -> Vec<String> {
+    cloud
+        .gcp()
+        .get_target_https_proxy(proxy)
+        .await
+        .expect("proxy")
+        .ssl_certificates
+        .iter()
+        .map(|u| name_of(u).to_string())
+        .collect()
+}
+
+/// Names of every sslCertificate in the project, sorted.
+pub async fn certificates(cloud: &Cloud) -> Vec<String> {
+    let mut v: Vec<String> = cloud
+        .gcp()
+        .list_ssl_certificates(None)
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|c| c.name)
+        .collect();
+    v.sort();
+    v
+}
+
+impl Lab {
     /// Every proxy's list names only existing certificates, and each covers
     /// [`NAMES`] with at least one certificate valid now.
     pub async fn assert_serving(&self, proxies: &[&str]) {
