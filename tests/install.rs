@@ -144,7 +144,7 @@ async fn cleanup_spares_look_alikes_other_configs_and_certificates_in_use() {
     proxy(&c, "elsewhere", &[&used_ours]).await;
     let (keep, _) = upload(&c, &NAMES, 0, 90, Some("app"), "").await;
     let deleted = cleanup(&c.gcp(), "app", &keep, &no_verify()).await.unwrap();
-    assert_eq!(deleted, [unused_ours.clone()]);
+    assert_eq!(deleted, std::slice::from_ref(&unused_ours));
     let mut want = vec![used_ours, other_config, look_alike, keep];
     want.sort();
     assert_eq!(certificates(&c).await, want);

@@ -231,7 +231,7 @@ fn gave_up(what: String, attempts: u32, last: Option<GcpError>) -> LbError {
     LbError::GaveUp {
         what,
         attempts,
-        last: last.unwrap_or(GcpError::Credentials("no attempt was made".into())),
+        last: Box::new(last.unwrap_or(GcpError::Credentials("no attempt was made".into()))),
     }
 }
 

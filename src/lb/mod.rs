@@ -66,7 +66,7 @@ pub enum LbError {
     GaveUp {
         what: String,
         attempts: u32,
-        last: GcpError,
+        last: Box<GcpError>,
     },
     /// The issued chain cannot be read.
     #[error("the issued certificate cannot be read: {0}")]
