@@ -4,6 +4,7 @@
 pub mod challtestsrv;
 pub mod fake_acme;
 pub mod gcp;
+pub mod lb;
 pub mod pebble;
 
 use std::net::{SocketAddr, TcpListener};
