@@ -377,13 +377,17 @@ mod tests {
             c.failures.insert("dns".into(), 1);
         });
         let text = m.render();
-        assert!(
-            text.contains(&format!(
-                "gclb_acme_certificate_expiration_timestamp_seconds{{certificate=\"app\"}} {}",
-                exp.unix_timestamp_nanos() as f64 / 1e9
-            )),
-            "{text}"
-        );
+        // Compare as numbers: float formatting differs in the last digit.
+        let value = |prefix: &str| -> f64 {
+            text.lines()
+                .find(|l| l.starts_with(prefix))
+                .and_then(|l| l.rsplit(' ').next())
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_else(|| panic!("{prefix} missing in:\n{text}"))
+        };
+        let expected = exp.unix_timestamp_nanos() as f64 / 1e9;
+        let got = value("gclb_acme_certificate_expiration_timestamp_seconds{certificate=\"app\"}");
+        assert!((got - expected).abs() < 1e-3, "{got} vs {expected}");
         assert!(
             text.contains(
                 "gclb_acme_certificate_ready_status{certificate=\"app\",condition=\"True\"} 1"
