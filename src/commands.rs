@@ -11,24 +11,17 @@ use crate::config::Config;
 pub const EXIT_FAILURE: u8 = 1;
 /// Exit code for a configuration that cannot be used.
 pub const EXIT_CONFIG: u8 = 2;
-/// Exit code for a subcommand that is not built yet.
-pub const EXIT_UNIMPLEMENTED: u8 = 3;
 
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> ExitCode {
     match &cli.command {
         Command::Check => check(&cli.config),
-        Command::Run => not_built("run", "the daemon"),
+        Command::Run => run_daemon(&cli.config),
         Command::Renew(args) => renew(&cli.config, args),
         Command::Status(args) => status(&cli.config, args),
         Command::Bootstrap(args) => crate::stack::command::bootstrap(&cli.config, args),
         Command::Teardown(args) => crate::stack::command::teardown(&cli.config, args),
     }
-}
-
-fn not_built(cmd: &str, what: &str) -> ExitCode {
-    eprintln!("gclb-acme {cmd}: not built yet ({what} is still being written); nothing was done");
-    ExitCode::from(EXIT_UNIMPLEMENTED)
 }
 
 /// Loads the configuration or prints every problem with it.
@@ -121,8 +114,12 @@ pub fn credentials_hint() -> Option<String> {
 }
 
 /// A runtime for the async subcommands.
-fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+/// The async runtime every subcommand runs on.
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    // Two workers are plenty for network-bound work on a small VM, and keep the
+    // thread count (and memory) small on bigger machines too.
     tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
         .enable_all()
         .build()
         .map_err(|e| {
@@ -327,4 +324,69 @@ fn print_status(report: &crate::reconcile::status::StatusReport) {
             }
         }
     }
+}
+
+/// `gclb-acme run`: the daemon, with `/metrics` and `/healthz` when configured.
+fn run_daemon(path: &Path) -> ExitCode {
+    let config = match load_config(path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let rt = match runtime() {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    rt.block_on(async {
+        let metrics = crate::metrics::Metrics::new();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let server = if config.daemon.metrics_listen.is_empty() {
+            None
+        } else {
+            let addr = match config.daemon.metrics_listen.parse() {
+                Ok(a) => a,
+                Err(e) => {
+                    eprintln!("daemon.metrics_listen: {e}");
+                    return ExitCode::from(EXIT_CONFIG);
+                }
+            };
+            match crate::metrics::serve(addr, std::sync::Arc::clone(&metrics), async {
+                let _ = stop_rx.await;
+            })
+            .await
+            {
+                Ok((local, task)) => {
+                    tracing::info!(address = %local, "serving /metrics and /healthz");
+                    Some(task)
+                }
+                Err(e) => {
+                    eprintln!("cannot listen on daemon.metrics_listen {addr}: {e}");
+                    return ExitCode::from(EXIT_FAILURE);
+                }
+            }
+        };
+        let factory = crate::daemon::pipeline::Factory {
+            metrics: std::sync::Arc::clone(&metrics),
+            gcp: None,
+        };
+        let result = crate::daemon::run(
+            path.to_path_buf(),
+            config,
+            factory,
+            metrics,
+            crate::daemon::Options::default(),
+        )
+        .await;
+        let _ = stop_tx.send(());
+        if let Some(t) = server {
+            let _ = t.await;
+        }
+        match result {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                tracing::error!(error = %e, "the daemon could not start");
+                eprintln!("error: {e}");
+                ExitCode::from(EXIT_FAILURE)
+            }
+        }
+    })
 }

@@ -9,6 +9,7 @@
 //! and exits 0.
 
 pub mod book;
+pub mod pipeline;
 pub mod plan;
 
 use std::collections::{BTreeMap, HashSet};

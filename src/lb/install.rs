@@ -164,8 +164,9 @@ pub async fn install(
     Ok(report)
 }
 
-/// Uploads the certificate unless it is already there; returns whether it did.
-async fn upload(
+/// Uploads the certificate as `resource` unless it is already there; returns
+/// whether it did. Bootstrap uses it alone (the proxy does not exist yet).
+pub async fn upload(
     gcp: &Gcp,
     cert: &CertificateConfig,
     issued: &IssuedCertificate,

@@ -89,6 +89,64 @@ impl CertificateSource for ReuseExisting {
     }
 }
 
+/// The source the command line uses: reuse a valid certificate of ours, or
+/// issue one through the ACME engine and the Cloud DNS solver (DNS-01 needs no
+/// load balancer) and upload it. The issued certificate stays pending in the
+/// state directory until `renew` or the daemon sees it served and cleans up.
+pub struct IssueWithAcme {
+    gcp: Gcp,
+    config: crate::config::Config,
+    cert: crate::config::CertificateConfig,
+}
+
+impl IssueWithAcme {
+    pub fn new(
+        gcp: Gcp,
+        config: &crate::config::Config,
+        desired: &Desired,
+    ) -> Result<IssueWithAcme, StackError> {
+        let cert = config
+            .certificate(&desired.certificate)
+            .cloned()
+            .ok_or_else(|| {
+                StackError::Config(format!(
+                    "stack.certificate names \"{}\", which is not a [[certificates]] entry",
+                    desired.certificate
+                ))
+            })?;
+        Ok(IssueWithAcme {
+            gcp,
+            config: config.clone(),
+            cert,
+        })
+    }
+}
+
+impl CertificateSource for IssueWithAcme {
+    async fn ensure(&self, names: &[String]) -> Result<String, StackError> {
+        if let Some(c) = find_ours(&self.gcp, &self.cert.name, names).await? {
+            return Ok(c.self_link);
+        }
+        let fail = |e: &dyn std::fmt::Display| StackError::Certificate(e.to_string());
+        let state = crate::state::StateDir::open(&self.config.state.dir).map_err(|e| fail(&e))?;
+        let acme = crate::acme::AcmeClient::connect(&self.config.acme, state)
+            .await
+            .map_err(|e| fail(&e))?;
+        // `issue` returns a stored, not yet installed certificate for the same
+        // names instead of ordering again (a bootstrap re-run after a crash).
+        let request = crate::acme::IssueRequest::new(&self.cert, &self.config.acme);
+        let solver =
+            crate::dns::CloudDns::new(self.gcp.clone(), &self.config.dns, self.cert.zone.clone());
+        let issued = acme.issue(&request, &solver).await.map_err(|e| fail(&e))?;
+        let resource = naming::certificate_resource_name(&self.cert.name, &issued.leaf.sha256_hex);
+        let opts = crate::reconcile::Renewer::install_options(&self.config);
+        crate::lb::install::upload(&self.gcp, &self.cert, &issued, &resource, &opts)
+            .await
+            .map_err(|e| fail(&e))?;
+        Ok(self.gcp.global_link("sslCertificates", &resource))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

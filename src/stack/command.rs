@@ -9,19 +9,9 @@ use crate::cli::{BootstrapArgs, TeardownArgs};
 use crate::commands::{EXIT_FAILURE, load_config};
 use crate::gcp::Gcp;
 
-use super::{Desired, Options, ReuseExisting, StackError};
+use super::{Desired, Options, StackError};
 
-fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| {
-            eprintln!("cannot start the async runtime: {e}");
-            ExitCode::from(EXIT_FAILURE)
-        })
-}
-
-async fn setup(config_path: &Path) -> Result<(Gcp, Desired), ExitCode> {
+async fn setup(config_path: &Path) -> Result<(Gcp, Desired, crate::config::Config), ExitCode> {
     let config = load_config(config_path)?;
     if config.stack.is_none() {
         eprintln!(
@@ -38,7 +28,7 @@ async fn setup(config_path: &Path) -> Result<(Gcp, Desired), ExitCode> {
         eprintln!("error: {e}");
         ExitCode::from(crate::commands::EXIT_CONFIG)
     })?;
-    Ok((gcp, desired))
+    Ok((gcp, desired, config))
 }
 
 fn fail(e: StackError) -> ExitCode {
@@ -48,16 +38,19 @@ fn fail(e: StackError) -> ExitCode {
 
 /// `gclb-acme bootstrap [--dry-run]`.
 pub fn bootstrap(config_path: &Path, args: &BootstrapArgs) -> ExitCode {
-    let rt = match runtime() {
+    let rt = match crate::commands::runtime() {
         Ok(r) => r,
         Err(c) => return c,
     };
     rt.block_on(async {
-        let (gcp, desired) = match setup(config_path).await {
+        let (gcp, desired, config) = match setup(config_path).await {
             Ok(x) => x,
             Err(c) => return c,
         };
-        let certs = ReuseExisting::new(gcp.clone(), &desired);
+        let certs = match super::cert::IssueWithAcme::new(gcp.clone(), &config, &desired) {
+            Ok(c) => c,
+            Err(e) => return fail(e),
+        };
         let opts = Options {
             dry_run: args.dry_run,
             quiet: false,
@@ -72,12 +65,12 @@ pub fn bootstrap(config_path: &Path, args: &BootstrapArgs) -> ExitCode {
 /// `gclb-acme teardown [--dry-run] [--yes]`: asks on a terminal, refuses
 /// without `--yes` otherwise.
 pub fn teardown(config_path: &Path, args: &TeardownArgs) -> ExitCode {
-    let rt = match runtime() {
+    let rt = match crate::commands::runtime() {
         Ok(r) => r,
         Err(c) => return c,
     };
     rt.block_on(async {
-        let (gcp, desired) = match setup(config_path).await {
+        let (gcp, desired, _) = match setup(config_path).await {
             Ok(x) => x,
             Err(c) => return c,
         };
