@@ -14,5 +14,6 @@ pub mod gcp;
 pub mod lb;
 pub mod logging;
 pub mod names;
+pub mod preflight;
 pub mod schedule;
 pub mod state;

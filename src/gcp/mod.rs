@@ -6,6 +6,7 @@ pub mod compute;
 pub mod dns;
 pub mod error;
 pub mod operation;
+pub mod resourcemanager_iam;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
