@@ -9,9 +9,39 @@ use serde_json::Value;
 
 use crate::gcp::Auth;
 
+/// Where credentials were found (it decides the fix when they fail).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// `GOOGLE_APPLICATION_CREDENTIALS`.
+    EnvFile,
+    /// gcloud's application-default file.
+    Gcloud,
+    /// The metadata server.
+    Metadata,
+    /// Given by the caller (tests).
+    Injected,
+}
+
+impl Source {
+    /// What to do when these credentials yield no token.
+    pub fn fix(self) -> &'static str {
+        match self {
+            Source::EnvFile => {
+                "point GOOGLE_APPLICATION_CREDENTIALS at a working credentials file (a new key: gcloud iam service-accounts keys create)"
+            }
+            Source::Gcloud => "log in again: gcloud auth application-default login",
+            Source::Metadata => {
+                "give the VM a service account and the cloud-platform access scope (gcloud compute instances set-service-account --scopes=cloud-platform)"
+            }
+            Source::Injected => "check the credentials given",
+        }
+    }
+}
+
 /// Credentials found, and what we could tell about them.
 #[derive(Debug)]
 pub struct Credentials {
+    pub source: Source,
     /// Where they come from, e.g. `service-account key file /etc/sa.json`.
     pub kind: String,
     /// Whose they are: a service account or user email, when known.
@@ -109,19 +139,21 @@ fn active_gcloud_account() -> Option<String> {
     gcloud_account(&text)
 }
 
-fn from_file(path: &Path, label: &str) -> Credentials {
+fn from_file(path: &Path, label: &str, source: Source) -> Credentials {
     let described = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read {}: {e}", path.display()))
         .and_then(|t| describe_file(&t, active_gcloud_account()));
     match described {
         Ok(f) => Credentials {
-            kind: format!("{} ({label} {})", f.kind, path.display()),
+            source,
+            kind: format!("{} ({label}{})", f.kind, path.display()),
             identity: f.identity,
             file_project: f.project,
             auth: Auth::adc().map_err(|e| e.to_string()),
         },
         Err(e) => Credentials {
-            kind: format!("{label} {}", path.display()),
+            source,
+            kind: format!("{label}{}", path.display()),
             identity: None,
             file_project: None,
             auth: Err(e),
@@ -171,17 +203,26 @@ async fn metadata_email(host: &str) -> Result<String, String> {
 /// Looks for credentials in google-cloud-auth's order.
 pub async fn detect() -> Detection {
     if let Some(f) = std::env::var_os("GOOGLE_APPLICATION_CREDENTIALS") {
-        return Detection::Found(from_file(Path::new(&f), "GOOGLE_APPLICATION_CREDENTIALS="));
+        return Detection::Found(from_file(
+            Path::new(&f),
+            "GOOGLE_APPLICATION_CREDENTIALS=",
+            Source::EnvFile,
+        ));
     }
     if let Some(dir) = gcloud_dir() {
         let adc = dir.join("application_default_credentials.json");
         if adc.is_file() {
-            return Detection::Found(from_file(&adc, "gcloud application-default file"));
+            return Detection::Found(from_file(
+                &adc,
+                "gcloud application-default file ",
+                Source::Gcloud,
+            ));
         }
     }
     let host = metadata_host();
     match metadata_email(&host).await {
         Ok(email) => Detection::Found(Credentials {
+            source: Source::Metadata,
             kind: format!("the VM's service account (metadata server {host})"),
             identity: Some(email),
             file_project: None,

@@ -18,7 +18,7 @@ pub mod resolver;
 use std::fmt;
 
 use crate::config::Config;
-pub use credentials::{Credentials, Detection};
+pub use credentials::{Credentials, Detection, Source};
 
 /// The outcome of one check.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]

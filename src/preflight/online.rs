@@ -53,7 +53,7 @@ pub async fn run(config: &Config, creds: Credentials) -> Vec<Line> {
         Err(e) => {
             lines.push(Line::fail(
                 format!("credentials: {}: unusable: {e}", creds.kind),
-                "fix or replace the credentials file (gcloud auth application-default login, or a new service-account key)",
+                creds.source.fix(),
             ));
             skip_rest(&mut lines, "no usable credentials");
             return lines;
@@ -67,7 +67,7 @@ pub async fn run(config: &Config, creds: Credentials) -> Vec<Line> {
         Err(e) => {
             lines.push(Line::fail(
                 format!("credentials: {}, {who}: no access token: {e}", creds.kind),
-                "on a VM, give it a service account and the cloud-platform access scope; elsewhere run gcloud auth application-default login or set GOOGLE_APPLICATION_CREDENTIALS",
+                creds.source.fix(),
             ));
             skip_rest(&mut lines, "the credentials do not work");
             return lines;
