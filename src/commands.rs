@@ -77,27 +77,3 @@ fn check(path: &Path) -> ExitCode {
         ExitCode::SUCCESS
     }
 }
-
-/// Which Application Default Credentials source is present, without contacting
-/// anything (the metadata server is not probed here).
-pub fn credentials_hint() -> Option<String> {
-    if let Ok(f) = std::env::var("GOOGLE_APPLICATION_CREDENTIALS") {
-        return Some(format!("GOOGLE_APPLICATION_CREDENTIALS={f}"));
-    }
-    let gcloud_dir = std::env::var_os("CLOUDSDK_CONFIG")
-        .map(std::path::PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".config/gcloud")));
-    if let Some(dir) = gcloud_dir {
-        let adc = dir.join("application_default_credentials.json");
-        if adc.is_file() {
-            return Some(format!(
-                "gcloud application-default credentials ({})",
-                adc.display()
-            ));
-        }
-    }
-    if let Ok(h) = std::env::var("GCE_METADATA_HOST") {
-        return Some(format!("metadata server at GCE_METADATA_HOST={h}"));
-    }
-    None
-}

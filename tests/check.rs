@@ -237,6 +237,28 @@ async fn a_disabled_api_fails_with_the_enable_command() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disabled_cloud_dns_api_is_one_failure() {
+    let s = Setup::healthy().await;
+    let (st, b) = s
+        .cloud
+        .post(
+            "emulator/apis",
+            json!({"api": "dns.googleapis.com", "enabled": false}),
+        )
+        .await;
+    assert!(st < 300, "{b}");
+    let r = s.check().await;
+    assert_one_fail(
+        &r,
+        &[
+            "FAIL  API dns.googleapis.com: disabled in project demo-project",
+            "fix: gcloud services enable dns.googleapis.com --project demo-project",
+        ],
+    );
+    assert!(r.to_string().contains("skip  zones, delegation, CAA, challenge CNAMEs: not checked (the Cloud DNS API is disabled)"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_permission_is_named() {
     let s = Setup::healthy().await;
     let (st, b) = s

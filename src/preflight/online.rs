@@ -178,10 +178,14 @@ pub fn api_line(api: &str, project: &str, answer: &Result<Value, GcpError>) -> L
             format!("{what}: disabled in project {project}"),
             format!("gcloud services enable {api} --project {project}"),
         ),
-        Err(GcpError::Api(a)) if a.is_permission_denied() || a.code == 404 => Line::ok(format!(
-            "{what}: enabled (the probe read answered {} {}, which only an enabled API does)",
-            a.code, a.reason
-        )),
+        // A refusal on the merits (permission, existence, argument) comes from the
+        // service itself; 401 and 429 may come from Google's front end.
+        Err(GcpError::Api(a)) if (400..500).contains(&a.code) && !matches!(a.code, 401 | 429) => {
+            Line::ok(format!(
+                "{what}: enabled (the probe read answered {} {}, which only an enabled API does)",
+                a.code, a.reason
+            ))
+        }
         Err(e) => Line::warn(
             format!(
                 "{what}: could not tell whether it is enabled: {}",
@@ -415,6 +419,12 @@ async fn domains(config: &Config, gcp: &Gcp, resolver: Result<Resolver, String>)
     if config.certificates.iter().any(|c| c.zone.is_none()) {
         match gcp.list_zones(None).await {
             Ok(z) => all = z,
+            Err(e) if is_disabled(&e) => {
+                lines.push(Line::skip(
+                    "zones, delegation, CAA, challenge CNAMEs: not checked (the Cloud DNS API is disabled)",
+                ));
+                return lines;
+            }
             Err(e) => {
                 lines.push(Line::fail(
                     format!(
