@@ -73,7 +73,7 @@ pub async fn run(config: &Config, creds: Credentials) -> Vec<Line> {
             return lines;
         }
     }
-    let (project, source) = match project(config).await {
+    let (project, source) = match project(config, creds.file_project.as_deref()).await {
         Ok(p) => p,
         Err(e) => {
             lines.push(Line::fail(
@@ -127,7 +127,7 @@ async fn token(auth: &Auth) -> Result<&'static str, String> {
 
 /// The project the daemon would use, and where it comes from (the same order as
 /// `Gcp::from_config`).
-async fn project(config: &Config) -> Result<(String, String), String> {
+async fn project(config: &Config, file_project: Option<&str>) -> Result<(String, String), String> {
     if let Some(p) = &config.gcp.project {
         return Ok((p.clone(), "gcp.project in the configuration".into()));
     }
@@ -139,8 +139,11 @@ async fn project(config: &Config) -> Result<(String, String), String> {
             return Ok((p, var.into()));
         }
     }
-    let source = if std::env::var_os("GOOGLE_APPLICATION_CREDENTIALS").is_some() {
-        "the credentials file's project_id (or the metadata server)"
+    // discover_project reads only GOOGLE_APPLICATION_CREDENTIALS' file, not gcloud's.
+    let source = if std::env::var_os("GOOGLE_APPLICATION_CREDENTIALS").is_some()
+        && file_project == Some(p.as_str())
+    {
+        "the credentials file's project_id"
     } else {
         "the metadata server"
     };
@@ -501,12 +504,12 @@ async fn domains(config: &Config, gcp: &Gcp, resolver: Result<Resolver, String>)
             zones.push(z);
         }
     }
-    let mut challenges: Vec<(String, &ManagedZone)> = Vec::new();
+    let mut challenges: Vec<String> = Vec::new();
     for d in &domains {
-        if let Ok(z) = &d.zone {
+        if d.zone.is_ok() {
             let c = delegation::challenge_name(&d.name);
-            if !challenges.iter().any(|(x, _)| x == &c) {
-                challenges.push((c, z));
+            if !challenges.contains(&c) {
+                challenges.push(c);
             }
         }
     }
@@ -519,7 +522,7 @@ async fn domains(config: &Config, gcp: &Gcp, resolver: Result<Resolver, String>)
         join_all(
             challenges
                 .iter()
-                .map(|(c, _)| cname_line(&resolver, c, &all, &project))
+                .map(|c| cname_line(&resolver, c, &all, &project))
         ),
     );
     lines.extend(delegations);
