@@ -290,6 +290,18 @@ fn key_types() {
 }
 
 #[test]
+fn resolvers_are_host_port_and_default_to_none() {
+    assert!(load(MINIMAL).unwrap().dns.resolvers.is_empty());
+    let c = load(&format!(
+        "[dns]\nresolvers = [\"8.8.8.8:53\", \"dns.google:53\"]\n{MINIMAL}"
+    ))
+    .unwrap();
+    assert_eq!(c.dns.resolvers, ["8.8.8.8:53", "dns.google:53"]);
+    let e = error(&format!("[dns]\nresolvers = [\"8.8.8.8\"]\n{MINIMAL}"));
+    assert_contains(&e, "dns.resolvers[0]: \"8.8.8.8\" has no port");
+}
+
+#[test]
 fn nameservers_are_host_port() {
     load(&format!(
         "[dns]\nnameservers = [\"127.0.0.1:8053\", \"ns-cloud-a1.googledomains.com:53\"]\n{MINIMAL}"

@@ -9,6 +9,7 @@ pub mod iap;
 pub mod lb;
 pub mod operation;
 pub mod resourcemanager;
+pub mod resourcemanager_iam;
 pub mod run;
 pub mod serviceusage;
 

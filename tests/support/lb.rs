@@ -73,6 +73,7 @@ impl Lab {
                 nameservers: self.cloud.nameservers(),
                 propagation_timeout: HumanDuration(Duration::from_secs(20)),
                 ttl: 60,
+                ..DnsConfig::default()
             },
             state: StateConfig {
                 dir: self.state_dir(),
