@@ -35,7 +35,9 @@ async fn the_daemon_renews_short_lived_certificates_on_its_own() {
     ));
     let notify_path = lab.tmp.path().join("notify.sock");
     let notify = UnixDatagram::bind(&notify_path).unwrap();
-    notify.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    notify
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
     let messages = Arc::new(Mutex::new(Vec::<String>::new()));
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let reader = {
@@ -77,7 +79,11 @@ async fn the_daemon_renews_short_lived_certificates_on_its_own() {
     let mut seen = BTreeSet::new();
     while seen.len() < 3 && started.elapsed() < Duration::from_secs(60) {
         let served = lab.served("p1").await;
-        assert_eq!(served.len(), 1, "the proxy always serves exactly one certificate");
+        assert_eq!(
+            served.len(),
+            1,
+            "the proxy always serves exactly one certificate"
+        );
         if served[0] != old {
             seen.insert(served[0].clone());
         }
@@ -111,7 +117,9 @@ async fn the_daemon_renews_short_lived_certificates_on_its_own() {
     ] {
         assert!(text.contains(want), "{want} missing from:\n{text}");
     }
-    let health = reqwest::get(format!("http://127.0.0.1:{metrics_port}/healthz")).await.unwrap();
+    let health = reqwest::get(format!("http://127.0.0.1:{metrics_port}/healthz"))
+        .await
+        .unwrap();
     assert_eq!(health.status(), 200);
 
     // systemd notifications.
@@ -124,7 +132,11 @@ async fn the_daemon_renews_short_lived_certificates_on_its_own() {
     std::fs::write(&config_path, "[acme\n").unwrap();
     kill(child.id(), "-HUP");
     tokio::time::sleep(Duration::from_millis(700)).await;
-    assert!(child.try_wait().unwrap().is_none(), "still running:\n{}", log());
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "still running:\n{}",
+        log()
+    );
     assert!(log().contains("new configuration refused"), "{}", log());
     std::fs::write(&config_path, good).unwrap();
 
@@ -135,7 +147,11 @@ async fn the_daemon_renews_short_lived_certificates_on_its_own() {
         if let Some(s) = child.try_wait().unwrap() {
             break s;
         }
-        assert!(Instant::now() < deadline, "no exit after SIGTERM:\n{}", log());
+        assert!(
+            Instant::now() < deadline,
+            "no exit after SIGTERM:\n{}",
+            log()
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -155,7 +171,10 @@ async fn the_daemon_renews_short_lived_certificates_on_its_own() {
     } else {
         assert_eq!(all, served, "only the served certificate of ours remains");
     }
-    let txt = lab.cloud.txt("example-test", "_acme-challenge.example.test.").await;
+    let txt = lab
+        .cloud
+        .txt("example-test", "_acme-challenge.example.test.")
+        .await;
     assert!(txt.is_empty() || pending, "{txt:?}");
 
     // Log lines: structured, one per renewal, no panic, no secret.
@@ -165,7 +184,10 @@ async fn the_daemon_renews_short_lived_certificates_on_its_own() {
         .filter(|l| l.contains("\"certificate healthy\""))
         .count();
     assert!(healthy >= 3, "{healthy} healthy lines:\n{text}");
-    assert!(text.lines().all(|l| l.starts_with('{')), "every line is JSON");
+    assert!(
+        text.lines().all(|l| l.starts_with('{')),
+        "every line is JSON"
+    );
     assert!(!text.contains("panicked"));
     assert!(!text.contains("PRIVATE KEY"));
 }
