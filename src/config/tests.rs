@@ -1,5 +1,5 @@
 //! Every configuration rule, with a passing case and a failing case whose message
-//! is asserted.
+//! is asserted. Compiled only under #[cfg(test)] (see mod.rs).
 
 use super::*;
 
