@@ -3,20 +3,14 @@
 //! decisions are in `caa.rs` and `delegation.rs`.
 
 use std::net::SocketAddr;
-use std::time::Duration;
 
-use hickory_proto::op::{Edns, Message, MessageType, Query, ResponseCode};
+use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::{Name, RData, Record, RecordType};
-use rand::RngExt;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpStream, UdpSocket};
 
 use crate::dns::propagation::{Server, resolve_servers};
 
 /// Used when neither `dns.resolvers` nor /etc/resolv.conf name a resolver.
 pub const FALLBACK: &str = "8.8.8.8:53";
-
-const QUERY_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The resolvers to ask, in order.
 #[derive(Clone, Debug)]
@@ -130,80 +124,14 @@ impl Resolver {
 }
 
 async fn query_one(name: &str, rtype: RecordType, server: SocketAddr) -> Result<Lookup, String> {
-    let qname = Name::from_ascii(name).map_err(|e| format!("bad name {name}: {e}"))?;
-    let mut m = Message::query();
-    m.metadata.id = rand::rng().random();
     // A recursive resolver: ask it to recurse, as the CA's own resolver does.
-    m.metadata.recursion_desired = true;
-    m.add_query(Query::query(qname, rtype));
-    m.set_edns(Edns::new());
-    let bytes = m
-        .to_vec()
-        .map_err(|e| format!("cannot encode query: {e}"))?;
-    let mut resp = udp(&bytes, server).await?;
-    if resp.metadata.id != m.metadata.id {
-        return Err("answer with a wrong id".into());
-    }
-    if resp.metadata.truncation {
-        resp = tcp(&bytes, server).await?;
-    }
-    if resp.metadata.message_type != MessageType::Response {
-        return Err("not a response".into());
-    }
+    let resp = crate::dns::wire::query(name, rtype, server, true)
+        .await?
+        .message;
     Ok(Lookup {
         rcode: resp.metadata.response_code,
         answers: resp.answers,
     })
-}
-
-async fn udp(bytes: &[u8], server: SocketAddr) -> Result<Message, String> {
-    let bind: SocketAddr = if server.is_ipv4() {
-        SocketAddr::from(([0, 0, 0, 0], 0))
-    } else {
-        SocketAddr::from(([0u16; 8], 0))
-    };
-    let sock = UdpSocket::bind(bind)
-        .await
-        .map_err(|e| format!("UDP socket: {e}"))?;
-    sock.connect(server)
-        .await
-        .map_err(|e| format!("UDP connect: {e}"))?;
-    sock.send(bytes)
-        .await
-        .map_err(|e| format!("UDP send: {e}"))?;
-    let mut buf = vec![0u8; 4096];
-    let n = tokio::time::timeout(QUERY_TIMEOUT, sock.recv(&mut buf))
-        .await
-        .map_err(|_| "no answer (timeout)".to_string())?
-        .map_err(|e| format!("UDP receive: {e}"))?;
-    Message::from_vec(&buf[..n]).map_err(|e| format!("malformed answer: {e}"))
-}
-
-async fn tcp(bytes: &[u8], server: SocketAddr) -> Result<Message, String> {
-    let work = async {
-        let mut s = TcpStream::connect(server)
-            .await
-            .map_err(|e| format!("TCP connect: {e}"))?;
-        let len = u16::try_from(bytes.len()).map_err(|_| "query too large".to_string())?;
-        s.write_all(&len.to_be_bytes())
-            .await
-            .map_err(|e| format!("TCP send: {e}"))?;
-        s.write_all(bytes)
-            .await
-            .map_err(|e| format!("TCP send: {e}"))?;
-        let n = s
-            .read_u16()
-            .await
-            .map_err(|e| format!("TCP receive: {e}"))?;
-        let mut buf = vec![0u8; usize::from(n)];
-        s.read_exact(&mut buf)
-            .await
-            .map_err(|e| format!("TCP receive: {e}"))?;
-        Message::from_vec(&buf).map_err(|e| format!("malformed answer: {e}"))
-    };
-    tokio::time::timeout(QUERY_TIMEOUT, work)
-        .await
-        .map_err(|_| "no answer over TCP (timeout)".to_string())?
 }
 
 #[cfg(test)]
