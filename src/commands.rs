@@ -17,14 +17,14 @@ pub const EXIT_UNIMPLEMENTED: u8 = 3;
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> ExitCode {
     match &cli.command {
+        Command::Completions(args) => completions(args.shell),
+        Command::Manpage(args) => manpage(args.out_dir.as_deref()),
         Command::Check => check(&cli.config),
         Command::Run => not_built("run", "the daemon"),
         Command::Renew(_) => not_built("renew", "certificate issuance and installation"),
         Command::Status(_) => not_built("status", "reading what the proxies serve"),
         Command::Bootstrap(_) => not_built("bootstrap", "building the load-balancer stack"),
         Command::Teardown(_) => not_built("teardown", "removing the load-balancer stack"),
-        Command::Completions(args) => completions(args.shell),
-        Command::Manpage(args) => manpage(args.out_dir.as_deref()),
     }
 }
 
