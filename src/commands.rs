@@ -4,15 +4,13 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use crate::cli::{Cli, Command};
+use crate::cli::{Cli, Command, RenewArgs, StatusArgs};
 use crate::config::Config;
 
 /// Exit code for "it ran, and something is not healthy / failed".
 pub const EXIT_FAILURE: u8 = 1;
 /// Exit code for a configuration that cannot be used.
 pub const EXIT_CONFIG: u8 = 2;
-/// Exit code for a subcommand that is not built yet.
-pub const EXIT_UNIMPLEMENTED: u8 = 3;
 
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> ExitCode {
@@ -20,17 +18,12 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Completions(args) => completions(args.shell),
         Command::Manpage(args) => manpage(args.out_dir.as_deref()),
         Command::Check => check(&cli.config),
-        Command::Run => not_built("run", "the daemon"),
-        Command::Renew(_) => not_built("renew", "certificate issuance and installation"),
-        Command::Status(_) => not_built("status", "reading what the proxies serve"),
-        Command::Bootstrap(_) => not_built("bootstrap", "building the load-balancer stack"),
-        Command::Teardown(_) => not_built("teardown", "removing the load-balancer stack"),
+        Command::Run => run_daemon(&cli.config),
+        Command::Renew(args) => renew(&cli.config, args),
+        Command::Status(args) => status(&cli.config, args),
+        Command::Bootstrap(args) => crate::stack::command::bootstrap(&cli.config, args),
+        Command::Teardown(args) => crate::stack::command::teardown(&cli.config, args),
     }
-}
-
-fn not_built(cmd: &str, what: &str) -> ExitCode {
-    eprintln!("gclb-acme {cmd}: not built yet ({what} is still being written); nothing was done");
-    ExitCode::from(EXIT_UNIMPLEMENTED)
 }
 
 /// Loads the configuration or prints every problem with it.
@@ -122,6 +115,283 @@ pub fn credentials_hint() -> Option<String> {
     None
 }
 
+/// A runtime for the async subcommands.
+/// The async runtime every subcommand runs on.
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    // Two workers are plenty for network-bound work on a small VM, and keep the
+    // thread count (and memory) small on bigger machines too.
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            eprintln!("cannot start the async runtime: {e}");
+            ExitCode::from(EXIT_FAILURE)
+        })
+}
+
+fn rfc3339(t: time::OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| t.to_string())
+}
+
+/// `renew`: one pass, one line per certificate, exit 0 only if all are healthy.
+fn renew(path: &Path, args: &RenewArgs) -> ExitCode {
+    let config = match load_config(path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let rt = match runtime() {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    rt.block_on(async move {
+        use crate::reconcile::{Done, Renewer};
+        let gcp = match crate::gcp::Gcp::from_config(&config.gcp).await {
+            Ok(g) => g,
+            Err(e) => {
+                eprintln!("FAIL  Google Cloud: {e}");
+                return ExitCode::from(EXIT_FAILURE);
+            }
+        };
+        let state = match crate::state::StateDir::open(&config.state.dir) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("FAIL  state directory: {e}");
+                return ExitCode::from(EXIT_FAILURE);
+            }
+        };
+        let acme = match crate::acme::AcmeClient::connect(&config.acme, state).await {
+            Ok(a) => a,
+            Err(e) => {
+                eprintln!("FAIL  ACME account at {}: {e}", config.acme.directory);
+                return ExitCode::from(EXIT_FAILURE);
+            }
+        };
+        let install = Renewer::install_options(&config);
+        let renewer = Renewer {
+            gcp,
+            acme: std::sync::Arc::new(acme),
+            config: std::sync::Arc::new(config),
+            install,
+        };
+        let results = renewer
+            .renew_all(args.certificate.as_deref(), args.force)
+            .await;
+        let mut all_healthy = true;
+        for (name, result) in results {
+            match result {
+                Ok(o) => {
+                    let healthy = o.healthy();
+                    all_healthy &= healthy;
+                    let took = format!("{:.1}s", o.took.as_secs_f64());
+                    let status = if healthy { "ok" } else { "WARN" };
+                    match &o.done {
+                        Done::Healthy { renew_at } => {
+                            let when = renew_at
+                                .map(|(t, r)| format!("renews {} ({})", rfc3339(t), r.as_str()))
+                                .unwrap_or_default();
+                            println!("{status:<5} {name}: nothing due, {when} [{took}]");
+                        }
+                        Done::Installed {
+                            issued,
+                            reasons,
+                            serial,
+                            not_after,
+                            report,
+                        } => {
+                            let what = if *issued { "issued and installed" } else { "installed the stored certificate" };
+                            let why: Vec<String> = reasons.iter().map(|r| r.to_string()).collect();
+                            println!(
+                                "{status:<5} {name}: {what} {} (serial {serial}, expires {}); swapped on [{}], deleted [{}]; why: {} [{took}]",
+                                report.resource,
+                                rfc3339(*not_after),
+                                report.swapped.join(", "),
+                                report.deleted.join(", "),
+                                why.join("; "),
+                            );
+                            for v in report.verify.iter().filter(|v| !v.is_ok()) {
+                                println!("        verification: {v:?}");
+                            }
+                        }
+                    }
+                }
+                Err(e) => {
+                    all_healthy = false;
+                    println!("FAIL  {name}: {e}");
+                }
+            }
+        }
+        if all_healthy {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(EXIT_FAILURE)
+        }
+    })
+}
+
+/// `status`: what each proxy serves; exit 0 only if every certificate is healthy.
+fn status(path: &Path, args: &StatusArgs) -> ExitCode {
+    let config = match load_config(path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let rt = match runtime() {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    rt.block_on(async move {
+        let gcp = match crate::gcp::Gcp::from_config(&config.gcp).await {
+            Ok(g) => g,
+            Err(e) => {
+                eprintln!("FAIL  Google Cloud: {e}");
+                return ExitCode::from(EXIT_FAILURE);
+            }
+        };
+        let state = match crate::state::StateDir::open(&config.state.dir) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("FAIL  state directory: {e}");
+                return ExitCode::from(EXIT_FAILURE);
+            }
+        };
+        let report = crate::reconcile::status::status(&gcp, &config, &state).await;
+        if args.json {
+            match serde_json::to_string_pretty(&report) {
+                Ok(s) => println!("{s}"),
+                Err(e) => {
+                    eprintln!("cannot encode the report: {e}");
+                    return ExitCode::from(EXIT_FAILURE);
+                }
+            }
+        } else {
+            print_status(&report);
+        }
+        if report.healthy() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(EXIT_FAILURE)
+        }
+    })
+}
+
+fn print_status(report: &crate::reconcile::status::StatusReport) {
+    for c in &report.certificates {
+        let status = if c.healthy { "ok" } else { "DUE" };
+        let next = c
+            .next_renewal
+            .map(|t| {
+                format!(
+                    "renews {} ({})",
+                    rfc3339(t),
+                    c.next_renewal_reason.unwrap_or("")
+                )
+            })
+            .unwrap_or_else(|| "no certificate of ours served".into());
+        println!("{status:<5} {} [{}]: {next}", c.name, c.domains.join(", "));
+        if let Some(e) = &c.error {
+            println!("        error: {e}");
+        }
+        for r in &c.reasons {
+            println!("        {r}");
+        }
+        if let Some(p) = &c.pending {
+            println!(
+                "        pending: {} (serial {}, expires {}) waits to be installed",
+                p.resource,
+                p.serial,
+                rfc3339(p.not_after)
+            );
+        }
+        for p in &c.proxies {
+            println!("        proxy {}:", p.name);
+            for s in &p.certificates {
+                let exp = s
+                    .expire_time
+                    .map(|t| {
+                        format!(
+                            "expires {} ({} days left)",
+                            rfc3339(t),
+                            s.days_left.unwrap_or(0)
+                        )
+                    })
+                    .unwrap_or_else(|| "expiry unknown".into());
+                println!(
+                    "          {} {}{}{}",
+                    s.name,
+                    exp,
+                    if s.ours { ", ours" } else { ", not ours" },
+                    if s.exists { "" } else { ", MISSING" }
+                );
+            }
+        }
+    }
+}
+
+/// `gclb-acme run`: the daemon, with `/metrics` and `/healthz` when configured.
+fn run_daemon(path: &Path) -> ExitCode {
+    let config = match load_config(path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let rt = match runtime() {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    rt.block_on(async {
+        let metrics = crate::metrics::Metrics::new();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let server = if config.daemon.metrics_listen.is_empty() {
+            None
+        } else {
+            let addr = match config.daemon.metrics_listen.parse() {
+                Ok(a) => a,
+                Err(e) => {
+                    eprintln!("daemon.metrics_listen: {e}");
+                    return ExitCode::from(EXIT_CONFIG);
+                }
+            };
+            match crate::metrics::serve(addr, std::sync::Arc::clone(&metrics), async {
+                let _ = stop_rx.await;
+            })
+            .await
+            {
+                Ok((local, task)) => {
+                    tracing::info!(address = %local, "serving /metrics and /healthz");
+                    Some(task)
+                }
+                Err(e) => {
+                    eprintln!("cannot listen on daemon.metrics_listen {addr}: {e}");
+                    return ExitCode::from(EXIT_FAILURE);
+                }
+            }
+        };
+        let factory = crate::daemon::pipeline::Factory {
+            metrics: std::sync::Arc::clone(&metrics),
+            gcp: None,
+        };
+        let result = crate::daemon::run(
+            path.to_path_buf(),
+            config,
+            factory,
+            metrics,
+            crate::daemon::Options::default(),
+        )
+        .await;
+        let _ = stop_tx.send(());
+        if let Some(t) = server {
+            let _ = t.await;
+        }
+        match result {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                tracing::error!(error = %e, "the daemon could not start");
+                eprintln!("error: {e}");
+                ExitCode::from(EXIT_FAILURE)
+            }
+        }
+    })
+}
 /// `gclb-acme completions SHELL`: the completion script on stdout (the .deb ships them).
 fn completions(shell: clap_complete::Shell) -> ExitCode {
     use clap::CommandFactory;

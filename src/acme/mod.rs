@@ -260,6 +260,36 @@ impl AcmeClient {
         order::issue(self, request, solver).await
     }
 
+    /// The CA's suggested renewal window (ARI, RFC 9773) for a certificate id
+    /// (`LeafInfo::ari_id`), and how long to wait before asking again; `None`
+    /// when the CA does not offer ARI.
+    pub async fn renewal_info(
+        &self,
+        ari_id: &str,
+    ) -> Result<Option<(crate::schedule::timing::AriWindow, std::time::Duration)>, AcmeError> {
+        let Some((aki, serial)) = ari_id.split_once('.') else {
+            return Err(AcmeError::Protocol {
+                operation: "renewalInfo",
+                message: format!("malformed ARI certificate id {ari_id:?}"),
+            });
+        };
+        let id = CertificateIdentifier {
+            authority_key_identifier: aki.to_string().into(),
+            serial: serial.to_string().into(),
+        };
+        match self.account.renewal_info(&id).await {
+            Ok((info, retry_after)) => Ok(Some((
+                crate::schedule::timing::AriWindow {
+                    start: info.suggested_window.start,
+                    end: info.suggested_window.end,
+                },
+                retry_after,
+            ))),
+            Err(instant_acme::Error::Unsupported(_)) => Ok(None),
+            Err(e) => Err(AcmeError::from_acme("renewalInfo", e)),
+        }
+    }
+
     /// The stored, not yet installed certificate of `certificate`, if any.
     pub fn pending(&self, certificate: &str) -> Result<Option<IssuedCertificate>, AcmeError> {
         Ok(store::load_pending(&self.state, certificate)?)

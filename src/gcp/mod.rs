@@ -5,7 +5,12 @@
 pub mod compute;
 pub mod dns;
 pub mod error;
+pub mod iap;
+pub mod lb;
 pub mod operation;
+pub mod resourcemanager;
+pub mod run;
+pub mod serviceusage;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};

@@ -1,4 +1,77 @@
-//! Installing certificates on the load balancer: upload, swap onto the target
-//! HTTPS proxies, verify, delete what was replaced.
+//! Installing certificates on the load balancer: observe what the target HTTPS
+//! proxies serve, upload, swap onto the proxies, verify, delete what was replaced.
+//!
+//! ```text
+//! observe   proxies -> the sslCertificates they serve (SANs, expiry, ours or not)
+//! upload    GET name (ours already? done) -> quota -> insert (requestId) -> DONE
+//! swap      per proxy: GET -> rewrite list (ours replaced in place) -> set -> DONE
+//! verify    TLS to each forwarding rule's IP with SNI until the new serial shows
+//! cleanup   our certificates of this config that no proxy uses -> delete
+//! ```
+//!
+//! Every step reads GCP first and does only what is missing, so running it again
+//! after a crash at any point converges without duplicating anything.
 
+pub mod install;
 pub mod naming;
+pub mod observe;
+pub mod proxies;
+pub mod verify;
+
+use crate::gcp::GcpError;
+
+pub use install::{InstallOptions, InstallReport, StepHook, install};
+pub use observe::{Observation, ProxyObservation, ServedCertificate, observe};
+pub use verify::{VerifyOptions, VerifyOutcome};
+
+/// Why installing (or observing) failed. Google's words are kept in [`GcpError`].
+#[derive(Debug, thiserror::Error)]
+pub enum LbError {
+    /// A Google API call failed.
+    #[error(transparent)]
+    Gcp(#[from] GcpError),
+    /// A configured proxy does not exist.
+    #[error(
+        "target HTTPS proxy {proxy} (configured for certificate {certificate}) does not exist in project {project}"
+    )]
+    ProxyNotFound {
+        proxy: String,
+        certificate: String,
+        project: String,
+    },
+    /// The proxy serves a Certificate Manager map, which overrides sslCertificates.
+    #[error(
+        "target HTTPS proxy {proxy} uses the certificate map {map}, which overrides its sslCertificates: gclb-acme manages Compute Engine certificates only"
+    )]
+    CertificateMap { proxy: String, map: String },
+    /// The per-proxy limit of 15 certificates.
+    #[error(transparent)]
+    Rewrite(#[from] proxies::RewriteError),
+    /// The project's SSL_CERTIFICATES quota has no room for one more.
+    #[error(
+        "the SSL_CERTIFICATES quota of project {project} is exhausted ({usage} of {limit} used): delete unused certificates (gcloud compute ssl-certificates list) or request more quota"
+    )]
+    Quota {
+        project: String,
+        usage: f64,
+        limit: f64,
+    },
+    /// A resource with our name exists but is not ours (never overwritten).
+    #[error(
+        "sslCertificate {name} exists but was not created by gclb-acme for this certificate (its description does not carry our marker and leaf hash): rename or delete it"
+    )]
+    NameTaken { name: String },
+    /// A step kept failing with transient errors.
+    #[error("{what}: gave up after {attempts} attempts; last error: {last}")]
+    GaveUp {
+        what: String,
+        attempts: u32,
+        last: Box<GcpError>,
+    },
+    /// The issued chain cannot be read.
+    #[error("the issued certificate cannot be read: {0}")]
+    Certificate(#[from] crate::certs::CertError),
+    /// Stopped at a named step by a [`StepHook`] (crash-injection tests).
+    #[error("stopped after step {0} (test hook)")]
+    Aborted(String),
+}

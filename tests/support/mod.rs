@@ -2,7 +2,9 @@
 #![allow(dead_code)]
 
 pub mod challtestsrv;
+pub mod fake_acme;
 pub mod gcp;
+pub mod lb;
 pub mod pebble;
 
 use std::net::{SocketAddr, TcpListener};

@@ -1,0 +1,595 @@
+//! `gclb-acme run`: keeps every configured certificate valid for ever.
+//!
+//! The loop sleeps until the next certificate is due (no polling), works on due
+//! certificates with bounded concurrency in tasks of their own (so the loop stays
+//! responsive to signals and the watchdog), and records every outcome in the
+//! state directory and the metrics. SIGHUP reloads the configuration (a broken
+//! one is refused and the old one kept); SIGTERM lets the steps in flight finish
+//! for a while, then abandons them safely (the pipeline resumes after a restart)
+//! and exits 0.
+
+pub mod book;
+pub mod pipeline;
+pub mod plan;
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::RngExt;
+use time::OffsetDateTime;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::task::JoinSet;
+
+use crate::config::{CertificateConfig, Config};
+use crate::metrics::Metrics;
+use crate::schedule::timing::{self, AriWindow, Validity};
+use crate::schedule::window::Cron;
+use crate::state::StateDir;
+use book::{AriState, Book, LastError};
+use plan::{Due, Inputs, Why};
+
+/// What is served for a certificate, as the renewer sees it.
+#[derive(Clone, Debug, Default)]
+pub struct Observation {
+    /// The served certificate's validity (earliest over the proxies).
+    pub validity: Option<Validity>,
+    /// Missing, foreign, names or key type changed, or an issued certificate
+    /// waiting to be installed: act now.
+    pub needs_action: bool,
+    /// ARI id of the served certificate of ours, when it has one.
+    pub ari_id: Option<String>,
+    /// One line for the log.
+    pub summary: String,
+}
+
+/// A failed attempt, classified.
+#[derive(Clone, Debug)]
+pub struct RenewError {
+    pub message: String,
+    /// Short label for metrics: `acme`, `dns`, `gcp:<reason>`, `config`, ...
+    pub reason: String,
+    pub retryable: bool,
+    /// The server asked us to wait this long.
+    pub retry_after: Option<Duration>,
+}
+
+/// The work the daemon schedules. Implemented over the issuance and install
+/// pipeline; tests use their own.
+pub trait Renewer: Send + Sync + 'static {
+    /// Reads what is served now.
+    fn observe(
+        &self,
+        cert: &CertificateConfig,
+    ) -> impl Future<Output = Result<Observation, RenewError>> + Send;
+    /// Renews (issue when due or `force`, install what is pending) and returns the
+    /// new observation.
+    fn renew(
+        &self,
+        cert: &CertificateConfig,
+        force: bool,
+    ) -> impl Future<Output = Result<Observation, RenewError>> + Send;
+    /// The CA's renewal window for an ARI id and how long to wait before asking
+    /// again; `None` when the CA has no ARI.
+    fn renewal_info(
+        &self,
+        ari_id: &str,
+    ) -> impl Future<Output = Result<Option<(AriWindow, Duration)>, RenewError>> + Send;
+}
+
+/// Builds the renewer for a configuration (at start and on every reload).
+pub trait RenewerFactory: Send + Sync + 'static {
+    type R: Renewer;
+    fn build(&self, config: &Config) -> impl Future<Output = Result<Self::R, String>> + Send;
+}
+
+/// A finished task.
+enum Done {
+    Renew(Result<Observation, RenewError>),
+    Ari(String, Result<Option<(AriWindow, Duration)>, RenewError>),
+}
+
+/// Settings of the loop that tests shorten.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Longest sleep: the loop wakes at least this often (watchdog, summaries).
+    pub max_sleep: Duration,
+    /// How long SIGTERM waits for steps in flight before abandoning them.
+    pub shutdown_grace: Duration,
+    /// How often the one-line-per-certificate summary is logged.
+    pub summary_every: Duration,
+    /// Wait after a non-retryable failure (until then, only a config change
+    /// brings the certificate back).
+    pub permanent_failure_wait: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            max_sleep: Duration::from_secs(3600),
+            shutdown_grace: Duration::from_secs(60),
+            summary_every: Duration::from_secs(86_400),
+            permanent_failure_wait: Duration::from_secs(24 * 3600),
+        }
+    }
+}
+
+/// Per-certificate state in memory.
+struct Slot {
+    cert: CertificateConfig,
+    book: Book,
+    observation: Option<Observation>,
+    running: bool,
+}
+
+fn fingerprint(c: &CertificateConfig) -> String {
+    let mut d = c.domains.clone();
+    d.sort();
+    let mut p = c.target_https_proxies.clone();
+    p.sort();
+    format!(
+        "{}|{}|{}|{:?}",
+        d.join(","),
+        c.key_type,
+        p.join(","),
+        c.zone
+    )
+}
+
+fn notify(states: &[sd_notify::NotifyState]) {
+    if let Err(e) = sd_notify::notify(states) {
+        tracing::debug!(error = %e, "sd_notify failed");
+    }
+}
+
+/// Runs the daemon until SIGTERM/SIGINT. `config_path` is re-read on SIGHUP.
+pub async fn run<F: RenewerFactory>(
+    config_path: PathBuf,
+    config: Config,
+    factory: F,
+    metrics: Arc<Metrics>,
+    options: Options,
+) -> Result<(), String> {
+    let state = StateDir::open(&config.state.dir)
+        .map_err(|e| format!("state directory {}: {e}", config.state.dir.display()))?;
+    let mut config = Arc::new(config);
+    let mut renewer = Arc::new(factory.build(&config).await?);
+    let mut window = parse_window(&config)?;
+    let mut slots = make_slots(&config, &state, BTreeMap::new());
+    metrics.retain(&slots.keys().cloned().collect::<Vec<_>>());
+
+    let mut hup = signal(SignalKind::hangup()).map_err(|e| format!("SIGHUP handler: {e}"))?;
+    let mut term = signal(SignalKind::terminate()).map_err(|e| format!("SIGTERM handler: {e}"))?;
+    let mut int = signal(SignalKind::interrupt()).map_err(|e| format!("SIGINT handler: {e}"))?;
+    let watchdog = sd_notify::watchdog_enabled().map(|d| d / 2);
+
+    // First observation pass: READY only once we know what is served.
+    let mut first = JoinSet::new();
+    for slot in slots.values() {
+        let r = Arc::clone(&renewer);
+        let c = slot.cert.clone();
+        first.spawn(async move { (c.name.clone(), r.observe(&c).await) });
+    }
+    while let Some(res) = first.join_next().await {
+        let Ok((name, obs)) = res else { continue };
+        if let Some(slot) = slots.get_mut(&name) {
+            match obs {
+                Ok(o) => {
+                    record_observation(&metrics, &name, &o);
+                    slot.observation = Some(o);
+                }
+                Err(e) => {
+                    tracing::warn!(certificate = %name, error = %e.message, "cannot read what the proxies serve; will retry");
+                    slot.observation = None;
+                }
+            }
+        }
+    }
+    metrics.set_ready();
+    notify(&[
+        sd_notify::NotifyState::Ready,
+        sd_notify::NotifyState::Status("watching certificates"),
+    ]);
+    summary(&slots, &config, window.as_ref());
+    let mut next_summary = tokio::time::Instant::now() + options.summary_every;
+
+    let mut tasks: JoinSet<(String, Done)> = JoinSet::new();
+    loop {
+        let now = OffsetDateTime::now_utc();
+        // Start what is due, up to the concurrency limit.
+        let mut dues: Vec<(Due, String)> = slots
+            .values()
+            .filter(|s| !s.running)
+            .map(|s| (due(s, now, window.as_ref()), s.cert.name.clone()))
+            .collect();
+        dues.sort_by_key(|(d, _)| d.at);
+        for (d, name) in &dues {
+            if d.at > now || tasks.len() >= config.daemon.concurrency {
+                break;
+            }
+            let Some(slot) = slots.get_mut(name) else {
+                continue;
+            };
+            slot.running = true;
+            let r = Arc::clone(&renewer);
+            let cert = slot.cert.clone();
+            let why = d.why;
+            let ari_id = slot.observation.as_ref().and_then(|o| o.ari_id.clone());
+            metrics.update(name, |m| m.attempts += u64::from(why != Why::AriPoll));
+            tracing::info!(certificate = %name, reason = ?why, "working on certificate");
+            tasks.spawn(async move {
+                if why == Why::AriPoll {
+                    let id = ari_id.unwrap_or_default();
+                    let res = r.renewal_info(&id).await;
+                    return (cert.name.clone(), Done::Ari(id, res));
+                }
+                let force = matches!(why, Why::Renewal(_));
+                (cert.name.clone(), Done::Renew(r.renew(&cert, force).await))
+            });
+        }
+
+        let next_at = slots
+            .values()
+            .filter(|s| !s.running)
+            .map(|s| due(s, OffsetDateTime::now_utc(), window.as_ref()).at)
+            .min();
+        let mut sleep_for = next_at
+            .map(duration_until)
+            .unwrap_or(options.max_sleep)
+            .min(options.max_sleep);
+        // Something is due but every slot is busy: the next wake-up is a task
+        // finishing, not the clock (no spinning).
+        if next_at.is_some_and(|t| t <= OffsetDateTime::now_utc())
+            && tasks.len() >= config.daemon.concurrency
+        {
+            sleep_for = options.max_sleep;
+        }
+        if let Some(w) = watchdog {
+            notify(&[sd_notify::NotifyState::Watchdog]);
+            sleep_for = sleep_for.min(w);
+        }
+        let until_summary = next_summary.saturating_duration_since(tokio::time::Instant::now());
+        sleep_for = sleep_for.min(until_summary);
+
+        tokio::select! {
+            Some(done) = tasks.join_next(), if !tasks.is_empty() => {
+                let Ok((name, done)) = done else { continue };
+                let learn = match done {
+                    Done::Ari(id, res) => {
+                        store_ari(&state, &mut slots, &name, &id, res);
+                        None
+                    }
+                    Done::Renew(res) => {
+                        handle_result(&state, &metrics, &mut slots, &name, res, &config, &options);
+                        slots.get(&name).and_then(|s| {
+                            let id = s.observation.as_ref()?.ari_id.clone()?;
+                            s.book.ari.as_ref().is_none_or(|a| a.cert_id != id).then_some(id)
+                        })
+                    }
+                };
+                match (learn, slots.get_mut(&name)) {
+                    // A new certificate is served: learn its ARI window first.
+                    (Some(id), Some(s)) => {
+                        let r = Arc::clone(&renewer);
+                        tasks.spawn(async move {
+                            let res = r.renewal_info(&id).await;
+                            (name, Done::Ari(id, res))
+                        });
+                        s.running = true;
+                    }
+                    (None, Some(s)) => s.running = false,
+                    _ => {}
+                }
+                update_next_renewal(&metrics, &slots, window.as_ref());
+            }
+            _ = tokio::time::sleep(sleep_for) => {
+                if tokio::time::Instant::now() >= next_summary {
+                    summary(&slots, &config, window.as_ref());
+                    next_summary = tokio::time::Instant::now() + options.summary_every;
+                }
+                update_next_renewal(&metrics, &slots, window.as_ref());
+            }
+            _ = hup.recv() => {
+                notify(&[sd_notify::NotifyState::Reloading]);
+                match reload(&config_path, &factory).await {
+                    Ok((c, r)) => {
+                        tracing::info!(file = %config_path.display(), certificates = c.certificates.len(), "configuration reloaded");
+                        window = parse_window(&c)?;
+                        let running: HashSet<String> = slots.values().filter(|s| s.running).map(|s| s.cert.name.clone()).collect();
+                        slots = make_slots(&c, &state, std::mem::take(&mut slots));
+                        for (n, s) in slots.iter_mut() {
+                            s.running = running.contains(n);
+                        }
+                        metrics.retain(&slots.keys().cloned().collect::<Vec<_>>());
+                        config = Arc::new(c);
+                        renewer = Arc::new(r);
+                    }
+                    Err(e) => {
+                        tracing::error!(file = %config_path.display(), error = %e, "new configuration refused; still running the previous one");
+                    }
+                }
+                notify(&[sd_notify::NotifyState::Ready]);
+            }
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+        }
+    }
+
+    notify(&[sd_notify::NotifyState::Stopping]);
+    if !tasks.is_empty() {
+        tracing::info!(
+            in_flight = tasks.len(),
+            grace_s = options.shutdown_grace.as_secs(),
+            "stopping: letting the steps in flight finish"
+        );
+        let deadline = tokio::time::sleep(options.shutdown_grace);
+        tokio::pin!(deadline);
+        loop {
+            tokio::select! {
+                done = tasks.join_next() => match done {
+                    Some(Ok((name, Done::Renew(result)))) => {
+                        handle_result(&state, &metrics, &mut slots, &name, result, &config, &options);
+                    }
+                    Some(Ok((name, Done::Ari(id, res)))) => store_ari(&state, &mut slots, &name, &id, res),
+                    Some(Err(_)) => {}
+                    None => break,
+                },
+                _ = &mut deadline => {
+                    // Safe: every step is idempotent and resumes from the state
+                    // directory and what GCP shows.
+                    tracing::warn!(abandoned = tasks.len(), "stopping: abandoning steps still in flight; they resume at the next start");
+                    tasks.abort_all();
+                    break;
+                }
+            }
+        }
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn parse_window(config: &Config) -> Result<Option<Cron>, String> {
+    config
+        .daemon
+        .maintenance_window
+        .as_deref()
+        .map(Cron::parse)
+        .transpose()
+        .map_err(|e| format!("daemon.maintenance_window {e}"))
+}
+
+fn make_slots(
+    config: &Config,
+    state: &StateDir,
+    mut old: BTreeMap<String, Slot>,
+) -> BTreeMap<String, Slot> {
+    config
+        .certificates
+        .iter()
+        .map(|c| {
+            let fp = fingerprint(c);
+            let (mut book, observation) = match old.remove(&c.name) {
+                Some(s) => (s.book, s.observation),
+                None => (Book::load(state, &c.name), None),
+            };
+            if book.config_fingerprint != fp {
+                // A changed configuration gets a fresh start: no back-off.
+                book.failures = 0;
+                book.not_before = None;
+                book.config_fingerprint = fp;
+            }
+            (
+                c.name.clone(),
+                Slot {
+                    cert: c.clone(),
+                    book,
+                    observation,
+                    running: false,
+                },
+            )
+        })
+        .collect()
+}
+
+fn due(s: &Slot, now: OffsetDateTime, window: Option<&Cron>) -> Due {
+    let (validity, needs_action, ari_id) = match &s.observation {
+        Some(o) => (o.validity, o.needs_action, o.ari_id.as_deref()),
+        None => (None, true, None),
+    };
+    plan::next_due(&Inputs {
+        now,
+        validity,
+        needs_action,
+        ari_id,
+        book: &s.book,
+        jitter: plan::jitter_for(&s.cert.name),
+        window,
+    })
+}
+
+fn duration_until(t: OffsetDateTime) -> Duration {
+    let d = t - OffsetDateTime::now_utc();
+    if d.is_negative() {
+        Duration::ZERO
+    } else {
+        d.unsigned_abs()
+    }
+}
+
+fn record_observation(metrics: &Metrics, name: &str, o: &Observation) {
+    metrics.update(name, |m| {
+        m.expires_at = o.validity.map(|v| v.not_after);
+        m.ready = !o.needs_action
+            && o.validity
+                .is_some_and(|v| v.not_after > OffsetDateTime::now_utc());
+    });
+}
+
+fn update_next_renewal(metrics: &Metrics, slots: &BTreeMap<String, Slot>, window: Option<&Cron>) {
+    let now = OffsetDateTime::now_utc();
+    for s in slots.values() {
+        let d = due(s, now, window);
+        metrics.update(&s.cert.name, |m| m.next_renewal_at = Some(d.at));
+    }
+}
+
+fn handle_result(
+    state: &StateDir,
+    metrics: &Metrics,
+    slots: &mut BTreeMap<String, Slot>,
+    name: &str,
+    result: Result<Observation, RenewError>,
+    config: &Config,
+    options: &Options,
+) {
+    let Some(slot) = slots.get_mut(name) else {
+        return;
+    };
+    let now = OffsetDateTime::now_utc();
+    slot.book.last_attempt = Some(now);
+    match result {
+        Ok(o) => {
+            tracing::info!(certificate = %name, summary = %o.summary, expires_at = ?o.validity.map(|v| v.not_after), "certificate healthy");
+            slot.book.failures = 0;
+            slot.book.not_before = None;
+            slot.book.last_success = Some(now);
+            slot.book.last_error = None;
+            metrics.update(name, |m| m.last_success_at = Some(now));
+            record_observation(metrics, name, &o);
+            slot.observation = Some(o);
+        }
+        Err(e) => {
+            slot.book.failures = slot.book.failures.saturating_add(1);
+            let wait = if e.retryable {
+                let u: f64 = rand::rng().random();
+                timing::backoff(
+                    slot.book.failures,
+                    config.daemon.retry_initial.get(),
+                    config.daemon.retry_max.get(),
+                    u,
+                )
+            } else {
+                options
+                    .permanent_failure_wait
+                    .max(config.daemon.retry_max.get())
+            };
+            let wait = e.retry_after.map_or(wait, |r| r.max(wait));
+            slot.book.not_before = Some(now + wait);
+            slot.book.last_error = Some(LastError {
+                message: e.message.clone(),
+                reason: e.reason.clone(),
+                retryable: e.retryable,
+                at: now,
+            });
+            metrics.update(name, |m| {
+                *m.failures.entry(e.reason.clone()).or_default() += 1;
+                m.ready = false;
+            });
+            alert(slot, &e, wait, config);
+        }
+    }
+    if let Err(e) = slot.book.save(state, name) {
+        tracing::error!(certificate = %name, error = %e, "cannot save renewal bookkeeping");
+    }
+}
+
+/// WARN when a renewal failed inside the renewal window, ERROR when expiry is
+/// near; structured fields for log-based alerting.
+fn alert(slot: &Slot, e: &RenewError, wait: Duration, config: &Config) {
+    let name = &slot.cert.name;
+    let domains = slot.cert.domains.join(",");
+    let expires = slot
+        .observation
+        .as_ref()
+        .and_then(|o| o.validity)
+        .map(|v| v.not_after);
+    let days_left = expires.map(|t| (t - OffsetDateTime::now_utc()).as_seconds_f64() / 86_400.0);
+    let near =
+        expires.is_some_and(|t| t - OffsetDateTime::now_utc() < config.daemon.error_before.get());
+    let retry_in_s = wait.as_secs();
+    if near || expires.is_none() {
+        tracing::error!(certificate = %name, domains = %domains, expires_at = ?expires, days_left = ?days_left, attempt = slot.book.failures, retryable = e.retryable, retry_in_s, reason = %e.reason, error = %e.message, "certificate renewal failed and expiry is near");
+    } else {
+        tracing::warn!(certificate = %name, domains = %domains, expires_at = ?expires, days_left = ?days_left, attempt = slot.book.failures, retryable = e.retryable, retry_in_s, reason = %e.reason, error = %e.message, "certificate renewal failed; will retry");
+    }
+}
+
+fn store_ari(
+    state: &StateDir,
+    slots: &mut BTreeMap<String, Slot>,
+    name: &str,
+    id: &str,
+    result: Result<Option<(AriWindow, Duration)>, RenewError>,
+) {
+    let Some(slot) = slots.get_mut(name) else {
+        return;
+    };
+    let now = OffsetDateTime::now_utc();
+    match result {
+        Ok(Some((w, retry_after))) => {
+            let same = slot
+                .book
+                .ari
+                .as_ref()
+                .filter(|a| a.cert_id == id && a.start == w.start && a.end == w.end);
+            // Keep the moment already picked while the window is unchanged, so
+            // polling does not re-roll it.
+            let chosen = match same {
+                Some(a) => a.chosen,
+                None => timing::ari_pick(&w, rand::rng().random()),
+            };
+            slot.book.ari = Some(AriState {
+                cert_id: id.to_string(),
+                start: w.start,
+                end: w.end,
+                chosen,
+                next_poll: now + retry_after.max(Duration::from_secs(60)),
+            });
+            tracing::info!(certificate = %name, window_start = %w.start, window_end = %w.end, chosen = %chosen, "CA renewal window (ARI)");
+        }
+        Ok(None) => slot.book.ari = None,
+        Err(e) => {
+            // Poll again later; meanwhile the lifetime fallback applies.
+            if let Some(a) = &mut slot.book.ari {
+                a.next_poll = now + Duration::from_secs(3600);
+            }
+            tracing::debug!(certificate = %name, error = %e.message, "ARI fetch failed");
+        }
+    }
+    if let Err(e) = slot.book.save(state, name) {
+        tracing::error!(certificate = %name, error = %e, "cannot save renewal bookkeeping");
+    }
+}
+
+fn summary(slots: &BTreeMap<String, Slot>, config: &Config, window: Option<&Cron>) {
+    let now = OffsetDateTime::now_utc();
+    for s in slots.values() {
+        let d = due(s, now, window);
+        let expires = s
+            .observation
+            .as_ref()
+            .and_then(|o| o.validity)
+            .map(|v| v.not_after);
+        let days_left =
+            expires.map(|t| ((t - now).as_seconds_f64() / 86_400.0 * 10.0).round() / 10.0);
+        let last_error = s.book.last_error.as_ref().map(|e| e.message.clone());
+        let near = expires.is_some_and(|t| t - now < config.daemon.error_before.get());
+        if near {
+            tracing::error!(certificate = %s.cert.name, domains = %s.cert.domains.join(","), expires_at = ?expires, days_left = ?days_left, next_renewal = %d.at, last_error = ?last_error, "certificate expires soon");
+        } else if s.book.failures > 0 {
+            tracing::warn!(certificate = %s.cert.name, domains = %s.cert.domains.join(","), expires_at = ?expires, days_left = ?days_left, next_renewal = %d.at, attempt = s.book.failures, last_error = ?last_error, "certificate renewal is failing");
+        } else {
+            tracing::info!(certificate = %s.cert.name, domains = %s.cert.domains.join(","), expires_at = ?expires, days_left = ?days_left, next_renewal = %d.at, "certificate status");
+        }
+    }
+}
+
+async fn reload<F: RenewerFactory>(
+    path: &std::path::Path,
+    factory: &F,
+) -> Result<(Config, F::R), String> {
+    let c = Config::load(path).map_err(|e| e.to_string())?;
+    let r = factory.build(&c).await?;
+    Ok((c, r))
+}

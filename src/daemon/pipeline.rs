@@ -1,0 +1,199 @@
+//! The daemon's [`Renewer`] over the real pipeline: observe with `lb::observe`,
+//! renew with `reconcile::Renewer`, ARI through the ACME account.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use time::OffsetDateTime;
+
+use super::{Observation, RenewError, Renewer, RenewerFactory};
+use crate::acme::{AcmeClient, AcmeError};
+use crate::config::{CertificateConfig, Config};
+use crate::gcp::Gcp;
+use crate::lb::{self, LbError};
+use crate::metrics::Metrics;
+use crate::reconcile::{self, Reason, decide};
+use crate::schedule::timing::{AriWindow, Validity};
+use crate::state::StateDir;
+
+/// The pipeline, as the daemon drives it.
+pub struct Pipeline {
+    inner: reconcile::Renewer,
+}
+
+impl Pipeline {
+    pub fn new(inner: reconcile::Renewer) -> Pipeline {
+        Pipeline { inner }
+    }
+}
+
+/// Classifies a pipeline failure for back-off, alerts and metrics.
+pub fn classify(e: &reconcile::RenewError) -> RenewError {
+    let (reason, retryable, retry_after) = match e {
+        reconcile::RenewError::Lb(l) => match l {
+            LbError::Gcp(g) => (format!("gcp:{}", g.label()), g.is_retryable(), None),
+            LbError::GaveUp { last, .. } => (format!("gcp:{}", last.label()), true, None),
+            LbError::ProxyNotFound { .. } => ("proxy_not_found".into(), false, None),
+            LbError::CertificateMap { .. } => ("certificate_map".into(), false, None),
+            LbError::Rewrite(_) => ("proxy_full".into(), false, None),
+            LbError::Quota { .. } => ("quota".into(), false, None),
+            LbError::NameTaken { .. } => ("name_taken".into(), false, None),
+            LbError::Certificate(_) => ("certificate".into(), false, None),
+            LbError::Aborted(_) => ("aborted".into(), true, None),
+        },
+        reconcile::RenewError::Acme(a) => {
+            let reason = match a {
+                AcmeError::Solver(_) => "dns".to_string(),
+                _ => a
+                    .problem()
+                    .and_then(|p| p.short_type().map(|t| format!("acme:{t}")))
+                    .unwrap_or_else(|| "acme".to_string()),
+            };
+            (reason, a.is_retryable(), a.retry_after())
+        }
+        reconcile::RenewError::State(_) => ("state".into(), true, None),
+        reconcile::RenewError::UnknownCertificate(_) => ("config".into(), false, None),
+    };
+    RenewError {
+        message: e.to_string(),
+        reason,
+        retryable,
+        retry_after,
+    }
+}
+
+impl Pipeline {
+    async fn look(&self, cert: &CertificateConfig) -> Result<Observation, RenewError> {
+        let gcp_err = |e: LbError| classify(&reconcile::RenewError::Lb(e));
+        let obs = lb::observe(&self.inner.gcp, cert).await.map_err(gcp_err)?;
+        let pending = self
+            .inner
+            .acme
+            .pending(&cert.name)
+            .map_err(|e| classify(&reconcile::RenewError::Acme(e)))?;
+        let plan = decide(
+            cert,
+            &obs,
+            pending.as_ref(),
+            OffsetDateTime::now_utc(),
+            false,
+        );
+        // The earliest-expiring certificate currently served for these names.
+        let leaf = obs
+            .proxies
+            .iter()
+            .filter_map(|p| p.current(&obs.names).first().and_then(|c| c.leaf.clone()))
+            .min_by_key(|l| l.not_after);
+        // Timing is the daemon's business (it knows ARI); anything else is not.
+        let needs_action = plan.action != reconcile::Action::Nothing
+            && plan
+                .reasons
+                .iter()
+                .any(|r| !matches!(r, Reason::Due { .. }));
+        let summary = if plan.reasons.is_empty() {
+            "served everywhere".to_string()
+        } else {
+            plan.reasons
+                .iter()
+                .map(|r| r.to_string())
+                .collect::<Vec<_>>()
+                .join("; ")
+        };
+        Ok(Observation {
+            validity: leaf.as_ref().map(|l| Validity {
+                not_before: l.not_before,
+                not_after: l.not_after,
+            }),
+            needs_action,
+            ari_id: plan.replaces.as_ref().and_then(|l| l.ari_id.clone()),
+            summary,
+        })
+    }
+}
+
+impl Renewer for Pipeline {
+    async fn observe(&self, cert: &CertificateConfig) -> Result<Observation, RenewError> {
+        self.look(cert).await
+    }
+
+    async fn renew(
+        &self,
+        cert: &CertificateConfig,
+        force: bool,
+    ) -> Result<Observation, RenewError> {
+        let outcome = self
+            .inner
+            .renew(cert, force)
+            .await
+            .map_err(|e| classify(&e))?;
+        let mut obs = self.look(cert).await?;
+        if let reconcile::Done::Installed { serial, issued, .. } = &outcome.done {
+            obs.summary = format!(
+                "{} certificate {serial} in {} ms",
+                if *issued {
+                    "issued and installed"
+                } else {
+                    "installed"
+                },
+                outcome.took.as_millis()
+            );
+        }
+        if !outcome.healthy() {
+            return Err(RenewError {
+                message: format!(
+                    "certificate {} was installed but the load balancer was not seen serving it",
+                    cert.name
+                ),
+                reason: "verify".into(),
+                retryable: true,
+                retry_after: None,
+            });
+        }
+        Ok(obs)
+    }
+
+    async fn renewal_info(
+        &self,
+        ari_id: &str,
+    ) -> Result<Option<(AriWindow, Duration)>, RenewError> {
+        self.inner
+            .acme
+            .renewal_info(ari_id)
+            .await
+            .map_err(|e| classify(&reconcile::RenewError::Acme(e)))
+    }
+}
+
+/// Builds the pipeline from a configuration and feeds the metrics its clients'
+/// request counters.
+pub struct Factory {
+    pub metrics: Arc<Metrics>,
+    /// Overrides the client built from `[gcp]` (tests).
+    pub gcp: Option<Gcp>,
+}
+
+impl RenewerFactory for Factory {
+    type R = Pipeline;
+
+    async fn build(&self, config: &Config) -> Result<Pipeline, String> {
+        let gcp = match &self.gcp {
+            Some(g) => g.clone(),
+            None => Gcp::from_config(&config.gcp)
+                .await
+                .map_err(|e| e.to_string())?,
+        };
+        let state = StateDir::open(&config.state.dir)
+            .map_err(|e| format!("state directory {}: {e}", config.state.dir.display()))?;
+        let acme = AcmeClient::connect(&config.acme, state)
+            .await
+            .map_err(|e| format!("ACME account at {}: {e}", config.acme.directory))?;
+        self.metrics.set_gcp(Arc::clone(&gcp.stats));
+        self.metrics.set_acme(acme.stats());
+        Ok(Pipeline::new(reconcile::Renewer {
+            install: reconcile::Renewer::install_options(config),
+            gcp,
+            acme: Arc::new(acme),
+            config: Arc::new(config.clone()),
+        }))
+    }
+}

@@ -1,0 +1,455 @@
+//! Upload, swap, verify, clean up: the I/O half of installing one issued
+//! certificate. Each step first reads what GCP holds and does only what is
+//! missing, so a run that resumes after a crash at any point converges.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::acme::IssuedCertificate;
+use crate::config::CertificateConfig;
+use crate::gcp::compute::{NewSslCertificate, SelfManaged, TargetHttpsProxy, name_of};
+use crate::gcp::{Gcp, GcpError, request_id};
+use crate::lb::proxies::{self, Rewrite};
+use crate::lb::verify::{self, VerifyOptions, VerifyOutcome};
+use crate::lb::{LbError, naming};
+
+/// Called with the name of each step boundary as it is passed; returning `true`
+/// stops the pipeline there with [`LbError::Aborted`], as a crash would.
+pub type StepHook = Arc<dyn Fn(&str) -> bool + Send + Sync>;
+
+/// Names of the step boundaries a [`StepHook`] sees.
+pub mod step {
+    /// The issued certificate is persisted in the state directory.
+    pub const PERSISTED: &str = "persisted";
+    /// `sslCertificates.insert` was accepted; its operation is not waited for.
+    pub const INSERT_REQUESTED: &str = "insert-requested";
+    /// The insert operation is DONE.
+    pub const INSERT_DONE: &str = "insert-done";
+    /// Verification finished (or was skipped).
+    pub const VERIFIED: &str = "verified";
+
+    /// `setSslCertificates` on `proxy` is DONE.
+    pub fn swapped(proxy: &str) -> String {
+        format!("swapped:{proxy}")
+    }
+
+    /// The superseded certificate `name` is deleted.
+    pub fn deleted(name: &str) -> String {
+        format!("deleted:{name}")
+    }
+}
+
+/// Tuning of [`install`].
+#[derive(Clone)]
+pub struct InstallOptions {
+    /// Bound on waiting for one operation.
+    pub operation_timeout: Duration,
+    /// Attempts of a mutation whose operation ends DONE with a transient error
+    /// (each attempt gets its own requestId, or Compute would hand back the
+    /// failed operation again).
+    pub attempts: u32,
+    /// First wait before retrying a delete refused with
+    /// `resourceInUseByAnotherResource` / `resourceNotReady`; it doubles.
+    pub cleanup_initial: Duration,
+    /// Attempts of such a delete.
+    pub cleanup_attempts: u32,
+    /// TLS verification after the swap; `None` turns it off.
+    pub verify: Option<VerifyOptions>,
+    /// Crash injection for tests.
+    pub hook: Option<StepHook>,
+}
+
+impl Default for InstallOptions {
+    fn default() -> Self {
+        InstallOptions {
+            operation_timeout: Duration::from_secs(300),
+            attempts: 4,
+            cleanup_initial: Duration::from_secs(2),
+            // About a minute in all, as gcp-api.md section 4 advises.
+            cleanup_attempts: 6,
+            verify: Some(VerifyOptions::default()),
+            hook: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for InstallOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InstallOptions")
+            .field("operation_timeout", &self.operation_timeout)
+            .field("attempts", &self.attempts)
+            .field("cleanup_initial", &self.cleanup_initial)
+            .field("cleanup_attempts", &self.cleanup_attempts)
+            .field("verify", &self.verify)
+            .field("hook", &self.hook.is_some())
+            .finish()
+    }
+}
+
+impl InstallOptions {
+    fn at(&self, step: &str) -> Result<(), LbError> {
+        match &self.hook {
+            Some(h) if h(step) => Err(LbError::Aborted(step.to_string())),
+            _ => Ok(()),
+        }
+    }
+
+    /// Passes the step boundary `step` (used by the pipeline for steps outside
+    /// this module, e.g. [`step::PERSISTED`]).
+    pub fn passed(&self, step: &str) -> Result<(), LbError> {
+        self.at(step)
+    }
+}
+
+/// What [`install`] did.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct InstallReport {
+    /// The sslCertificates resource now served.
+    pub resource: String,
+    /// False when it already existed (a resumed run).
+    pub uploaded: bool,
+    /// Proxies whose list was changed.
+    pub swapped: Vec<String>,
+    /// One outcome per proxy, when verification is on.
+    pub verify: Vec<VerifyOutcome>,
+    /// Superseded certificates of ours that were deleted.
+    pub deleted: Vec<String>,
+}
+
+/// Installs `issued` on every proxy of `cert`: upload, swap, verify, clean up.
+/// The caller removes the pending file once this returns `Ok`.
+pub async fn install(
+    gcp: &Gcp,
+    cert: &CertificateConfig,
+    issued: &IssuedCertificate,
+    opts: &InstallOptions,
+) -> Result<InstallReport, LbError> {
+    let sha = &issued.leaf.sha256_hex;
+    let resource = naming::certificate_resource_name(&cert.name, sha);
+    let new_url = gcp.global_link("sslCertificates", &resource);
+    let mut ours_cache: HashMap<String, bool> = HashMap::new();
+    // Refuse before uploading anything when a proxy cannot take the certificate,
+    // so a refusal leaves no unused certificate behind.
+    for proxy in &cert.target_https_proxies {
+        let p = get_proxy(gcp, cert, proxy).await?;
+        rewrite_for(gcp, cert, &p, &new_url, &mut ours_cache).await?;
+    }
+    let uploaded = upload(gcp, cert, issued, &resource, opts).await?;
+    let mut report = InstallReport {
+        resource: resource.clone(),
+        uploaded,
+        ..InstallReport::default()
+    };
+    let mut swapped_links = Vec::new();
+    for proxy in &cert.target_https_proxies {
+        let (changed, link) = swap(gcp, cert, proxy, &new_url, &mut ours_cache, opts).await?;
+        if changed {
+            report.swapped.push(proxy.clone());
+        }
+        swapped_links.push((proxy.clone(), link));
+    }
+    if let Some(v) = &opts.verify {
+        report.verify = verify::verify_proxies(
+            gcp,
+            &swapped_links,
+            &issued.names,
+            &issued.leaf.serial_hex,
+            v,
+        )
+        .await;
+    }
+    opts.at(step::VERIFIED)?;
+    report.deleted = cleanup(gcp, &cert.name, &resource, opts).await?;
+    Ok(report)
+}
+
+/// Uploads the certificate as `resource` unless it is already there; returns
+/// whether it did. Bootstrap uses it alone (the proxy does not exist yet).
+pub async fn upload(
+    gcp: &Gcp,
+    cert: &CertificateConfig,
+    issued: &IssuedCertificate,
+    resource: &str,
+    opts: &InstallOptions,
+) -> Result<bool, LbError> {
+    let sha = &issued.leaf.sha256_hex;
+    // A resumed run finds its own upload and sends nothing.
+    if let Some(existing) = gcp.get_ssl_certificate(resource).await? {
+        return ours_with_hash(&cert.name, &existing, sha).map(|_| false);
+    }
+    check_quota(gcp).await?;
+    let body = NewSslCertificate {
+        name: resource.to_string(),
+        description: naming::certificate_description(&cert.name, sha),
+        cert_type: "SELF_MANAGED",
+        self_managed: SelfManaged {
+            certificate: issued.chain_pem.clone(),
+            private_key: issued.key_pem.expose().to_string(),
+        },
+    };
+    let mut last = None;
+    for attempt in 0..opts.attempts.max(1) {
+        let n = attempt.to_string();
+        // The first attempt's id is the same in every run, so an insert retried
+        // after a crash gets the original operation instead of a twin.
+        let rid = if attempt == 0 {
+            request_id(&[resource, "insert", sha])
+        } else {
+            request_id(&[resource, "insert", sha, &n])
+        };
+        let op = match gcp.insert_ssl_certificate(&body, &rid).await {
+            Ok(op) => op,
+            Err(e) if e.is(409, "alreadyExists") => {
+                return match gcp.get_ssl_certificate(resource).await? {
+                    Some(existing) => ours_with_hash(&cert.name, &existing, sha).map(|_| true),
+                    None => Err(e.into()),
+                };
+            }
+            Err(e) => return Err(e.into()),
+        };
+        opts.at(step::INSERT_REQUESTED)?;
+        match gcp.wait_operation(op, opts.operation_timeout).await {
+            Ok(_) => {
+                opts.at(step::INSERT_DONE)?;
+                return Ok(true);
+            }
+            Err(e) if e.is_retryable() && !matches!(e, GcpError::Timeout { .. }) => {
+                tracing::warn!(certificate = %cert.name, resource, attempt, error = %e, "sslCertificates.insert failed inside its operation; retrying");
+                last = Some(e);
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(gave_up(
+        format!("uploading {resource}"),
+        opts.attempts,
+        last,
+    ))
+}
+
+fn gave_up(what: String, attempts: u32, last: Option<GcpError>) -> LbError {
+    LbError::GaveUp {
+        what,
+        attempts,
+        last: Box::new(last.unwrap_or(GcpError::Credentials("no attempt was made".into()))),
+    }
+}
+
+fn ours_with_hash(
+    cert_name: &str,
+    existing: &crate::gcp::compute::SslCertificate,
+    sha: &str,
+) -> Result<(), LbError> {
+    let hash_ok = existing
+        .description
+        .as_deref()
+        .and_then(naming::parse_description)
+        .is_some_and(|(_, h)| h == sha);
+    if hash_ok && naming::is_ours(cert_name, &existing.name, existing.description.as_deref()) {
+        Ok(())
+    } else {
+        Err(LbError::NameTaken {
+            name: existing.name.clone(),
+        })
+    }
+}
+
+/// Refuses early, with a clear message, when the SSL_CERTIFICATES quota is full.
+async fn check_quota(gcp: &Gcp) -> Result<(), LbError> {
+    let quotas = gcp.compute_quotas().await?;
+    if let Some(q) = quotas.iter().find(|q| q.metric == "SSL_CERTIFICATES")
+        && q.limit > 0.0
+        && q.usage >= q.limit
+    {
+        return Err(LbError::Quota {
+            project: gcp.project.clone(),
+            usage: q.usage,
+            limit: q.limit,
+        });
+    }
+    Ok(())
+}
+
+/// Whether `name` is ours for `cert_name`; only names of our shape are read.
+async fn is_ours_cached(
+    gcp: &Gcp,
+    cert_name: &str,
+    name: &str,
+    cache: &mut HashMap<String, bool>,
+) -> Result<bool, GcpError> {
+    if !name.starts_with(&format!("{cert_name}-")) {
+        return Ok(false);
+    }
+    if let Some(v) = cache.get(name) {
+        return Ok(*v);
+    }
+    let ours = match gcp.get_ssl_certificate(name).await? {
+        Some(c) => naming::is_ours(cert_name, &c.name, c.description.as_deref()),
+        None => false,
+    };
+    cache.insert(name.to_string(), ours);
+    Ok(ours)
+}
+
+async fn get_proxy(
+    gcp: &Gcp,
+    cert: &CertificateConfig,
+    proxy: &str,
+) -> Result<TargetHttpsProxy, LbError> {
+    let p = match gcp.get_target_https_proxy(proxy).await {
+        Ok(p) => p,
+        Err(e) if e.is_not_found() => {
+            return Err(LbError::ProxyNotFound {
+                proxy: proxy.to_string(),
+                certificate: cert.name.clone(),
+                project: gcp.project.clone(),
+            });
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if let Some(map) = p.certificate_map.as_deref().filter(|m| !m.is_empty()) {
+        return Err(LbError::CertificateMap {
+            proxy: proxy.to_string(),
+            map: map.to_string(),
+        });
+    }
+    Ok(p)
+}
+
+/// The proxy's new list: our superseded certificates of this config replaced.
+async fn rewrite_for(
+    gcp: &Gcp,
+    cert: &CertificateConfig,
+    p: &TargetHttpsProxy,
+    new_url: &str,
+    cache: &mut HashMap<String, bool>,
+) -> Result<Rewrite, LbError> {
+    let mut superseded = HashSet::new();
+    let new_name = name_of(new_url);
+    for url in &p.ssl_certificates {
+        let n = name_of(url);
+        if n != new_name && is_ours_cached(gcp, &cert.name, n, cache).await? {
+            superseded.insert(n.to_string());
+        }
+    }
+    Ok(proxies::rewrite(
+        &p.name,
+        &p.ssl_certificates,
+        new_url,
+        |n| superseded.contains(n),
+    )?)
+}
+
+/// Puts `new_url` on `proxy` in place of our superseded certificate(s); returns
+/// whether the list changed and the proxy's self link.
+async fn swap(
+    gcp: &Gcp,
+    cert: &CertificateConfig,
+    proxy: &str,
+    new_url: &str,
+    cache: &mut HashMap<String, bool>,
+    opts: &InstallOptions,
+) -> Result<(bool, String), LbError> {
+    let mut last = None;
+    for attempt in 0..opts.attempts.max(1) {
+        let p = get_proxy(gcp, cert, proxy).await?;
+        let list = match rewrite_for(gcp, cert, &p, new_url, cache).await? {
+            Rewrite::Unchanged => return Ok((false, p.self_link)),
+            Rewrite::Set(list) => list,
+        };
+        // The id names the intended list, so a resumed run repeating the same
+        // change gets the original operation, and any other change is new.
+        let joined = list.join(" ");
+        let n = attempt.to_string();
+        let rid = request_id(&[proxy, "setSslCertificates", &joined, &n]);
+        let op = gcp.set_ssl_certificates(proxy, &list, &rid).await?;
+        match gcp.wait_operation(op, opts.operation_timeout).await {
+            Ok(_) => {
+                tracing::info!(certificate = %cert.name, proxy, new = name_of(new_url), "proxy now serves the new certificate");
+                opts.at(&step::swapped(proxy))?;
+                return Ok((true, p.self_link));
+            }
+            Err(e) if e.is_retryable() && !matches!(e, GcpError::Timeout { .. }) => {
+                tracing::warn!(certificate = %cert.name, proxy, attempt, error = %e, "setSslCertificates failed inside its operation; retrying");
+                last = Some(e);
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(gave_up(
+        format!("swapping the certificate on {proxy}"),
+        opts.attempts,
+        last,
+    ))
+}
+
+/// Deletes every certificate of ours for `cert_name`, except `keep`, that no
+/// proxy of the project uses. Returns the deleted names.
+pub async fn cleanup(
+    gcp: &Gcp,
+    cert_name: &str,
+    keep: &str,
+    opts: &InstallOptions,
+) -> Result<Vec<String>, LbError> {
+    let used: HashSet<String> = gcp
+        .list_target_https_proxies()
+        .await?
+        .iter()
+        .flat_map(|p| p.ssl_certificates.iter().map(|u| name_of(u).to_string()))
+        .collect();
+    let filter = format!("name eq {cert_name}-.*");
+    let candidates: Vec<String> = gcp
+        .list_ssl_certificates(Some(&filter))
+        .await?
+        .into_iter()
+        .filter(|c| naming::is_ours(cert_name, &c.name, c.description.as_deref()))
+        .filter(|c| c.name != keep && !used.contains(&c.name))
+        .map(|c| c.name)
+        .collect();
+    let mut deleted = Vec::new();
+    for name in candidates {
+        delete(gcp, &name, opts).await?;
+        tracing::info!(certificate = cert_name, deleted = %name, "deleted the superseded certificate");
+        deleted.push(name.clone());
+        opts.at(&step::deleted(&name))?;
+    }
+    Ok(deleted)
+}
+
+/// Deletes one certificate, waiting out "in use" and "not ready" (a proxy
+/// update still settling) with bounded back-off; gone already is success.
+async fn delete(gcp: &Gcp, name: &str, opts: &InstallOptions) -> Result<(), LbError> {
+    let mut delay = opts.cleanup_initial;
+    let attempts = opts.cleanup_attempts.max(1);
+    let mut last = None;
+    for attempt in 0..attempts {
+        let n = attempt.to_string();
+        let rid = request_id(&[name, "delete", &n]);
+        let result = match gcp.delete_ssl_certificate(name, &rid).await {
+            Ok(op) => gcp
+                .wait_operation(op, opts.operation_timeout)
+                .await
+                .map(|_| ()),
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(()) => return Ok(()),
+            Err(e) if e.is_not_found() => return Ok(()),
+            Err(e)
+                if e.is(400, "resourceInUseByAnotherResource")
+                    || e.is(400, "resourceNotReady")
+                    || (e.is_retryable() && !matches!(e, GcpError::Timeout { .. })) =>
+            {
+                tracing::info!(resource = name, attempt, delay_ms = delay.as_millis() as u64, error = %e, "cannot delete yet; retrying");
+                last = Some(e);
+                if attempt + 1 < attempts {
+                    tokio::time::sleep(delay).await;
+                    delay = delay.saturating_mul(2);
+                }
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(gave_up(format!("deleting {name}"), attempts, last))
+}

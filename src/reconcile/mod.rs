@@ -1,0 +1,202 @@
+//! The certificate reconciler behind `renew` and `status`: observe what the
+//! proxies serve, decide ([`decide::decide`], pure), then drive
+//! issue -> persist -> upload -> swap -> verify -> clean up.
+//!
+//! Crash safety comes from two places only: the ACME engine persists the issued
+//! certificate (0600) before returning it, and the pending file is removed only
+//! after the new certificate is served everywhere and the old ones are gone. A
+//! run that starts anywhere in between finds the pending file, installs it (each
+//! install step reads GCP first and skips what is done) and never issues twice.
+
+pub mod decide;
+pub mod status;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use time::OffsetDateTime;
+
+use crate::acme::{AcmeClient, AcmeError, IssueRequest};
+use crate::config::{CertificateConfig, Config};
+use crate::dns::CloudDns;
+use crate::gcp::Gcp;
+use crate::lb::install::step;
+use crate::lb::{self, InstallOptions, InstallReport, LbError, VerifyOptions};
+use crate::state::StateError;
+
+pub use decide::{Action, Plan, Reason, decide};
+
+/// Why renewing one certificate failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RenewError {
+    /// Observing, uploading, swapping or cleaning up failed.
+    #[error(transparent)]
+    Lb(#[from] LbError),
+    /// The CA, the account or the DNS-01 solver failed.
+    #[error(transparent)]
+    Acme(#[from] AcmeError),
+    /// The state directory failed.
+    #[error(transparent)]
+    State(#[from] StateError),
+    /// `--certificate` names nothing configured.
+    #[error("no certificate named {0} in the configuration")]
+    UnknownCertificate(String),
+}
+
+impl RenewError {
+    /// Whether a test hook stopped the pipeline.
+    pub fn is_aborted(&self) -> bool {
+        matches!(self, RenewError::Lb(LbError::Aborted(_)))
+    }
+}
+
+/// What happened to one certificate.
+#[derive(Clone, Debug)]
+pub enum Done {
+    /// Nothing was due.
+    Healthy {
+        renew_at: Option<(OffsetDateTime, crate::schedule::timing::Reason)>,
+    },
+    /// A certificate was installed (after issuing it, when `issued`).
+    Installed {
+        issued: bool,
+        reasons: Vec<Reason>,
+        serial: String,
+        not_after: OffsetDateTime,
+        report: InstallReport,
+    },
+}
+
+/// The outcome of one certificate of a pass.
+#[derive(Clone, Debug)]
+pub struct Outcome {
+    pub certificate: String,
+    pub done: Done,
+    pub took: Duration,
+}
+
+impl Outcome {
+    /// Served everywhere, not due, and (when verification ran) seen served.
+    pub fn healthy(&self) -> bool {
+        match &self.done {
+            Done::Healthy { .. } => true,
+            Done::Installed { report, .. } => report.verify.iter().all(|v| v.is_ok()),
+        }
+    }
+}
+
+/// Everything a pass needs.
+pub struct Renewer {
+    pub gcp: Gcp,
+    pub acme: Arc<AcmeClient>,
+    pub config: Arc<Config>,
+    pub install: InstallOptions,
+}
+
+impl Renewer {
+    /// Install options from the configuration: verification per
+    /// `daemon.verify_after_swap`, trusting `acme.ca_roots` too.
+    pub fn install_options(config: &Config) -> InstallOptions {
+        InstallOptions {
+            verify: config.daemon.verify_after_swap.then(|| VerifyOptions {
+                extra_roots: config.acme.ca_roots.clone(),
+                ..VerifyOptions::default()
+            }),
+            ..InstallOptions::default()
+        }
+    }
+
+    /// One certificate: observe, decide, and do what the plan says.
+    pub async fn renew(
+        &self,
+        cert: &CertificateConfig,
+        force: bool,
+    ) -> Result<Outcome, RenewError> {
+        let started = Instant::now();
+        let obs = lb::observe(&self.gcp, cert).await?;
+        let pending = self.acme.pending(&cert.name)?;
+        let plan = decide(
+            cert,
+            &obs,
+            pending.as_ref(),
+            OffsetDateTime::now_utc(),
+            force,
+        );
+        tracing::info!(certificate = %cert.name, action = ?plan.action, reasons = %join(&plan.reasons), "plan");
+        let (issued, fresh) = match (plan.action, pending) {
+            (Action::Nothing, _) => {
+                return Ok(Outcome {
+                    certificate: cert.name.clone(),
+                    done: Done::Healthy {
+                        renew_at: plan.renew_at,
+                    },
+                    took: started.elapsed(),
+                });
+            }
+            (Action::Install, Some(p)) => (p, false),
+            (Action::Install, None) | (Action::Issue, _) => {
+                let mut req = IssueRequest::new(cert, &self.config.acme);
+                req.replaces = plan
+                    .replaces
+                    .as_ref()
+                    .and_then(|l| l.certificate_identifier());
+                let solver = CloudDns::new(self.gcp.clone(), &self.config.dns, cert.zone.clone());
+                let issued = self.acme.issue(&req, &solver).await?;
+                self.install.passed(step::PERSISTED)?;
+                (issued, true)
+            }
+        };
+        let report = lb::install(&self.gcp, cert, &issued, &self.install).await?;
+        // Only now: the new certificate is served everywhere and the old ones are gone.
+        self.acme.mark_installed(&cert.name)?;
+        Ok(Outcome {
+            certificate: cert.name.clone(),
+            done: Done::Installed {
+                issued: fresh,
+                reasons: plan.reasons,
+                serial: issued.leaf.serial_hex.clone(),
+                not_after: issued.leaf.not_after,
+                report,
+            },
+            took: started.elapsed(),
+        })
+    }
+
+    /// One pass over the configured certificates (or only `only`), at most
+    /// `daemon.concurrency` at a time, in configuration order.
+    pub async fn renew_all(
+        &self,
+        only: Option<&str>,
+        force: bool,
+    ) -> Vec<(String, Result<Outcome, RenewError>)> {
+        let certs: Vec<&CertificateConfig> = match only {
+            Some(n) => match self.config.certificate(n) {
+                Some(c) => vec![c],
+                None => {
+                    return vec![(n.to_string(), Err(RenewError::UnknownCertificate(n.into())))];
+                }
+            },
+            None => self.config.certificates.iter().collect(),
+        };
+        let limit = Arc::new(tokio::sync::Semaphore::new(
+            self.config.daemon.concurrency.max(1),
+        ));
+        let jobs = certs.into_iter().map(|c| {
+            let limit = limit.clone();
+            async move {
+                // infallible: the semaphore is never closed.
+                let _permit = limit.acquire_owned().await.ok();
+                (c.name.clone(), self.renew(c, force).await)
+            }
+        });
+        futures_util::future::join_all(jobs).await
+    }
+}
+
+fn join(reasons: &[Reason]) -> String {
+    reasons
+        .iter()
+        .map(|r| r.to_string())
+        .collect::<Vec<_>>()
+        .join("; ")
+}

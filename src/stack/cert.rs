@@ -1,0 +1,173 @@
+//! The first certificate: the HTTPS proxy needs one at creation. Bootstrap asks a
+//! [`CertificateSource`] for it, so it does not depend on the ACME engine.
+
+use std::future::Future;
+
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use super::{Desired, StackError};
+use crate::gcp::Gcp;
+use crate::gcp::compute::SslCertificate;
+use crate::lb::naming;
+
+/// Provides the certificate the HTTPS proxy is created with.
+pub trait CertificateSource: Send + Sync {
+    /// A valid sslCertificate of ours serving `names`: reuse one that exists, or
+    /// issue and upload one. Returns its full URL (selfLink form
+    /// `https://www.googleapis.com/compute/v1/projects/P/global/sslCertificates/N`).
+    fn ensure(&self, names: &[String]) -> impl Future<Output = Result<String, StackError>> + Send;
+}
+
+/// Whether `cert` serves every name and has not expired at `now`.
+pub fn serves(cert: &SslCertificate, names: &[String], now: OffsetDateTime) -> bool {
+    let covers = names.iter().all(|n| {
+        cert.subject_alternative_names.iter().any(|s| {
+            s.eq_ignore_ascii_case(n)
+                || s.strip_prefix("*.").is_some_and(|w| {
+                    n.split_once('.')
+                        .is_some_and(|(_, rest)| rest.eq_ignore_ascii_case(w))
+                })
+        })
+    });
+    let valid = cert
+        .expire_time
+        .as_deref()
+        .and_then(|t| OffsetDateTime::parse(t, &Rfc3339).ok())
+        .is_some_and(|t| t > now);
+    covers && valid
+}
+
+/// Finds a valid certificate of ours (named and marked by `lb::naming` for
+/// `cert_name`) serving `names`: the one expiring last.
+pub async fn find_ours(
+    gcp: &Gcp,
+    cert_name: &str,
+    names: &[String],
+) -> Result<Option<SslCertificate>, StackError> {
+    let filter = format!("name eq {cert_name}-.*");
+    let all = gcp
+        .list_ssl_certificates(Some(&filter))
+        .await
+        .map_err(super::gcp_err("listing our certificates"))?;
+    let now = OffsetDateTime::now_utc();
+    Ok(all
+        .into_iter()
+        .filter(|c| naming::is_ours(cert_name, &c.name, c.description.as_deref()))
+        .filter(|c| serves(c, names, now))
+        .max_by(|a, b| a.expire_time.cmp(&b.expire_time)))
+}
+
+/// A source that only reuses a certificate of ours already uploaded (by
+/// `gclb-acme renew`, or an earlier bootstrap). Until bootstrap is wired to the
+/// ACME engine, this is what the command line uses.
+pub struct ReuseExisting {
+    gcp: Gcp,
+    cert_name: String,
+}
+
+impl ReuseExisting {
+    pub fn new(gcp: Gcp, desired: &Desired) -> ReuseExisting {
+        ReuseExisting {
+            gcp,
+            cert_name: desired.certificate.clone(),
+        }
+    }
+}
+
+impl CertificateSource for ReuseExisting {
+    async fn ensure(&self, names: &[String]) -> Result<String, StackError> {
+        match find_ours(&self.gcp, &self.cert_name, names).await? {
+            Some(c) => Ok(c.self_link),
+            None => Err(StackError::Certificate(format!(
+                "no valid certificate of ours (certificate \"{}\") serves {}, and issuing one from bootstrap is not wired to the ACME engine yet: run `gclb-acme renew --certificate {}` first, then bootstrap again",
+                self.cert_name,
+                names.join(", "),
+                self.cert_name
+            ))),
+        }
+    }
+}
+
+/// The source the command line uses: reuse a valid certificate of ours, or
+/// issue one through the ACME engine and the Cloud DNS solver (DNS-01 needs no
+/// load balancer) and upload it. The issued certificate stays pending in the
+/// state directory until `renew` or the daemon sees it served and cleans up.
+pub struct IssueWithAcme {
+    gcp: Gcp,
+    config: crate::config::Config,
+    cert: crate::config::CertificateConfig,
+}
+
+impl IssueWithAcme {
+    pub fn new(
+        gcp: Gcp,
+        config: &crate::config::Config,
+        desired: &Desired,
+    ) -> Result<IssueWithAcme, StackError> {
+        let cert = config
+            .certificate(&desired.certificate)
+            .cloned()
+            .ok_or_else(|| {
+                StackError::Config(format!(
+                    "stack.certificate names \"{}\", which is not a [[certificates]] entry",
+                    desired.certificate
+                ))
+            })?;
+        Ok(IssueWithAcme {
+            gcp,
+            config: config.clone(),
+            cert,
+        })
+    }
+}
+
+impl CertificateSource for IssueWithAcme {
+    async fn ensure(&self, names: &[String]) -> Result<String, StackError> {
+        if let Some(c) = find_ours(&self.gcp, &self.cert.name, names).await? {
+            return Ok(c.self_link);
+        }
+        let fail = |e: &dyn std::fmt::Display| StackError::Certificate(e.to_string());
+        let state = crate::state::StateDir::open(&self.config.state.dir).map_err(|e| fail(&e))?;
+        let acme = crate::acme::AcmeClient::connect(&self.config.acme, state)
+            .await
+            .map_err(|e| fail(&e))?;
+        // `issue` returns a stored, not yet installed certificate for the same
+        // names instead of ordering again (a bootstrap re-run after a crash).
+        let request = crate::acme::IssueRequest::new(&self.cert, &self.config.acme);
+        let solver =
+            crate::dns::CloudDns::new(self.gcp.clone(), &self.config.dns, self.cert.zone.clone());
+        let issued = acme.issue(&request, &solver).await.map_err(|e| fail(&e))?;
+        let resource = naming::certificate_resource_name(&self.cert.name, &issued.leaf.sha256_hex);
+        let opts = crate::reconcile::Renewer::install_options(&self.config);
+        crate::lb::install::upload(&self.gcp, &self.cert, &issued, &resource, &opts)
+            .await
+            .map_err(|e| fail(&e))?;
+        Ok(self.gcp.global_link("sslCertificates", &resource))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn serves_checks_names_and_expiry() {
+        let c = SslCertificate {
+            name: "app-0123".into(),
+            subject_alternative_names: vec!["app.example.com".into(), "*.example.org".into()],
+            expire_time: Some("2099-01-01T00:00:00Z".into()),
+            ..Default::default()
+        };
+        let now = OffsetDateTime::now_utc();
+        assert!(serves(&c, &["app.example.com".into()], now));
+        assert!(serves(&c, &["www.example.org".into()], now));
+        assert!(!serves(&c, &["a.b.example.org".into()], now));
+        assert!(!serves(&c, &["other.example.com".into()], now));
+        let expired = SslCertificate {
+            expire_time: Some("2001-01-01T00:00:00Z".into()),
+            ..c
+        };
+        assert!(!serves(&expired, &["app.example.com".into()], now));
+    }
+}

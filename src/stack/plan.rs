@@ -1,0 +1,849 @@
+//! What to do, decided from the desired and the observed stack. Pure: no I/O.
+
+use std::fmt;
+
+use crate::gcp::dns::ResourceRecordSet;
+use crate::gcp::lb::{
+    Address, Backend, BackendIap, BackendService, CloudRunTarget, Collection, ForwardingRule,
+    NetworkEndpointGroup, TargetHttpProxy, UrlMap, UrlRedirect,
+};
+use crate::gcp::run::INGRESS_INTERNAL_LOAD_BALANCER;
+
+use super::observe::ObservedStack;
+use super::{Desired, StackError};
+
+/// What a deletion removes.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Target {
+    /// A global resource.
+    Global(Collection),
+    /// The regional serverless NEG.
+    Neg { region: String },
+}
+
+impl Target {
+    fn noun(&self) -> &'static str {
+        match self {
+            Target::Global(c) => noun(*c),
+            Target::Neg { .. } => "network endpoint group",
+        }
+    }
+}
+
+fn noun(c: Collection) -> &'static str {
+    match c {
+        Collection::BackendServices => "backend service",
+        Collection::UrlMaps => "URL map",
+        Collection::Addresses => "global address",
+        Collection::ForwardingRules => "forwarding rule",
+        Collection::TargetHttpsProxies => "target HTTPS proxy",
+        Collection::TargetHttpProxies => "target HTTP proxy",
+        Collection::SslCertificates => "SSL certificate",
+    }
+}
+
+/// One step. `Display` is what the user reads.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Action {
+    /// Restrict the Cloud Run service to internal + load balancer traffic.
+    SetRunIngress {
+        from: Option<String>,
+    },
+    /// Create IAP's service agent (Service Usage `generateServiceIdentity`).
+    CreateIapAgent,
+    /// Grant `roles/run.invoker` on the service to the IAP agent.
+    GrantRunInvoker {
+        member: String,
+    },
+    CreateNeg(NetworkEndpointGroup),
+    CreateBackend(BackendService),
+    /// Merge-patch the backend service (with the fingerprint read).
+    PatchBackend {
+        name: String,
+        fingerprint: String,
+        backends: Option<Vec<Backend>>,
+        protocol: Option<String>,
+        iap: Option<BackendIap>,
+        why: Vec<String>,
+    },
+    CreateUrlMap(UrlMap),
+    /// Merge-patch a URL map (with the fingerprint read).
+    PatchUrlMap {
+        name: String,
+        fingerprint: String,
+        default_service: Option<String>,
+        redirect: Option<UrlRedirect>,
+        why: String,
+    },
+    CreateAddress(Address),
+    /// Point `fqdn` at the load balancer, replacing `replace` exactly.
+    SetDnsA {
+        zone: String,
+        fqdn: String,
+        /// `None`: the address created by an earlier step.
+        ip: Option<String>,
+        replace: Option<ResourceRecordSet>,
+    },
+    /// Ask the certificate source for the first certificate.
+    EnsureCertificate {
+        names: Vec<String>,
+    },
+    CreateHttpsProxy {
+        name: String,
+        description: String,
+        url_map: String,
+        /// `None`: the certificate of the previous step.
+        certificate: Option<String>,
+    },
+    CreateHttpProxy(TargetHttpProxy),
+    /// `setUrlMap` on a target proxy.
+    SetProxyUrlMap {
+        proxy: Collection,
+        name: String,
+        url_map: String,
+    },
+    CreateForwardingRule(ForwardingRule),
+    /// Add members to `roles/iap.httpsResourceAccessor` on the backend service.
+    GrantIapAccess {
+        backend: String,
+        members: Vec<String>,
+    },
+    /// Teardown: remove these members from the IAP policy.
+    RevokeIapAccess {
+        backend: String,
+        members: Vec<String>,
+    },
+    /// Teardown: delete a resource of ours (404 counts as done).
+    Delete {
+        what: Target,
+        name: String,
+    },
+    /// Teardown: delete our A record (exactly as read).
+    DeleteDnsA {
+        zone: String,
+        record: ResourceRecordSet,
+    },
+    /// Teardown: remove the IAP agent's `roles/run.invoker` binding.
+    RevokeRunInvoker {
+        member: String,
+    },
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Action::SetRunIngress { from } => write!(
+                f,
+                "set Cloud Run ingress to {INGRESS_INTERNAL_LOAD_BALANCER} (was {})",
+                from.as_deref().unwrap_or("unset")
+            ),
+            Action::CreateIapAgent => write!(f, "create the IAP service agent"),
+            Action::GrantRunInvoker { member } => {
+                write!(
+                    f,
+                    "grant roles/run.invoker on the Cloud Run service to {member}"
+                )
+            }
+            Action::CreateNeg(n) => write!(
+                f,
+                "create network endpoint group {} (serverless, Cloud Run service {})",
+                n.name,
+                n.cloud_run
+                    .as_ref()
+                    .and_then(|c| c.service.as_deref())
+                    .unwrap_or("?")
+            ),
+            Action::CreateBackend(b) => write!(f, "create backend service {}", b.name),
+            Action::PatchBackend { name, why, .. } => {
+                write!(f, "fix backend service {name}: {}", why.join("; "))
+            }
+            Action::CreateUrlMap(m) => write!(f, "create URL map {}", m.name),
+            Action::PatchUrlMap { name, why, .. } => write!(f, "fix URL map {name}: {why}"),
+            Action::CreateAddress(a) => write!(f, "create global address {}", a.name),
+            Action::SetDnsA {
+                zone,
+                fqdn,
+                ip,
+                replace,
+            } => {
+                let ip = ip.as_deref().unwrap_or("the new address");
+                match replace {
+                    Some(r) => write!(
+                        f,
+                        "replace DNS record {fqdn} A {} with A {ip} (zone {zone})",
+                        r.rrdatas.join(",")
+                    ),
+                    None => write!(f, "create DNS record {fqdn} A {ip} (zone {zone})"),
+                }
+            }
+            Action::EnsureCertificate { names } => {
+                write!(f, "get the first certificate for {}", names.join(", "))
+            }
+            Action::CreateHttpsProxy { name, .. } => write!(f, "create target HTTPS proxy {name}"),
+            Action::CreateHttpProxy(p) => write!(f, "create target HTTP proxy {}", p.name),
+            Action::SetProxyUrlMap {
+                proxy,
+                name,
+                url_map,
+            } => write!(
+                f,
+                "point {} {name} at URL map {}",
+                noun(*proxy),
+                last(url_map)
+            ),
+            Action::CreateForwardingRule(r) => write!(
+                f,
+                "create forwarding rule {} (port {})",
+                r.name,
+                r.port_range.as_deref().unwrap_or("?")
+            ),
+            Action::GrantIapAccess { members, .. } => {
+                write!(f, "grant IAP access to {}", members.join(", "))
+            }
+            Action::RevokeIapAccess { members, .. } => {
+                write!(f, "revoke IAP access of {}", members.join(", "))
+            }
+            Action::Delete { what, name } => write!(f, "delete {} {name}", what.noun()),
+            Action::DeleteDnsA { zone, record } => write!(
+                f,
+                "delete DNS record {} A {} (zone {zone})",
+                record.name,
+                record.rrdatas.join(",")
+            ),
+            Action::RevokeRunInvoker { member } => write!(
+                f,
+                "revoke roles/run.invoker on the Cloud Run service from {member}"
+            ),
+        }
+    }
+}
+
+/// The ordered actions plus what the user should know.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Plan {
+    pub actions: Vec<Action>,
+    pub notes: Vec<String>,
+}
+
+fn last(url: &str) -> &str {
+    url.rsplit('/').next().unwrap_or(url)
+}
+
+/// `443`, `443-443` -> 443.
+fn port_of(range: Option<&str>) -> Option<u16> {
+    range?.split('-').next()?.trim().parse().ok()
+}
+
+/// The `iap` block the backend service should have.
+fn desired_iap(d: &Desired) -> BackendIap {
+    BackendIap {
+        enabled: d.iap.enabled,
+        oauth2_client_id: d.iap.client_id.clone(),
+        oauth2_client_secret: d.iap.client_secret.as_ref().map(|s| s.0.clone()),
+        ..Default::default()
+    }
+}
+
+/// What differs between the observed `iap` block and the desired one.
+fn iap_drift(d: &Desired, seen: Option<&BackendIap>) -> Option<String> {
+    let enabled = seen.is_some_and(|i| i.enabled);
+    if enabled != d.iap.enabled {
+        return Some(format!("IAP is {}", if enabled { "on" } else { "off" }));
+    }
+    if let Some(id) = &d.iap.client_id
+        && seen.and_then(|i| i.oauth2_client_id.as_deref()) != Some(id.as_str())
+    {
+        return Some("IAP OAuth client id differs".into());
+    }
+    if let Some(s) = &d.iap.client_secret
+        && seen.and_then(|i| i.oauth2_client_secret_sha256.as_deref()) != Some(s.sha256().as_str())
+    {
+        return Some("IAP OAuth client secret differs (SHA-256)".into());
+    }
+    None
+}
+
+/// The bootstrap plan: every missing resource created and every fixable drift
+/// fixed, in dependency order. Unfixable drift is an error naming each resource.
+pub fn plan(d: &Desired, o: &ObservedStack) -> Result<Plan, StackError> {
+    let n = &d.names;
+    let mut p = Plan::default();
+    let mut bad: Vec<String> = Vec::new();
+    let marker = d.marker();
+    let foreign = |p: &mut Plan, kind: &str, name: &str, desc: Option<&str>| {
+        if !d.is_marked(desc) {
+            p.notes.push(format!(
+                "{kind} {name} exists and was not created by gclb-acme: bootstrap uses it, teardown will leave it alone"
+            ));
+        }
+    };
+
+    // Cloud Run: must exist; ingress; IAP's agent may invoke it.
+    let Some(run) = &o.run else {
+        return Err(StackError::RunServiceMissing {
+            service: d.service.clone(),
+            region: d.region.clone(),
+            elsewhere: o.run_elsewhere.clone(),
+        });
+    };
+    if run.ingress.as_deref() != Some(INGRESS_INTERNAL_LOAD_BALANCER) {
+        p.actions.push(Action::SetRunIngress {
+            from: run.ingress.clone(),
+        });
+    }
+    if d.iap.enabled
+        && !o.invoker_granted
+        && let Some(agent) = &o.iap_agent
+    {
+        p.actions.push(Action::CreateIapAgent);
+        p.actions.push(Action::GrantRunInvoker {
+            member: agent.clone(),
+        });
+    }
+
+    // Serverless NEG.
+    let neg_link = d.neg_link();
+    match &o.neg {
+        None => p.actions.push(Action::CreateNeg(NetworkEndpointGroup {
+            name: n.neg.clone(),
+            description: Some(marker.clone()),
+            network_endpoint_type: Some("SERVERLESS".into()),
+            cloud_run: Some(CloudRunTarget {
+                service: Some(d.service.clone()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })),
+        Some(neg) => {
+            foreign(
+                &mut p,
+                "network endpoint group",
+                &neg.name,
+                neg.description.as_deref(),
+            );
+            let svc = neg.cloud_run.as_ref().and_then(|c| c.service.as_deref());
+            if svc != Some(d.service.as_str()) {
+                bad.push(format!(
+                    "network endpoint group {} serves {}, not Cloud Run service {}; a NEG cannot be changed: delete it (gcloud compute network-endpoint-groups delete {} --region {}) or set stack.names.neg, then run bootstrap again",
+                    neg.name,
+                    svc.map(|s| format!("Cloud Run service {s}")).unwrap_or_else(|| "something else".into()),
+                    d.service,
+                    neg.name,
+                    d.region
+                ));
+            }
+        }
+    }
+
+    // Backend service.
+    let backend_link = d.link("backendServices", &n.backend);
+    let want_backends = vec![Backend {
+        group: neg_link.clone(),
+        ..Default::default()
+    }];
+    match &o.backend {
+        None => p.actions.push(Action::CreateBackend(BackendService {
+            name: n.backend.clone(),
+            description: Some(marker.clone()),
+            load_balancing_scheme: Some(d.scheme.as_str().into()),
+            protocol: Some("HTTP".into()),
+            backends: want_backends,
+            iap: Some(desired_iap(d)),
+            ..Default::default()
+        })),
+        Some(b) => {
+            foreign(&mut p, "backend service", &b.name, b.description.as_deref());
+            let scheme = b.load_balancing_scheme.as_deref().unwrap_or("EXTERNAL");
+            if scheme != d.scheme.as_str() {
+                bad.push(format!(
+                    "backend service {} uses load-balancing scheme {scheme}, the configuration says {}; the scheme cannot be changed in place: delete the load balancer (gclb-acme teardown, or gcloud) or set stack.load_balancing_scheme = \"{scheme}\"",
+                    b.name,
+                    d.scheme.as_str()
+                ));
+            }
+            let mut why = Vec::new();
+            let groups: Vec<&str> = b.backends.iter().map(|x| x.group.as_str()).collect();
+            let backends = (groups != [neg_link.as_str()]).then(|| {
+                why.push(format!(
+                    "backends are [{}], want [{}]",
+                    groups
+                        .iter()
+                        .map(|g| last(g))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    n.neg
+                ));
+                want_backends.clone()
+            });
+            let protocol = (b.protocol.as_deref() != Some("HTTP")).then(|| {
+                why.push(format!(
+                    "protocol is {}, want HTTP",
+                    b.protocol.as_deref().unwrap_or("unset")
+                ));
+                "HTTP".to_string()
+            });
+            let iap = iap_drift(d, b.iap.as_ref()).map(|w| {
+                why.push(w);
+                desired_iap(d)
+            });
+            if !why.is_empty() {
+                p.actions.push(Action::PatchBackend {
+                    name: b.name.clone(),
+                    fingerprint: b.fingerprint.clone().unwrap_or_default(),
+                    backends,
+                    protocol,
+                    iap,
+                    why,
+                });
+            }
+        }
+    }
+
+    // URL map.
+    let url_map_link = d.link("urlMaps", &n.url_map);
+    match &o.url_map {
+        None => p.actions.push(Action::CreateUrlMap(UrlMap {
+            name: n.url_map.clone(),
+            description: Some(marker.clone()),
+            default_service: Some(backend_link.clone()),
+            ..Default::default()
+        })),
+        Some(m) => {
+            foreign(&mut p, "URL map", &m.name, m.description.as_deref());
+            if m.default_service.as_deref() != Some(backend_link.as_str()) {
+                p.actions.push(Action::PatchUrlMap {
+                    name: m.name.clone(),
+                    fingerprint: m.fingerprint.clone().unwrap_or_default(),
+                    default_service: Some(backend_link.clone()),
+                    redirect: None,
+                    why: format!(
+                        "default service is {}, want {}",
+                        m.default_service.as_deref().map(last).unwrap_or("unset"),
+                        n.backend
+                    ),
+                });
+            }
+        }
+    }
+
+    // Global address.
+    let address_link = d.link("addresses", &n.ip);
+    let ip = o.ip();
+    match &o.address {
+        None => p.actions.push(Action::CreateAddress(Address {
+            name: n.ip.clone(),
+            description: Some(marker.clone()),
+            address_type: Some("EXTERNAL".into()),
+            ip_version: Some("IPV4".into()),
+            network_tier: Some("PREMIUM".into()),
+            ..Default::default()
+        })),
+        Some(a) => {
+            foreign(&mut p, "global address", &a.name, a.description.as_deref());
+            if a.address_type.as_deref() == Some("INTERNAL")
+                || a.ip_version.as_deref() == Some("IPV6")
+            {
+                bad.push(format!(
+                    "global address {} is {} {}, the stack needs an external IPv4 address; an address cannot be changed: release it or set stack.names.ip",
+                    a.name,
+                    a.address_type.as_deref().unwrap_or("EXTERNAL"),
+                    a.ip_version.as_deref().unwrap_or("IPV4")
+                ));
+            }
+        }
+    }
+
+    // DNS A records, once the address exists.
+    if d.manage_dns {
+        for dn in &o.dns {
+            let Some(zone) = &dn.zone else {
+                bad.push(format!(
+                    "{}: {}; or set stack.manage_dns = false and create the A record yourself",
+                    dn.domain,
+                    dn.zone_problem
+                        .as_deref()
+                        .unwrap_or("no managed zone holds it")
+                ));
+                continue;
+            };
+            let fqdn = format!("{}.", dn.domain);
+            let ok = match (&dn.a, &ip) {
+                (Some(r), Some(ip)) => r.rrdatas == [ip.clone()],
+                _ => false,
+            };
+            if !ok {
+                p.actions.push(Action::SetDnsA {
+                    zone: zone.clone(),
+                    fqdn,
+                    ip: ip.clone(),
+                    replace: dn.a.clone(),
+                });
+            }
+        }
+    }
+
+    // The first certificate, and the HTTPS proxy.
+    let https_link = d.link("targetHttpsProxies", &n.https_proxy);
+    match &o.https_proxy {
+        None => {
+            p.actions.push(Action::EnsureCertificate {
+                names: d.domains.clone(),
+            });
+            p.actions.push(Action::CreateHttpsProxy {
+                name: n.https_proxy.clone(),
+                description: marker.clone(),
+                url_map: url_map_link.clone(),
+                certificate: None,
+            });
+        }
+        Some(px) => {
+            foreign(
+                &mut p,
+                "target HTTPS proxy",
+                &px.name,
+                px.other.get("description").and_then(|v| v.as_str()),
+            );
+            if px.url_map.as_deref() != Some(url_map_link.as_str()) {
+                p.actions.push(Action::SetProxyUrlMap {
+                    proxy: Collection::TargetHttpsProxies,
+                    name: px.name.clone(),
+                    url_map: url_map_link.clone(),
+                });
+            }
+        }
+    }
+    forwarding_rule(
+        d,
+        &mut p,
+        &mut bad,
+        o.forwarding_rule.as_ref(),
+        &n.forwarding_rule,
+        &https_link,
+        443,
+        &address_link,
+        ip.as_deref(),
+    );
+
+    // Port 80: redirect to HTTPS on the same address.
+    if d.http_redirect {
+        let redirect = UrlRedirect {
+            https_redirect: Some(true),
+            redirect_response_code: Some("MOVED_PERMANENTLY_DEFAULT".into()),
+            strip_query: Some(false),
+            ..Default::default()
+        };
+        let http_map_link = d.link("urlMaps", &n.http_url_map);
+        match &o.http_url_map {
+            None => p.actions.push(Action::CreateUrlMap(UrlMap {
+                name: n.http_url_map.clone(),
+                description: Some(marker.clone()),
+                default_url_redirect: Some(redirect),
+                ..Default::default()
+            })),
+            Some(m) => {
+                foreign(&mut p, "URL map", &m.name, m.description.as_deref());
+                let r = m.default_url_redirect.as_ref();
+                let redirects = r.is_some_and(|r| {
+                    r.https_redirect == Some(true)
+                        && r.redirect_response_code
+                            .as_deref()
+                            .unwrap_or("MOVED_PERMANENTLY_DEFAULT")
+                            == "MOVED_PERMANENTLY_DEFAULT"
+                });
+                if !redirects || m.default_service.is_some() {
+                    p.actions.push(Action::PatchUrlMap {
+                        name: m.name.clone(),
+                        fingerprint: m.fingerprint.clone().unwrap_or_default(),
+                        default_service: None,
+                        redirect: Some(redirect),
+                        why: "it does not redirect to HTTPS".into(),
+                    });
+                }
+            }
+        }
+        let http_link = d.link("targetHttpProxies", &n.http_proxy);
+        match &o.http_proxy {
+            None => p.actions.push(Action::CreateHttpProxy(TargetHttpProxy {
+                name: n.http_proxy.clone(),
+                description: Some(marker.clone()),
+                url_map: Some(http_map_link.clone()),
+                ..Default::default()
+            })),
+            Some(px) => {
+                foreign(
+                    &mut p,
+                    "target HTTP proxy",
+                    &px.name,
+                    px.description.as_deref(),
+                );
+                if px.url_map.as_deref() != Some(http_map_link.as_str()) {
+                    p.actions.push(Action::SetProxyUrlMap {
+                        proxy: Collection::TargetHttpProxies,
+                        name: px.name.clone(),
+                        url_map: http_map_link.clone(),
+                    });
+                }
+            }
+        }
+        forwarding_rule(
+            d,
+            &mut p,
+            &mut bad,
+            o.http_forwarding_rule.as_ref(),
+            &n.http_forwarding_rule,
+            &http_link,
+            80,
+            &address_link,
+            ip.as_deref(),
+        );
+    }
+
+    // Who may pass IAP.
+    let have = o.iap_members.clone().unwrap_or_default();
+    let missing: Vec<String> = d
+        .iap
+        .members
+        .iter()
+        .filter(|m| !have.contains(m))
+        .cloned()
+        .collect();
+    if !missing.is_empty() {
+        p.actions.push(Action::GrantIapAccess {
+            backend: n.backend.clone(),
+            members: missing,
+        });
+    }
+
+    if !bad.is_empty() {
+        return Err(StackError::Unfixable(bad));
+    }
+    Ok(p)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn forwarding_rule(
+    d: &Desired,
+    p: &mut Plan,
+    bad: &mut Vec<String>,
+    seen: Option<&ForwardingRule>,
+    name: &str,
+    target: &str,
+    port: u16,
+    address_link: &str,
+    ip: Option<&str>,
+) {
+    let Some(fr) = seen else {
+        p.actions.push(Action::CreateForwardingRule(ForwardingRule {
+            name: name.to_string(),
+            description: Some(d.marker()),
+            ip_address: Some(address_link.to_string()),
+            ip_protocol: Some("TCP".into()),
+            port_range: Some(port.to_string()),
+            target: Some(target.to_string()),
+            load_balancing_scheme: Some(d.scheme.as_str().into()),
+            network_tier: Some("PREMIUM".into()),
+            ..Default::default()
+        }));
+        return;
+    };
+    if !d.is_marked(fr.description.as_deref()) {
+        p.notes.push(format!(
+            "forwarding rule {name} exists and was not created by gclb-acme: bootstrap uses it, teardown will leave it alone"
+        ));
+    }
+    let how = format!(
+        "delete it (gcloud compute forwarding-rules delete {name} --global) and run bootstrap again, or set stack.names to another name"
+    );
+    if let Some(ip) = ip
+        && fr.ip_address.as_deref() != Some(ip)
+    {
+        bad.push(format!(
+            "forwarding rule {name} listens on {}, but the stack's address {} is {ip}; IPAddress cannot be changed after creation: {how}",
+            fr.ip_address.as_deref().unwrap_or("no IP"),
+            d.names.ip
+        ));
+    }
+    if port_of(fr.port_range.as_deref()) != Some(port) {
+        bad.push(format!(
+            "forwarding rule {name} is on port {}, want {port}; ports cannot be changed: {how}",
+            fr.port_range.as_deref().unwrap_or("?")
+        ));
+    }
+    if fr.target.as_deref() != Some(target) {
+        bad.push(format!(
+            "forwarding rule {name} sends traffic to {}, want {}: {how}",
+            fr.target.as_deref().map(last).unwrap_or("nothing"),
+            last(target)
+        ));
+    }
+    let scheme = fr.load_balancing_scheme.as_deref().unwrap_or("EXTERNAL");
+    if scheme != d.scheme.as_str() {
+        bad.push(format!(
+            "forwarding rule {name} uses load-balancing scheme {scheme}, want {}: {how}",
+            d.scheme.as_str()
+        ));
+    }
+}
+
+/// The teardown plan: what bootstrap created, backwards. Resources without our
+/// marker are left alone and noted.
+pub fn teardown_plan(d: &Desired, o: &ObservedStack) -> Plan {
+    let n = &d.names;
+    let mut p = Plan::default();
+    let mut kept_proxies: Vec<&[String]> = Vec::new();
+
+    // IAP members first: the policy goes away with the backend service.
+    if let (Some(b), Some(have)) = (&o.backend, &o.iap_members)
+        && d.is_marked(b.description.as_deref())
+    {
+        let ours: Vec<String> = d
+            .iap
+            .members
+            .iter()
+            .filter(|m| have.contains(m))
+            .cloned()
+            .collect();
+        if !ours.is_empty() {
+            p.actions.push(Action::RevokeIapAccess {
+                backend: b.name.clone(),
+                members: ours,
+            });
+        }
+    }
+    let step = |p: &mut Plan, c: Collection, name: &str, desc: Option<Option<&str>>| {
+        let Some(desc) = desc else { return };
+        if d.is_marked(desc) {
+            p.actions.push(Action::Delete {
+                what: Target::Global(c),
+                name: name.to_string(),
+            });
+        } else {
+            p.notes.push(format!(
+                "{} {name} was not created by gclb-acme (no \"{}\" marker in its description): left alone",
+                noun(c),
+                crate::lb::naming::MARKER
+            ));
+        }
+    };
+    let fr = Collection::ForwardingRules;
+    step(
+        &mut p,
+        fr,
+        &n.http_forwarding_rule,
+        o.http_forwarding_rule
+            .as_ref()
+            .map(|r| r.description.as_deref()),
+    );
+    step(
+        &mut p,
+        fr,
+        &n.forwarding_rule,
+        o.forwarding_rule.as_ref().map(|r| r.description.as_deref()),
+    );
+    step(
+        &mut p,
+        Collection::TargetHttpProxies,
+        &n.http_proxy,
+        o.http_proxy.as_ref().map(|r| r.description.as_deref()),
+    );
+    let https_desc = o
+        .https_proxy
+        .as_ref()
+        .map(|r| r.other.get("description").and_then(|v| v.as_str()));
+    step(
+        &mut p,
+        Collection::TargetHttpsProxies,
+        &n.https_proxy,
+        https_desc,
+    );
+    if let Some(px) = &o.https_proxy
+        && !d.is_marked(https_desc.flatten())
+    {
+        kept_proxies.push(&px.ssl_certificates);
+    }
+    for c in &o.certificates {
+        let in_use = kept_proxies
+            .iter()
+            .any(|l| l.iter().any(|u| last(u) == c.name));
+        if in_use {
+            p.notes.push(format!(
+                "certificate {} is ours but served by target HTTPS proxy {}, which is not: left alone",
+                c.name, n.https_proxy
+            ));
+        } else {
+            p.actions.push(Action::Delete {
+                what: Target::Global(Collection::SslCertificates),
+                name: c.name.clone(),
+            });
+        }
+    }
+    step(
+        &mut p,
+        Collection::UrlMaps,
+        &n.http_url_map,
+        o.http_url_map.as_ref().map(|r| r.description.as_deref()),
+    );
+    step(
+        &mut p,
+        Collection::UrlMaps,
+        &n.url_map,
+        o.url_map.as_ref().map(|r| r.description.as_deref()),
+    );
+    step(
+        &mut p,
+        Collection::BackendServices,
+        &n.backend,
+        o.backend.as_ref().map(|r| r.description.as_deref()),
+    );
+    if let Some(neg) = &o.neg {
+        if d.is_marked(neg.description.as_deref()) {
+            p.actions.push(Action::Delete {
+                what: Target::Neg {
+                    region: d.region.clone(),
+                },
+                name: neg.name.clone(),
+            });
+        } else {
+            p.notes.push(format!(
+                "network endpoint group {} was not created by gclb-acme: left alone",
+                neg.name
+            ));
+        }
+    }
+    // Our A records: exactly our address, nothing else.
+    if let Some(ip) = o.ip() {
+        for dn in &o.dns {
+            if let (Some(zone), Some(a)) = (&dn.zone, &dn.a) {
+                if a.rrdatas == [ip.clone()] {
+                    p.actions.push(Action::DeleteDnsA {
+                        zone: zone.clone(),
+                        record: a.clone(),
+                    });
+                } else {
+                    p.notes.push(format!(
+                        "DNS record {} A {} does not point only at our address {ip}: left alone",
+                        a.name,
+                        a.rrdatas.join(",")
+                    ));
+                }
+            }
+        }
+    }
+    step(
+        &mut p,
+        Collection::Addresses,
+        &n.ip,
+        o.address.as_ref().map(|r| r.description.as_deref()),
+    );
+    if o.invoker_granted
+        && let Some(agent) = &o.iap_agent
+    {
+        p.actions.push(Action::RevokeRunInvoker {
+            member: agent.clone(),
+        });
+    }
+    p
+}
+
+#[cfg(test)]
+mod tests;
