@@ -34,20 +34,7 @@ pub fn load_config(path: &Path) -> Result<Config, ExitCode> {
     })
 }
 
-/// One line of `check` output.
-struct Line {
-    status: &'static str,
-    what: String,
-}
-
-fn print_lines(lines: &[Line]) {
-    for l in lines {
-        println!("{:<5} {}", l.status, l.what);
-    }
-}
-
 fn check(path: &Path) -> ExitCode {
-    let mut lines = Vec::new();
     let config = match Config::load(path) {
         Ok(c) => c,
         Err(e) => {
@@ -63,56 +50,27 @@ fn check(path: &Path) -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    let domains: usize = config.certificates.iter().map(|c| c.domains.len()).sum();
-    lines.push(Line {
-        status: "ok",
-        what: format!(
-            "configuration {}: {} certificate(s), {} name(s), CA {}",
-            path.display(),
-            config.certificates.len(),
-            domains,
-            config.acme.directory
-        ),
-    });
-
-    match crate::commands::credentials_hint() {
-        Some(kind) => lines.push(Line {
-            status: "skip",
-            what: format!(
-                "credentials: found {kind}; the online checks (APIs, permissions, zones, CAA) are not built yet"
-            ),
-        }),
-        None => lines.push(Line {
-            status: "skip",
-            what: "credentials: none found (GOOGLE_APPLICATION_CREDENTIALS unset, no gcloud application-default file, GCE_METADATA_HOST unset); only the offline checks ran".to_string(),
-        }),
-    }
-    print_lines(&lines);
-    ExitCode::SUCCESS
-}
-
-/// Which Application Default Credentials source is present, without contacting
-/// anything (the metadata server is not probed here).
-pub fn credentials_hint() -> Option<String> {
-    if let Ok(f) = std::env::var("GOOGLE_APPLICATION_CREDENTIALS") {
-        return Some(format!("GOOGLE_APPLICATION_CREDENTIALS={f}"));
-    }
-    let gcloud_dir = std::env::var_os("CLOUDSDK_CONFIG")
-        .map(std::path::PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".config/gcloud")));
-    if let Some(dir) = gcloud_dir {
-        let adc = dir.join("application_default_credentials.json");
-        if adc.is_file() {
-            return Some(format!(
-                "gcloud application-default credentials ({})",
-                adc.display()
-            ));
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("gclb-acme check: cannot start the async runtime: {e}");
+            return ExitCode::from(EXIT_FAILURE);
         }
+    };
+    let report = runtime.block_on(async {
+        let credentials = crate::preflight::credentials::detect().await;
+        crate::preflight::run(&config, path, credentials).await
+    });
+    print!("{report}");
+    if report.failed() {
+        ExitCode::from(EXIT_FAILURE)
+    } else {
+        ExitCode::SUCCESS
     }
-    if let Ok(h) = std::env::var("GCE_METADATA_HOST") {
-        return Some(format!("metadata server at GCE_METADATA_HOST={h}"));
-    }
-    None
 }
 
 /// A runtime for the async subcommands.

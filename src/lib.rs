@@ -16,6 +16,7 @@ pub mod lb;
 pub mod logging;
 pub mod metrics;
 pub mod names;
+pub mod preflight;
 pub mod reconcile;
 pub mod schedule;
 pub mod stack;

@@ -16,6 +16,7 @@ fn dns_config(cloud: &Cloud, timeout: Duration) -> DnsConfig {
         nameservers: cloud.nameservers(),
         propagation_timeout: HumanDuration(timeout),
         ttl: 60,
+        ..DnsConfig::default()
     }
 }
 

@@ -45,6 +45,7 @@ fn solver(cloud: &Cloud) -> CloudDns {
         nameservers: cloud.nameservers(),
         propagation_timeout: HumanDuration(Duration::from_secs(20)),
         ttl: 60,
+        ..DnsConfig::default()
     };
     CloudDns::new(cloud.gcp(), &dns, None)
 }

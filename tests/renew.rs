@@ -343,64 +343,9 @@ async fn the_binary_renews_then_reports_status_as_json() {
     let lab = Lab::start().await;
     let old = lab.upload(&NAMES, 80, 90, Some("app"), "").await;
     lab.proxy("p1", &[&old]).await;
-    let e = lab.cloud.endpoints();
-    let config_path = lab.tmp.path().join("config.toml");
-    let toml = format!(
-        r#"
-[gcp]
-project = "{project}"
-[gcp.endpoints]
-compute = "{compute}"
-dns = "{dns}"
-iap = "{iap}"
-run = "{run}"
-serviceusage = "{su}"
-resourcemanager = "{rm}"
-
-[acme]
-directory = "{dir}"
-accept_terms = true
-ca_roots = ["{roots}"]
-
-[dns]
-nameservers = [{ns}]
-propagation_timeout = "20s"
-
-[state]
-dir = "{state}"
-
-[[certificates]]
-name = "app"
-domains = ["example.test", "*.example.test"]
-target_https_proxies = ["p1"]
-"#,
-        project = support::gcp::PROJECT,
-        compute = e.compute,
-        dns = e.dns,
-        iap = e.iap,
-        run = e.run,
-        su = e.serviceusage,
-        rm = e.resourcemanager,
-        dir = lab.pebble.directory_url,
-        roots = lab.pebble.listener_ca_path.display(),
-        ns = lab
-            .cloud
-            .nameservers()
-            .iter()
-            .map(|n| format!("\"{n}\""))
-            .collect::<Vec<_>>()
-            .join(", "),
-        state = lab.state_dir().display(),
-    );
-    std::fs::write(&config_path, toml).unwrap();
+    let config_path = lab.write_cli_config("");
     let home = tempfile::tempdir().unwrap();
-    let metadata_host = lab
-        .cloud
-        .emu
-        .base_url()
-        .trim_start_matches("http://")
-        .trim_end_matches('/')
-        .to_string();
+    let metadata_host = lab.metadata_host();
     let run = |args: Vec<String>| {
         let config_path = config_path.clone();
         let home = home.path().to_path_buf();

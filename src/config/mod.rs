@@ -186,6 +186,11 @@ pub struct DnsConfig {
     /// the zone's own name servers.
     #[serde(default)]
     pub nameservers: Vec<String>,
+    /// `host:port` list of public recursive resolvers, used by `check` to see the
+    /// zone's delegation and CAA records as a CA sees them; default: the system
+    /// resolver from /etc/resolv.conf, falling back to 8.8.8.8:53.
+    #[serde(default)]
+    pub resolvers: Vec<String>,
     #[serde(default = "default_propagation_timeout")]
     pub propagation_timeout: HumanDuration,
     /// TTL of the challenge TXT records, in seconds.
@@ -204,6 +209,7 @@ impl Default for DnsConfig {
     fn default() -> Self {
         DnsConfig {
             nameservers: Vec::new(),
+            resolvers: Vec::new(),
             propagation_timeout: default_propagation_timeout(),
             ttl: default_ttl(),
         }
@@ -546,6 +552,11 @@ impl Config {
         for (i, ns) in self.dns.nameservers.iter().enumerate() {
             if let Err(m) = check_host_port(ns) {
                 p.push(format!("dns.nameservers[{i}]"), m);
+            }
+        }
+        for (i, r) in self.dns.resolvers.iter().enumerate() {
+            if let Err(m) = check_host_port(r) {
+                p.push(format!("dns.resolvers[{i}]"), m);
             }
         }
         let timeout = self.dns.propagation_timeout.get();

@@ -1,5 +1,5 @@
 //! Every configuration rule, with a passing case and a failing case whose message
-//! is asserted.
+//! is asserted. Compiled only under #[cfg(test)] (see mod.rs).
 
 use super::*;
 
@@ -287,6 +287,18 @@ fn key_types() {
     let e = error(&cert_with("key_type = \"rsa-1024\""));
     assert_contains(&e, "certificates[0].key_type");
     assert_contains(&e, "unknown variant `rsa-1024`");
+}
+
+#[test]
+fn resolvers_are_host_port_and_default_to_none() {
+    assert!(load(MINIMAL).unwrap().dns.resolvers.is_empty());
+    let c = load(&format!(
+        "[dns]\nresolvers = [\"8.8.8.8:53\", \"dns.google:53\"]\n{MINIMAL}"
+    ))
+    .unwrap();
+    assert_eq!(c.dns.resolvers, ["8.8.8.8:53", "dns.google:53"]);
+    let e = error(&format!("[dns]\nresolvers = [\"8.8.8.8\"]\n{MINIMAL}"));
+    assert_contains(&e, "dns.resolvers[0]: \"8.8.8.8\" has no port");
 }
 
 #[test]

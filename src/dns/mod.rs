@@ -5,6 +5,7 @@
 
 pub mod propagation;
 pub mod txt;
+pub mod wire;
 pub mod zone;
 
 use std::collections::{BTreeMap, HashMap};

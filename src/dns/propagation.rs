@@ -7,11 +7,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use hickory_proto::op::{Edns, Message, MessageType, Query, ResponseCode};
+use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::{Name, RData, RecordType};
-use rand::RngExt;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpStream, UdpSocket};
 
 /// A name server to ask, with the name we know it by (for messages).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -78,7 +75,6 @@ pub struct Report {
 
 const FIRST_DELAY: Duration = Duration::from_millis(25);
 const MAX_DELAY: Duration = Duration::from_secs(2);
-const QUERY_TIMEOUT: Duration = Duration::from_secs(2);
 
 impl Checker {
     pub fn new() -> Arc<Checker> {
@@ -176,26 +172,11 @@ impl Checker {
     /// The TXT values `server` serves for `name` (empty for NXDOMAIN/NODATA).
     pub async fn txt(&self, name: &str, server: SocketAddr) -> Result<Vec<String>, String> {
         let qname = Name::from_ascii(name).map_err(|e| format!("bad name {name}: {e}"))?;
-        let mut m = Message::query();
-        m.metadata.id = rand::rng().random();
-        m.metadata.recursion_desired = false;
-        m.add_query(Query::query(qname.clone(), RecordType::TXT));
-        m.set_edns(Edns::new());
-        let bytes = m
-            .to_vec()
-            .map_err(|e| format!("cannot encode query: {e}"))?;
-        self.queries.fetch_add(1, Ordering::Relaxed);
-        let mut resp = udp(&bytes, server).await?;
-        if resp.metadata.id != m.metadata.id {
-            return Err("answer with a wrong id".into());
-        }
-        if resp.metadata.truncation {
-            self.queries.fetch_add(1, Ordering::Relaxed);
-            resp = tcp(&bytes, server).await?;
-        }
-        if resp.metadata.message_type != MessageType::Response {
-            return Err("not a response".into());
-        }
+        let answer = super::wire::query(name, RecordType::TXT, server, false).await;
+        // Count what was sent, answered or not.
+        self.queries
+            .fetch_add(answer.as_ref().map_or(1, |a| a.queries), Ordering::Relaxed);
+        let resp = answer?.message;
         match resp.metadata.response_code {
             ResponseCode::NoError | ResponseCode::NXDomain => {}
             rc => return Err(format!("{rc}")),
@@ -215,56 +196,6 @@ impl Checker {
             })
             .collect())
     }
-}
-
-async fn udp(bytes: &[u8], server: SocketAddr) -> Result<Message, String> {
-    let bind: SocketAddr = if server.is_ipv4() {
-        SocketAddr::from(([0, 0, 0, 0], 0))
-    } else {
-        SocketAddr::from(([0u16; 8], 0))
-    };
-    let sock = UdpSocket::bind(bind)
-        .await
-        .map_err(|e| format!("UDP socket: {e}"))?;
-    sock.connect(server)
-        .await
-        .map_err(|e| format!("UDP connect: {e}"))?;
-    sock.send(bytes)
-        .await
-        .map_err(|e| format!("UDP send: {e}"))?;
-    let mut buf = vec![0u8; 4096];
-    let n = tokio::time::timeout(QUERY_TIMEOUT, sock.recv(&mut buf))
-        .await
-        .map_err(|_| "no answer (timeout)".to_string())?
-        .map_err(|e| format!("UDP receive: {e}"))?;
-    Message::from_vec(&buf[..n]).map_err(|e| format!("malformed answer: {e}"))
-}
-
-async fn tcp(bytes: &[u8], server: SocketAddr) -> Result<Message, String> {
-    let work = async {
-        let mut s = TcpStream::connect(server)
-            .await
-            .map_err(|e| format!("TCP connect: {e}"))?;
-        let len = u16::try_from(bytes.len()).map_err(|_| "query too large".to_string())?;
-        s.write_all(&len.to_be_bytes())
-            .await
-            .map_err(|e| format!("TCP send: {e}"))?;
-        s.write_all(bytes)
-            .await
-            .map_err(|e| format!("TCP send: {e}"))?;
-        let n = s
-            .read_u16()
-            .await
-            .map_err(|e| format!("TCP receive: {e}"))?;
-        let mut buf = vec![0u8; usize::from(n)];
-        s.read_exact(&mut buf)
-            .await
-            .map_err(|e| format!("TCP receive: {e}"))?;
-        Message::from_vec(&buf).map_err(|e| format!("malformed answer: {e}"))
-    };
-    tokio::time::timeout(QUERY_TIMEOUT, work)
-        .await
-        .map_err(|_| "no answer over TCP (timeout)".to_string())?
 }
 
 /// Resolves `host:port` (or `host` with port 53) to name-server addresses.

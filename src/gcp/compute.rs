@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::operation::Operation;
-use super::{Api, Call, Gcp, GcpError};
+use super::{Api, Call, Gcp, GcpError, enc};
 
 /// A global `sslCertificates` resource, as read back (never with the key).
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
@@ -112,19 +112,6 @@ pub fn name_of(url: &str) -> &str {
     url.trim_end_matches('/').rsplit('/').next().unwrap_or(url)
 }
 
-fn q(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                out.push(b as char)
-            }
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
-}
-
 impl Gcp {
     fn global(&self, collection: &str) -> String {
         self.url(
@@ -152,7 +139,7 @@ impl Gcp {
             let sep = if base.contains('?') { '&' } else { '?' };
             let mut url = format!("{base}{sep}maxResults=500");
             if let Some(t) = &token {
-                url.push_str(&format!("&pageToken={}", q(t)));
+                url.push_str(&format!("&pageToken={}", enc(t)));
             }
             let page: List<T> = self
                 .call::<(), _>(Call::new(Api::Compute, op), Method::GET, &url, None)
@@ -170,7 +157,7 @@ impl Gcp {
         &self,
         name: &str,
     ) -> Result<Option<SslCertificate>, GcpError> {
-        let url = format!("{}/{}", self.global("sslCertificates"), q(name));
+        let url = format!("{}/{}", self.global("sslCertificates"), enc(name));
         match self
             .call::<(), SslCertificate>(
                 Call::new(Api::Compute, "sslCertificates.get"),
@@ -193,7 +180,7 @@ impl Gcp {
     ) -> Result<Vec<SslCertificate>, GcpError> {
         let mut base = self.global("sslCertificates");
         if let Some(f) = filter {
-            base.push_str(&format!("?filter={}", q(f)));
+            base.push_str(&format!("?filter={}", enc(f)));
         }
         self.list_all("sslCertificates.list", base).await
     }
@@ -207,7 +194,7 @@ impl Gcp {
         let url = format!(
             "{}?requestId={}",
             self.global("sslCertificates"),
-            q(request_id)
+            enc(request_id)
         );
         self.call(
             Call::new(Api::Compute, "sslCertificates.insert"),
@@ -227,8 +214,8 @@ impl Gcp {
         let url = format!(
             "{}/{}?requestId={}",
             self.global("sslCertificates"),
-            q(name),
-            q(request_id)
+            enc(name),
+            enc(request_id)
         );
         self.call::<(), _>(
             Call::new(Api::Compute, "sslCertificates.delete"),
@@ -241,7 +228,7 @@ impl Gcp {
 
     /// One target HTTPS proxy.
     pub async fn get_target_https_proxy(&self, name: &str) -> Result<TargetHttpsProxy, GcpError> {
-        let url = format!("{}/{}", self.global("targetHttpsProxies"), q(name));
+        let url = format!("{}/{}", self.global("targetHttpsProxies"), enc(name));
         self.call::<(), _>(
             Call::new(Api::Compute, "targetHttpsProxies.get"),
             Method::GET,
@@ -270,8 +257,8 @@ impl Gcp {
             &format!(
                 "projects/{}/targetHttpsProxies/{}/setSslCertificates?requestId={}",
                 self.project,
-                q(proxy),
-                q(request_id)
+                enc(proxy),
+                enc(request_id)
             ),
         );
         let body = serde_json::json!({ "sslCertificates": certificates });

@@ -6,7 +6,7 @@ use reqwest::Method;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::{Api, Call, Gcp, GcpError};
+use super::{Api, Call, Gcp, GcpError, enc};
 
 /// A managed zone.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
@@ -77,20 +77,6 @@ struct RrsetList {
     rrsets: Vec<ResourceRecordSet>,
     #[serde(default)]
     next_page_token: Option<String>,
-}
-
-fn enc(s: &str) -> String {
-    // Query values here are DNS names, zone names and tokens: escape what a URL needs.
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                out.push(b as char)
-            }
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
 }
 
 impl Gcp {

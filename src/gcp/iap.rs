@@ -9,7 +9,7 @@ use reqwest::Method;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::{Api, Call, Gcp, GcpError};
+use super::{Api, Call, Gcp, GcpError, enc};
 
 /// An IAM policy: `{version, etag, bindings}`.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
@@ -85,19 +85,6 @@ impl Policy {
 
 /// How many read-modify-write cycles to try against concurrent writers.
 const MAX_POLICY_ATTEMPTS: u32 = 6;
-
-fn enc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                out.push(b as char)
-            }
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
-}
 
 /// Whether an error is a lost etag race (409 ABORTED), to redo the whole cycle.
 pub(crate) fn is_concurrent_change(e: &GcpError) -> bool {

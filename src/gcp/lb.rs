@@ -14,7 +14,7 @@ use serde_json::{Map, Value};
 
 use super::compute::TargetHttpsProxy;
 use super::operation::Operation;
-use super::{Api, Call, Gcp, GcpError};
+use super::{Api, Call, Gcp, GcpError, enc};
 
 /// A regional network endpoint group (we create only serverless ones).
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
@@ -285,19 +285,6 @@ impl Collection {
             (Collection::SslCertificates, _) => "sslCertificates.delete",
         }
     }
-}
-
-fn enc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                out.push(b as char)
-            }
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
 }
 
 impl Gcp {

@@ -9,6 +9,7 @@ pub mod iap;
 pub mod lb;
 pub mod operation;
 pub mod resourcemanager;
+pub mod resourcemanager_iam;
 pub mod run;
 pub mod serviceusage;
 
@@ -429,6 +430,21 @@ fn describe_reqwest(e: &reqwest::Error) -> String {
         src = inner.source();
     }
     s
+}
+
+/// Percent-encodes a path segment or query value (everything but RFC 3986
+/// unreserved characters).
+pub(crate) fn enc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                out.push(b as char)
+            }
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
 }
 
 /// A `requestId` (UUID-shaped, version 4 bits set) derived from `parts`, so a step

@@ -288,7 +288,8 @@ pub(crate) struct Out {
 
 impl Out {
     pub(crate) fn line(&self, s: &str) {
-        tracing::info!(target: "gclb_acme::stack", "{s}");
+        // The terminal gets the line once; logs get it at debug level.
+        tracing::debug!(target: "gclb_acme::stack", "{s}");
         if !self.quiet {
             println!("{s}");
         }

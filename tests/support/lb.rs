@@ -39,10 +39,17 @@ pub struct Lab {
 impl Lab {
     /// The emulator with zone `example.test.` and URL map `um`, and Pebble.
     pub async fn start() -> Lab {
+        Lab::start_with(|_| {}).await
+    }
+
+    /// [`Lab::start`] with Pebble's options adjusted (e.g. short-lived certificates).
+    pub async fn start_with(f: impl FnOnce(&mut PebbleOptions)) -> Lab {
         let cloud = Cloud::start().await;
         cloud.zone("example-test", "example.test.", false).await;
         url_map(&cloud).await;
-        let pebble = Pebble::start(PebbleOptions::new(cloud.emu.dns_addrs()[0])).await;
+        let mut opts = PebbleOptions::new(cloud.emu.dns_addrs()[0]);
+        f(&mut opts);
+        let pebble = Pebble::start(opts).await;
         Lab {
             cloud,
             pebble,
@@ -73,6 +80,7 @@ impl Lab {
                 nameservers: self.cloud.nameservers(),
                 propagation_timeout: HumanDuration(Duration::from_secs(20)),
                 ttl: 60,
+                ..DnsConfig::default()
             },
             state: StateConfig {
                 dir: self.state_dir(),
@@ -146,6 +154,76 @@ impl Lab {
     /// Names of the certificates `proxy` serves, in order.
     pub async fn served(&self, proxy: &str) -> Vec<String> {
         served(&self.cloud, proxy).await
+    }
+
+    /// Writes a TOML configuration for the real binary (certificate `app` for
+    /// [`NAMES`] on proxy `p1`, everything pointed at the emulator and Pebble),
+    /// with `extra` appended (e.g. a `[daemon]` table); returns its path.
+    pub fn write_cli_config(&self, extra: &str) -> PathBuf {
+        let e = self.cloud.endpoints();
+        let config_path = self.tmp.path().join("config.toml");
+        let toml = format!(
+            r#"
+[gcp]
+project = "{project}"
+[gcp.endpoints]
+compute = "{compute}"
+dns = "{dns}"
+iap = "{iap}"
+run = "{run}"
+serviceusage = "{su}"
+resourcemanager = "{rm}"
+
+[acme]
+directory = "{dir}"
+accept_terms = true
+ca_roots = ["{roots}"]
+
+[dns]
+nameservers = [{ns}]
+propagation_timeout = "20s"
+
+[state]
+dir = "{state}"
+
+[[certificates]]
+name = "app"
+domains = ["example.test", "*.example.test"]
+target_https_proxies = ["p1"]
+
+{extra}
+"#,
+            project = PROJECT,
+            compute = e.compute,
+            dns = e.dns,
+            iap = e.iap,
+            run = e.run,
+            su = e.serviceusage,
+            rm = e.resourcemanager,
+            dir = self.pebble.directory_url,
+            roots = self.pebble.listener_ca_path.display(),
+            ns = self
+                .cloud
+                .nameservers()
+                .iter()
+                .map(|n| format!("\"{n}\""))
+                .collect::<Vec<_>>()
+                .join(", "),
+            state = self.state_dir().display(),
+            extra = extra,
+        );
+        std::fs::write(&config_path, toml).expect("write config");
+        config_path
+    }
+
+    /// `host:port` of the emulator's metadata server, for `GCE_METADATA_HOST`.
+    pub fn metadata_host(&self) -> String {
+        self.cloud
+            .emu
+            .base_url()
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .to_string()
     }
 
     /// Names of every sslCertificate in the project.

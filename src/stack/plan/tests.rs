@@ -1,3 +1,5 @@
+//! Unit tests of the planner; compiled only under #[cfg(test)] (see plan.rs).
+
 use super::*;
 use crate::config::stack::{Scheme, StackConfig};
 use crate::gcp::compute::{SslCertificate, TargetHttpsProxy};

@@ -1371,13 +1371,16 @@ fn allocate_ip(state: &State, v6: bool) -> ApiResult<String> {
             _ => None,
         })
         .collect();
+    // Loopback addresses, not documentation ranges: a client that connects to an
+    // allocated address (a post-swap TLS check) must never send traffic off the
+    // machine the tests run on.
     let candidates: Box<dyn Iterator<Item = String>> = if v6 {
-        Box::new((1..=0xffffu32).map(|n| format!("2001:db8:0:{n:x}::")))
+        Box::new((1..=0xffffu32).map(|n| format!("::ffff:127.1.{}.{}", n / 256, n % 256)))
     } else {
         Box::new(
             (1..=254)
-                .map(|n| format!("203.0.113.{n}"))
-                .chain((1..=254).map(|n| format!("198.51.100.{n}"))),
+                .map(|n| format!("127.0.113.{n}"))
+                .chain((1..=254).map(|n| format!("127.0.114.{n}"))),
         )
     };
     candidates
