@@ -45,3 +45,49 @@ python_venv() {
         "$dir/bin/pip" install -q --disable-pip-version-check "${missing[@]}" >/dev/null
     fi
 }
+
+# cargo_tool CRATE SUBCOMMAND: `cargo install --locked CRATE` when `cargo SUBCOMMAND`
+# is missing (from crates.io; the first time takes minutes).
+cargo_tool() {
+    local crate=$1 sub=$2
+    if cargo "$sub" --version >/dev/null 2>&1; then return 0; fi
+    note "installing $crate from crates.io (cargo install --locked; a few minutes, once)"
+    local t0; t0=$(date +%s)
+    cargo install --locked --quiet "$crate" || die "cargo install $crate failed"
+    cargo "$sub" --version >/dev/null 2>&1 || die "installing $crate did not provide cargo $sub"
+    note "installed $crate in $(( $(date +%s) - t0 ))s"
+}
+
+# unit_exposure UNIT_FILE MAX: prints systemd-analyze's overall exposure of the unit
+# (offline: no systemd needs to run) and fails when it is above MAX (e.g. 1.5) or
+# when systemd complains about the file.
+unit_exposure() {
+    local unit=$1 max=$2 out err score
+    out=$(mktemp) err=$(mktemp)
+    systemd-analyze security --offline=true --no-pager "$unit" >"$out" 2>"$err" || true
+    if grep -q . "$err"; then
+        cat "$err" >&2; rm -f "$out" "$err"
+        die "systemd-analyze complained about $unit"
+    fi
+    # What still counts against it (✗, or "-" in the C locale).
+    grep -E '^(✗|- )' "$out" | sed 's/^/    /' >&2 || true
+    score=$(sed -n 's/.*Overall exposure level for .*: \([0-9.]*\) .*/\1/p' "$out")
+    rm -f "$out" "$err"
+    [ -n "$score" ] || die "no overall exposure level from systemd-analyze for $unit"
+    note "overall exposure of $(basename "$unit"): $score (limit $max; Debian's certbot.service: 9.4)"
+    awk -v s="$score" -v m="$max" 'BEGIN { exit !(s <= m) }' \
+        || die "exposure $score of $unit is above $max: tighten the sandbox"
+}
+
+# deb_assets DIR COMMAND...: shell completions and man pages generated from the CLI
+# (COMMAND runs gclb-acme), for the assets of [package.metadata.deb]: target/assets.
+deb_assets() {
+    local dir=$1; shift
+    rm -rf "$dir"
+    mkdir -p "$dir/completions" "$dir/man"
+    "$@" completions bash >"$dir/completions/gclb-acme.bash"
+    "$@" completions zsh >"$dir/completions/_gclb-acme"
+    "$@" completions fish >"$dir/completions/gclb-acme.fish"
+    "$@" manpage --out-dir "$dir/man"
+    note "generated $(find "$dir" -type f | wc -l) files in $dir (completions, man pages)"
+}

@@ -74,6 +74,12 @@ pub enum Command {
     Bootstrap(BootstrapArgs),
     /// Remove what bootstrap created (and every certificate of ours), nothing else.
     Teardown(TeardownArgs),
+    /// Print a shell completion script (for packaging).
+    #[command(hide = true)]
+    Completions(CompletionsArgs),
+    /// Print the man page in roff (for packaging).
+    #[command(hide = true)]
+    Manpage(ManpageArgs),
 }
 
 #[derive(Args, Debug)]
@@ -108,6 +114,21 @@ pub struct TeardownArgs {
     /// Do not ask for confirmation.
     #[arg(long, short = 'y')]
     pub yes: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(Args, Debug)]
+pub struct ManpageArgs {
+    /// Write gclb-acme.1 and one page per subcommand (gclb-acme-renew.1, ...) into
+    /// this directory instead of printing gclb-acme.1.
+    #[arg(long, value_name = "DIR")]
+    pub out_dir: Option<PathBuf>,
 }
 
 #[cfg(test)]

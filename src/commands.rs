@@ -15,6 +15,8 @@ pub const EXIT_CONFIG: u8 = 2;
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> ExitCode {
     match &cli.command {
+        Command::Completions(args) => completions(args.shell),
+        Command::Manpage(args) => manpage(args.out_dir.as_deref()),
         Command::Check => check(&cli.config),
         Command::Run => run_daemon(&cli.config),
         Command::Renew(args) => renew(&cli.config, args),
@@ -347,4 +349,52 @@ fn run_daemon(path: &Path) -> ExitCode {
             }
         }
     })
+}
+/// `gclb-acme completions SHELL`: the completion script on stdout (the .deb ships them).
+fn completions(shell: clap_complete::Shell) -> ExitCode {
+    use clap::CommandFactory;
+    // clap_complete offers hidden subcommands too: complete only the public ones.
+    let full = Cli::command();
+    let mut cmd = clap::Command::new("gclb-acme")
+        .version(env!("CARGO_PKG_VERSION"))
+        .args(full.get_arguments().cloned())
+        .subcommands(full.get_subcommands().filter(|s| !s.is_hide_set()).cloned());
+    let mut out = Vec::new();
+    clap_complete::generate(shell, &mut cmd, "gclb-acme", &mut out);
+    write_stdout(&out)
+}
+
+/// `gclb-acme manpage`: gclb-acme(1) in roff on stdout, or with `--out-dir` every page
+/// (gclb-acme.1 and gclb-acme-SUBCOMMAND.1) written into that directory.
+fn manpage(out_dir: Option<&Path>) -> ExitCode {
+    use clap::CommandFactory;
+    let cmd = Cli::command();
+    if let Some(dir) = out_dir {
+        return match std::fs::create_dir_all(dir).and_then(|()| clap_mangen::generate_to(cmd, dir))
+        {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("gclb-acme manpage: writing {}: {e}", dir.display());
+                ExitCode::from(EXIT_FAILURE)
+            }
+        };
+    }
+    let mut out = Vec::new();
+    if let Err(e) = clap_mangen::Man::new(cmd).render(&mut out) {
+        eprintln!("gclb-acme manpage: {e}");
+        return ExitCode::from(EXIT_FAILURE);
+    }
+    write_stdout(&out)
+}
+
+fn write_stdout(bytes: &[u8]) -> ExitCode {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    match stdout.write_all(bytes).and_then(|()| stdout.flush()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("gclb-acme: writing to stdout: {e}");
+            ExitCode::from(EXIT_FAILURE)
+        }
+    }
 }
