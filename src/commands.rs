@@ -253,6 +253,20 @@ fn print_status(report: &crate::reconcile::status::StatusReport) {
         for r in &c.reasons {
             println!("        {r}");
         }
+        let d = &c.daemon;
+        if let Some(t) = d.last_attempt {
+            println!(
+                "        daemon: last attempt {}, {} failure(s) in a row{}",
+                rfc3339(t),
+                d.failures,
+                d.last_success
+                    .map(|t| format!(", last success {}", rfc3339(t)))
+                    .unwrap_or_default()
+            );
+        }
+        if let Some(e) = &d.last_error {
+            println!("        last error: {e}");
+        }
         if let Some(p) = &c.pending {
             println!(
                 "        pending: {} (serial {}, expires {}) waits to be installed",

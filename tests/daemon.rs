@@ -177,6 +177,23 @@ async fn the_daemon_renews_short_lived_certificates_on_its_own() {
         .await;
     assert!(txt.is_empty() || pending, "{txt:?}");
 
+    // `status --json` shows the daemon's bookkeeping.
+    let out = Command::new(env!("CARGO_BIN_EXE_gclb-acme"))
+        .env_remove("GOOGLE_APPLICATION_CREDENTIALS")
+        .env_remove("GCLB_ACME_CONFIG")
+        .env("HOME", home.path())
+        .env("GCE_METADATA_HOST", lab.metadata_host())
+        .args(["status", "--json", "--config"])
+        .arg(&config_path)
+        .output()
+        .unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
+    let d = &report["certificates"][0]["daemon"];
+    assert!(d["last_success"].is_string(), "{report}");
+    assert!(d["last_attempt"].is_string(), "{report}");
+    assert_eq!(d["failures"], 0, "{report}");
+
     // Log lines: structured, one per renewal, no panic, no secret.
     let text = log();
     let healthy = text

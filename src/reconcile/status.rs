@@ -52,6 +52,46 @@ pub struct CertificateStatus {
     pub proxies: Vec<ProxyStatus>,
     /// Why the certificate could not be observed.
     pub error: Option<String>,
+    /// The daemon's bookkeeping: its last attempt and failures.
+    pub daemon: DaemonStatus,
+}
+
+/// What the daemon recorded for a certificate (state dir `daemon/<name>.json`).
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct DaemonStatus {
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub last_attempt: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub last_success: Option<OffsetDateTime>,
+    /// Consecutive failed attempts.
+    pub failures: u32,
+    pub last_error: Option<String>,
+    /// No attempt before this (back-off).
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub retry_not_before: Option<OffsetDateTime>,
+    /// The CA's ARI window and the moment picked in it.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub ari_window_start: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub ari_window_end: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub ari_chosen: Option<OffsetDateTime>,
+}
+
+impl DaemonStatus {
+    fn load(state: &StateDir, name: &str) -> DaemonStatus {
+        let b = crate::daemon::book::Book::load(state, name);
+        DaemonStatus {
+            last_attempt: b.last_attempt,
+            last_success: b.last_success,
+            failures: b.failures,
+            last_error: b.last_error.map(|e| e.message),
+            retry_not_before: b.not_before,
+            ari_window_start: b.ari.as_ref().map(|a| a.start),
+            ari_window_end: b.ari.as_ref().map(|a| a.end),
+            ari_chosen: b.ari.as_ref().map(|a| a.chosen),
+        }
+    }
 }
 
 /// An issued certificate not yet installed.
@@ -123,6 +163,7 @@ async fn one(
         pending: None,
         proxies: Vec::new(),
         error: None,
+        daemon: DaemonStatus::load(state, &cert.name),
     };
     let pending = match store::load_pending(state, &cert.name) {
         Ok(p) => p,
