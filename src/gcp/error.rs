@@ -184,9 +184,12 @@ impl ApiError {
 /// The first `<name>.googleapis.com` in a message.
 fn api_name_in(message: &str) -> Option<String> {
     let at = message.find(".googleapis.com")?;
+    // Just after the last character that cannot be part of the name (which may be
+    // longer than one byte: Google's messages are translated).
     let start = message[..at]
-        .rfind(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
-        .map_or(0, |i| i + 1);
+        .char_indices()
+        .rfind(|&(_, c)| !(c.is_ascii_alphanumeric() || c == '-'))
+        .map_or(0, |(i, c)| i + c.len_utf8());
     (start < at).then(|| format!("{}.googleapis.com", &message[start..at]))
 }
 
@@ -271,6 +274,24 @@ mod tests {
         let body = br#"{"error":{"code":404,"message":"gone","status":"NOT_FOUND"}}"#;
         let e = ApiError::from_body(404, body, "GET u".into()).unwrap();
         assert_eq!(e.reason, "NOT_FOUND");
+    }
+
+    #[test]
+    fn api_name_after_a_multibyte_character() {
+        // Found by fuzzing (gcp_json): the byte after a non-ASCII character was taken
+        // as the start of the API name, slicing inside the character (a panic in
+        // hint(), so in Display, so wherever the error was logged).
+        let body = "{\"error\":{\"code\":403,\"message\":\"Cloud \u{171}ames.googleapis.com/overview?project= then retry.\",\"errors\":[{\"reason\":\"accessNotConfigured\"}],\"status\":\"PERMISSION_DENIED\"}}";
+        let e = ApiError::from_body(403, body.as_bytes(), "GET u".into()).unwrap();
+        assert_eq!(
+            e.hint().unwrap(),
+            "enable the API: gcloud services enable ames.googleapis.com"
+        );
+        assert_eq!(
+            api_name_in("über-dns.googleapis.com").as_deref(),
+            Some("ber-dns.googleapis.com")
+        );
+        assert_eq!(api_name_in("é.googleapis.com"), None);
     }
 
     #[test]

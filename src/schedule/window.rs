@@ -87,21 +87,32 @@ impl Cron {
         if self.matches(t) {
             return Some(t);
         }
-        let mut c = t.replace_second(0).ok()?.replace_nanosecond(0).ok()? + Duration::minutes(1);
-        let end = t + Duration::days(4 * 366);
+        // Checked arithmetic: near the end of the calendar (year 9999) the search
+        // stops there instead of overflowing.
+        let mut c = t
+            .replace_second(0)
+            .ok()?
+            .replace_nanosecond(0)
+            .ok()?
+            .checked_add(Duration::minutes(1))?;
+        let end = t
+            .checked_add(Duration::days(4 * 366))
+            .unwrap_or_else(|| time::PrimitiveDateTime::MAX.assume_utc());
         while c < end {
             if !self.date_matches(c) {
-                c = (c.replace_time(time::Time::MIDNIGHT)) + Duration::days(1);
+                c = c
+                    .replace_time(time::Time::MIDNIGHT)
+                    .checked_add(Duration::days(1))?;
                 continue;
             }
             if self.hours & (1u64 << c.hour()) == 0 {
-                c = c.replace_minute(0).ok()? + Duration::hours(1);
+                c = c.replace_minute(0).ok()?.checked_add(Duration::hours(1))?;
                 continue;
             }
             if self.matches(c) {
                 return Some(c);
             }
-            c += Duration::minutes(1);
+            c = c.checked_add(Duration::minutes(1))?;
         }
         None
     }
@@ -146,7 +157,11 @@ fn parse_field(f: &str, index: usize) -> Result<u64, String> {
         let mut v = a;
         while v <= b {
             set |= 1u64 << v;
-            v += step;
+            // A huge step ("*/4294967295") ends the range instead of overflowing.
+            match v.checked_add(step) {
+                Some(next) => v = next,
+                None => break,
+            }
         }
     }
     Ok(set)
@@ -205,6 +220,28 @@ mod tests {
     fn never_matching_expression_has_no_next() {
         let c = Cron::parse("0 0 31 2 *").unwrap();
         assert_eq!(c.next_open(datetime!(2026-01-01 00:00 UTC)), None);
+    }
+
+    #[test]
+    fn next_open_near_the_end_of_the_calendar_does_not_overflow() {
+        let never = Cron::parse("0 0 31 2 *").unwrap();
+        let daily = Cron::parse("30 3 * * *").unwrap();
+        let late = datetime!(9999-12-31 23:59:30 UTC);
+        assert_eq!(never.next_open(datetime!(9998-06-01 00:00 UTC)), None);
+        assert_eq!(never.next_open(late), None);
+        assert_eq!(daily.next_open(late), None);
+        assert_eq!(
+            daily.next_open(datetime!(9999-12-30 12:00 UTC)),
+            Some(datetime!(9999-12-31 03:30 UTC))
+        );
+    }
+
+    #[test]
+    fn huge_steps_do_not_overflow() {
+        let c = Cron::parse("59/4294967295 23/4294967295 * * *").unwrap();
+        assert!(c.matches(datetime!(2026-11-30 23:59 UTC)));
+        assert!(!c.matches(datetime!(2026-11-30 23:58 UTC)));
+        assert!(!c.matches(datetime!(2026-11-30 22:59 UTC)));
     }
 
     #[test]
