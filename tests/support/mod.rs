@@ -3,6 +3,7 @@
 
 pub mod challtestsrv;
 pub mod fake_acme;
+pub mod fleet;
 pub mod gcp;
 pub mod lb;
 pub mod pebble;
