@@ -60,7 +60,16 @@ impl Fleet {
                 proxy(i)
             ));
         }
-        write_config(&self.lab, &format!("[daemon]\n{daemon}\n\n{certs}{extra}"))
+        // A port of its own: tests run in parallel, and 9464 may be taken.
+        let metrics = if daemon.contains("metrics_listen") {
+            String::new()
+        } else {
+            format!("metrics_listen = \"127.0.0.1:{}\"\n", super::free_port())
+        };
+        write_config(
+            &self.lab,
+            &format!("[daemon]\n{metrics}{daemon}\n\n{certs}{extra}"),
+        )
     }
 
     /// What each proxy serves now; proxies whose read failed (faults are on)
