@@ -345,3 +345,66 @@ async fn the_binary_retries_through_a_burst_of_corrupt_answers() {
     lab.assert_serving(&["p1"]).await;
     lab.assert_no_txt().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tampered_or_truncated_stored_certificate_is_never_uploaded() {
+    use gclb_acme::acme::store;
+    use gclb_acme::state::StateDir;
+
+    let lab = Lab::start().await;
+    let old = lab.upload(&NAMES, 80, 90, Some("app"), "").await;
+    lab.proxy("p1", &[&old]).await;
+    let config = lab.config(&["p1"]);
+    let state = StateDir::open(&config.state.dir).unwrap();
+
+    // A stored certificate whose key is not the certificate's: ignored (it
+    // would fail every upload for ever), a new one is issued and installed.
+    let mut a = support::lb::self_signed(&NAMES, 0, 90);
+    let b = support::lb::self_signed(&NAMES, 0, 90);
+    a.key_pem = b.key_pem.clone();
+    a.directory = lab.pebble.directory_url.clone();
+    store::save_pending(&state, &a).unwrap();
+    let r = lab.renewer(&config).await;
+    let res = r.renew_all(None, false).await;
+    assert!(
+        res[0].1.is_ok(),
+        "mismatched key: {:?}",
+        res[0].1.as_ref().err().map(|e| e.to_string())
+    );
+    let all = lab.certificates().await;
+    assert!(
+        !all.iter().any(|n| n.contains(&a.leaf.sha256_hex[..12])),
+        "a certificate with the wrong key was uploaded: {all:?}"
+    );
+    assert_eq!(
+        support::lb::finalized(&r),
+        1,
+        "a new certificate was issued"
+    );
+    lab.assert_serving(&["p1"]).await;
+
+    // Truncated JSON, and a chain for other names: the same.
+    let path = lab.state_dir().join("pending/app.json");
+    let mut c = support::lb::self_signed(&["other.test"], 0, 90);
+    c.names = NAMES.iter().map(|s| s.to_string()).collect();
+    c.directory = lab.pebble.directory_url.clone();
+    for (what, bytes) in [
+        (
+            "truncated",
+            b"{\"certificate\": \"app\", \"names\": [\"exa".to_vec(),
+        ),
+        ("wrong names", serde_json::to_vec(&c).unwrap()),
+    ] {
+        std::fs::write(&path, &bytes).unwrap();
+        let r = lab.renewer(&config).await;
+        let res = r.renew_all(None, true).await;
+        assert!(
+            res[0].1.is_ok(),
+            "{what}: {:?}",
+            res[0].1.as_ref().err().map(|e| e.to_string())
+        );
+        assert_eq!(support::lb::finalized(&r), 1, "{what}: issued anew");
+        lab.assert_serving(&["p1"]).await;
+        assert_eq!(lab.certificates().await, lab.served("p1").await, "{what}");
+    }
+}
