@@ -248,22 +248,49 @@ pub fn command(lab: &Lab, home: &Path, log: &Path, args: &[&str]) -> Command {
     cmd
 }
 
+/// A daemon child process, SIGKILLed on drop (a failing test leaves none behind).
+pub struct Daemon(pub Child);
+
+impl std::ops::Deref for Daemon {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Daemon {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
 /// `gclb-acme --log-format json run --config <config>`, started.
-pub fn spawn_daemon(lab: &Lab, home: &Path, config: &Path, log: &Path) -> Child {
-    command(
-        lab,
-        home,
-        log,
-        &[
-            "--log-format",
-            "json",
-            "run",
-            "--config",
-            config.to_str().unwrap(),
-        ],
+pub fn spawn_daemon(lab: &Lab, home: &Path, config: &Path, log: &Path) -> Daemon {
+    Daemon(
+        command(
+            lab,
+            home,
+            log,
+            &[
+                "--log-format",
+                "json",
+                "run",
+                "--config",
+                config.to_str().unwrap(),
+            ],
+        )
+        .spawn()
+        .expect("spawn gclb-acme run"),
     )
-    .spawn()
-    .expect("spawn gclb-acme run")
 }
 
 /// Sends `sig` (e.g. `-TERM`, `-KILL`) to `pid`.
