@@ -406,3 +406,57 @@ async fn a_tampered_or_truncated_stored_certificate_is_never_uploaded() {
         assert_eq!(lab.certificates().await, lab.served("p1").await, "{what}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ca_returning_a_bad_chain_is_refused_before_upload() {
+    use support::bad_ca::{BadCa, Chain};
+
+    let lab = Lab::start().await;
+    let old = lab.upload(&NAMES, 80, 90, Some("app"), "").await;
+    lab.proxy("p1", &[&old]).await;
+    for chain in [
+        Chain::Garbage,
+        Chain::Empty,
+        Chain::Truncated,
+        Chain::WrongNames,
+    ] {
+        let ca = BadCa::start(chain.clone()).await;
+        let mut config = lab.config(&["p1"]);
+        config.acme.directory = ca.directory_url();
+        config.acme.ca_roots = vec![];
+        config.state.dir = lab.tmp.path().join(format!("state-{chain:?}"));
+        lab.cloud.clear_requests().await;
+        let r = lab.renewer(&config).await;
+        let res = r.renew_all(None, true).await;
+        let err = res[0]
+            .1
+            .as_ref()
+            .err()
+            .unwrap_or_else(|| panic!("{chain:?}: accepted"))
+            .to_string();
+        println!("{chain:?}: {err}");
+        assert!(!err.is_empty() && !err.contains("panicked"), "{chain:?}");
+        let uploads = lab
+            .cloud
+            .count("compute.sslCertificates.insert", false)
+            .await;
+        assert_eq!(uploads, 0, "{chain:?}: uploaded");
+        assert_eq!(lab.served("p1").await, vec![old.clone()], "{chain:?}");
+        assert!(
+            !config.state.dir.join("pending/app.json").exists(),
+            "{chain:?}: stored"
+        );
+        // Not resumed for ever: the order record is dropped, the next attempt
+        // orders anew.
+        assert!(
+            !config.state.dir.join("orders/app.json").exists(),
+            "{chain:?}: order kept"
+        );
+        let st = ca.state.lock().unwrap();
+        assert_eq!(
+            (st.orders, st.finalized, st.downloads),
+            (1, 1, 1),
+            "{chain:?}"
+        );
+    }
+}
