@@ -263,3 +263,76 @@ async fn a_retryable_failure_after_issuance_follows_the_ladder_and_issues_once()
         "the old one still served"
     );
 }
+
+/// Regression (found by the long soak: 24 certificates renewing 10 at a time
+/// filled the emulator's SSL_CERTIFICATES quota of 30 for a moment, and each
+/// certificate that met it waited a whole day, expiring meanwhile): a full
+/// quota is retried on the ladder, and the renewal goes through once room is
+/// made, without a second issuance.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_certificate_quota_is_retried_on_the_ladder_and_recovers() {
+    let lab = Lab::start().await;
+    let old = lab.upload(&NAMES, 80, 90, Some("app"), "").await;
+    lab.proxy("p1", &[&old]).await;
+    // Someone else's certificates fill the quota (30).
+    let mut foreign = Vec::new();
+    for i in 0..29 {
+        foreign.push(
+            lab.upload(&["other.test"], 1, 90, None, &format!("foreign-{i}"))
+                .await,
+        );
+    }
+    let config = lab.write_cli_config(&format!(
+        "[daemon]\nmetrics_listen = \"127.0.0.1:{}\"\nretry_initial = \"1s\"\nretry_max = \"4s\"\n",
+        support::free_port()
+    ));
+    let home = tempfile::tempdir().unwrap();
+    let log_path = lab.tmp.path().join("daemon.log");
+    let log = || std::fs::read_to_string(&log_path).unwrap_or_default();
+    let mut child = fleet::spawn_daemon(&lab, home.path(), &config, &log_path);
+    let started = Instant::now();
+    while !log().contains("quota of project") {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no quota failure:\n{}",
+            log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Room is made: two of theirs go.
+    for name in &foreign[..2] {
+        let gcp = lab.cloud.gcp();
+        let op = gcp
+            .delete_ssl_certificate(name, &gclb_acme::gcp::request_id(&[name, "del"]))
+            .await
+            .unwrap();
+        gcp.wait_operation(op, Duration::from_secs(10))
+            .await
+            .unwrap();
+    }
+    let made_room = Instant::now();
+    while !log().contains("\"certificate healthy\"") {
+        assert!(
+            made_room.elapsed() < Duration::from_secs(30),
+            "not retried once room was made:\n{}",
+            log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let status = fleet::stop(&mut child, Duration::from_secs(60)).await;
+    assert!(status.success(), "{}", log());
+    let line = fleet::json_lines(&log())
+        .into_iter()
+        .find(|l| l["reason"] == "quota")
+        .expect("the quota failure line");
+    assert_eq!(line["retryable"], true, "{line}");
+    assert!(line["retry_in_s"].as_u64().unwrap() <= 4, "{line}");
+    assert_eq!(
+        lab.pebble
+            .log()
+            .matches("Issued certificate serial")
+            .count(),
+        1
+    );
+    lab.assert_serving(&["p1"]).await;
+}

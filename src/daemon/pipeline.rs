@@ -36,7 +36,11 @@ pub fn classify(e: &reconcile::RenewError) -> RenewError {
             LbError::ProxyNotFound { .. } => ("proxy_not_found".into(), false, None),
             LbError::CertificateMap { .. } => ("certificate_map".into(), false, None),
             LbError::Rewrite(_) => ("proxy_full".into(), false, None),
-            LbError::Quota { .. } => ("quota".into(), false, None),
+            // Retried on the ladder: renewals in flight hold two certificates
+            // each for a moment, so the daemon itself can fill the quota; and
+            // only the upload is repeated (the issued certificate waits in
+            // pending/), nothing at the CA.
+            LbError::Quota { .. } => ("quota".into(), true, None),
             LbError::NameTaken { .. } => ("name_taken".into(), false, None),
             LbError::Certificate(_) => ("certificate".into(), false, None),
             LbError::Aborted(_) => ("aborted".into(), true, None),
