@@ -11,7 +11,12 @@
 //!    another emulator's name server, where the value never appears; the
 //!    daemon's own propagation check sees it on the real ones, so it asks).
 //!
-//! In both, attempts follow the ladder, and the back-off survives a restart.
+//! 3. A retryable failure after issuance (every upload's operation fails):
+//!    attempts follow the ladder, one issuance reused by every attempt.
+//! 4. A full SSL_CERTIFICATES quota: retried on the ladder (not once a day),
+//!    through once room is made.
+//!
+//! Attempts follow the ladder, and the back-off survives a restart.
 //! The arithmetic for the default ladder (1m doubling to 6h) is in
 //! [`the_default_ladder_stays_under_lets_encrypt_limits`].
 
