@@ -341,3 +341,48 @@ async fn a_full_certificate_quota_is_retried_on_the_ladder_and_recovers() {
     );
     lab.assert_serving(&["p1"]).await;
 }
+
+/// The same when the quota fills between the check and the upload: the
+/// insert's own 403 quotaExceeded is retried on the ladder too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quota_exceeded_on_the_upload_itself_is_retried_on_the_ladder() {
+    let lab = Lab::start().await;
+    let old = lab.upload(&NAMES, 80, 90, Some("app"), "").await;
+    lab.proxy("p1", &[&old]).await;
+    lab.cloud
+        .fault(json!({"method": "compute.sslCertificates.insert", "status": 403,
+                       "reason": "quotaExceeded", "message": "Quota 'SSL_CERTIFICATES' exceeded.  Limit: 30.0 globally.", "count": 1}))
+        .await;
+    let config = lab.write_cli_config(&format!(
+        "[daemon]\nmetrics_listen = \"127.0.0.1:{}\"\nretry_initial = \"1s\"\nretry_max = \"4s\"\n",
+        support::free_port()
+    ));
+    let home = tempfile::tempdir().unwrap();
+    let log_path = lab.tmp.path().join("daemon.log");
+    let log = || std::fs::read_to_string(&log_path).unwrap_or_default();
+    let mut child = fleet::spawn_daemon(&lab, home.path(), &config, &log_path);
+    let started = Instant::now();
+    while !log().contains("\"certificate healthy\"") {
+        assert!(
+            started.elapsed() < Duration::from_secs(40),
+            "not retried after quotaExceeded:\n{}",
+            log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let status = fleet::stop(&mut child, Duration::from_secs(60)).await;
+    assert!(status.success(), "{}", log());
+    let line = fleet::json_lines(&log())
+        .into_iter()
+        .find(|l| l["reason"] == "gcp:quotaExceeded")
+        .expect("the quota failure line");
+    assert_eq!(line["retryable"], true, "{line}");
+    assert_eq!(
+        lab.pebble
+            .log()
+            .matches("Issued certificate serial")
+            .count(),
+        1
+    );
+    lab.assert_serving(&["p1"]).await;
+}

@@ -31,7 +31,12 @@ impl Pipeline {
 pub fn classify(e: &reconcile::RenewError) -> RenewError {
     let (reason, retryable, retry_after) = match e {
         reconcile::RenewError::Lb(l) => match l {
-            LbError::Gcp(g) => (format!("gcp:{}", g.label()), g.is_retryable(), None),
+            // quotaExceeded on the upload itself: see LbError::Quota below.
+            LbError::Gcp(g) => {
+                let label = g.label();
+                let quota = matches!(label.as_str(), "quotaExceeded" | "QUOTA_EXCEEDED");
+                (format!("gcp:{label}"), g.is_retryable() || quota, None)
+            }
             LbError::GaveUp { last, .. } => (format!("gcp:{}", last.label()), true, None),
             LbError::ProxyNotFound { .. } => ("proxy_not_found".into(), false, None),
             LbError::CertificateMap { .. } => ("certificate_map".into(), false, None),
