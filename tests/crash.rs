@@ -25,7 +25,7 @@ const CERTIFICATES: usize = 5;
 
 fn kills() -> usize {
     match std::env::var("GCLB_ACME_SOAK").as_deref() {
-        Ok("long") => 300,
+        Ok("long") => 150,
         _ => 50,
     }
 }
