@@ -65,14 +65,21 @@ impl Flow<'_> {
             );
         }
 
-        let (mut order, key_pem) = self.open_order(&names).await?;
+        let (mut order, key_pem, resumed) = self.open_order(&names).await?;
         tracing::Span::current().record("order_url", order.url());
         let key = key_pem.key_pair()?;
 
         match order.state().status {
-            OrderStatus::Pending => self.authorize(&mut order, solver).await?,
+            OrderStatus::Pending => self.authorize(&mut order, solver, resumed).await?,
             OrderStatus::Invalid => return Err(self.order_failure(&mut order).await),
-            OrderStatus::Ready | OrderStatus::Processing | OrderStatus::Valid => {}
+            OrderStatus::Ready | OrderStatus::Processing | OrderStatus::Valid => {
+                // A resumed order whose validation already passed: the run that
+                // was stopped may not have removed its TXT values. Remove them.
+                if resumed {
+                    self.cleanup(solver, &validated_records(&mut order).await)
+                        .await;
+                }
+            }
         }
 
         if order.state().status == OrderStatus::Ready {
@@ -140,8 +147,9 @@ impl Flow<'_> {
             && p.leaf.not_after - now >= lifetime / 2
     }
 
-    /// Resumes the recorded order for the same spec, or creates (and records) one.
-    async fn open_order(&self, names: &[String]) -> Result<(Order, SecretPem), AcmeError> {
+    /// Resumes the recorded order for the same spec (`true`), or creates (and
+    /// records) one.
+    async fn open_order(&self, names: &[String]) -> Result<(Order, SecretPem, bool), AcmeError> {
         let state = &self.client.state;
         let retry = &self.client.options.retry;
         let account = &self.client.account;
@@ -162,7 +170,7 @@ impl Flow<'_> {
                         let status = order.state().status;
                         if status != OrderStatus::Invalid {
                             tracing::info!(order_url = %rec.order_url, ?status, "resuming the recorded order");
-                            return Ok((order, rec.key_pem));
+                            return Ok((order, rec.key_pem, true));
                         }
                         tracing::info!(order_url = %rec.order_url, "recorded order is invalid: starting a new one");
                     }
@@ -235,7 +243,7 @@ impl Flow<'_> {
             },
         )?;
         tracing::info!(order_url = %order.url(), "order created and recorded");
-        Ok((order, key_pem))
+        Ok((order, key_pem, false))
     }
 
     /// Presents every pending dns-01 challenge at once, requests every validation,
@@ -244,6 +252,7 @@ impl Flow<'_> {
         &self,
         order: &mut Order,
         solver: &S,
+        resumed: bool,
     ) -> Result<(), AcmeError> {
         let retry = &self.client.options.retry;
         let records = retrying!(retry, "authorization", collect_challenges(order).await)?;
@@ -257,15 +266,34 @@ impl Flow<'_> {
         }
         let plain: Vec<ChallengeRecord> = records.iter().map(|(r, _)| r.clone()).collect();
         let outcome = self.validate(order, solver, &records, &plain).await;
-        if !plain.is_empty() {
-            match solver.cleanup(&plain).await {
-                Ok(()) => tracing::info!(records = plain.len(), "DNS-01 records removed"),
-                Err(e) => {
-                    tracing::warn!(error = %e, "DNS-01 cleanup failed: records may remain")
+        // A resumed order: also the values of authorizations that were already
+        // valid, which the run that was stopped may not have removed.
+        let mut all = plain;
+        if resumed {
+            for r in validated_records(order).await {
+                if !all
+                    .iter()
+                    .any(|a| a.record_name == r.record_name && a.value == r.value)
+                {
+                    all.push(r);
                 }
             }
         }
+        self.cleanup(solver, &all).await;
         outcome
+    }
+
+    /// Removes our DNS-01 values (best effort: a failure is logged).
+    async fn cleanup<S: Dns01Solver>(&self, solver: &S, records: &[ChallengeRecord]) {
+        if records.is_empty() {
+            return;
+        }
+        match solver.cleanup(records).await {
+            Ok(()) => tracing::info!(records = records.len(), "DNS-01 records removed"),
+            Err(e) => {
+                tracing::warn!(error = %e, "DNS-01 cleanup failed: records may remain")
+            }
+        }
     }
 
     async fn validate<S: Dns01Solver>(
@@ -506,6 +534,34 @@ async fn collect_challenges(order: &mut Order) -> Result<Vec<(ChallengeRecord, b
         ));
     }
     Ok(out)
+}
+
+/// The dns-01 records of the order's authorizations that are already valid:
+/// values an earlier run may have written and not removed (best effort: an
+/// authorization that cannot be read is skipped).
+async fn validated_records(order: &mut Order) -> Vec<ChallengeRecord> {
+    http::hint(Endpoint::Authorization);
+    let mut out = Vec::new();
+    let mut authzs = order.authorizations();
+    while let Some(next) = authzs.next().await {
+        let Ok(mut authz) = next else { continue };
+        if authz.status != AuthorizationStatus::Valid {
+            continue;
+        }
+        let identifier = authz.identifier().to_string();
+        let Identifier::Dns(base) = authz.identifier().identifier.clone() else {
+            continue;
+        };
+        let Some(challenge) = authz.challenge(ChallengeType::Dns01) else {
+            continue;
+        };
+        out.push(ChallengeRecord {
+            identifier,
+            record_name: format!("_acme-challenge.{}", base.trim_end_matches('.')),
+            value: challenge.key_authorization().dns_value(),
+        });
+    }
+    out
 }
 
 /// Requests validation of the dns-01 challenge of `identifier`.

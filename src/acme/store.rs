@@ -45,11 +45,45 @@ pub fn normalize_names(names: &[String]) -> Vec<String> {
 }
 
 /// The stored, not yet installed certificate of `certificate`.
+///
+/// A stored certificate that cannot be read, or whose chain does not match its
+/// own key and names (a damaged or hand-edited file), would fail every install
+/// for ever: it is ignored with a warning (left in place for a look, and
+/// overwritten by the next issuance), and the next renewal orders anew.
 pub fn load_pending(
     state: &StateDir,
     certificate: &str,
 ) -> Result<Option<IssuedCertificate>, StateError> {
-    state.read_json(&pending_file(certificate))
+    let file = pending_file(certificate);
+    let problem = match state.read_json::<IssuedCertificate>(&file) {
+        Ok(None) => return Ok(None),
+        Ok(Some(p)) => match pending_problem(&p) {
+            None => return Ok(Some(p)),
+            Some(problem) => problem,
+        },
+        Err(StateError::Decode { message, .. }) => message,
+        Err(e) => return Err(e),
+    };
+    tracing::warn!(
+        certificate,
+        file = %file,
+        problem = %problem,
+        "the stored, not yet installed certificate is unusable: ignoring it; a new one will be ordered"
+    );
+    Ok(None)
+}
+
+/// Why a stored certificate cannot be installed: its key does not parse, or its
+/// chain does not match its key and names.
+fn pending_problem(p: &IssuedCertificate) -> Option<String> {
+    let key = match p.key_pem.key_pair() {
+        Ok(k) => k,
+        Err(e) => return Some(e.to_string()),
+    };
+    // Checked at its own notBefore: expiry is the caller's business.
+    crate::certs::validate_chain(&p.chain_pem, &p.names, &key, p.leaf.not_before)
+        .err()
+        .map(|e| e.to_string())
 }
 
 /// Every stored, not yet installed certificate.

@@ -31,12 +31,21 @@ impl Pipeline {
 pub fn classify(e: &reconcile::RenewError) -> RenewError {
     let (reason, retryable, retry_after) = match e {
         reconcile::RenewError::Lb(l) => match l {
-            LbError::Gcp(g) => (format!("gcp:{}", g.label()), g.is_retryable(), None),
+            // quotaExceeded on the upload itself: see LbError::Quota below.
+            LbError::Gcp(g) => {
+                let label = g.label();
+                let quota = matches!(label.as_str(), "quotaExceeded" | "QUOTA_EXCEEDED");
+                (format!("gcp:{label}"), g.is_retryable() || quota, None)
+            }
             LbError::GaveUp { last, .. } => (format!("gcp:{}", last.label()), true, None),
             LbError::ProxyNotFound { .. } => ("proxy_not_found".into(), false, None),
             LbError::CertificateMap { .. } => ("certificate_map".into(), false, None),
             LbError::Rewrite(_) => ("proxy_full".into(), false, None),
-            LbError::Quota { .. } => ("quota".into(), false, None),
+            // Retried on the ladder: renewals in flight hold two certificates
+            // each for a moment, so the daemon itself can fill the quota; and
+            // only the upload is repeated (the issued certificate waits in
+            // pending/), nothing at the CA.
+            LbError::Quota { .. } => ("quota".into(), true, None),
             LbError::NameTaken { .. } => ("name_taken".into(), false, None),
             LbError::Certificate(_) => ("certificate".into(), false, None),
             LbError::Aborted(_) => ("aborted".into(), true, None),

@@ -273,23 +273,51 @@ impl Gcp {
         url: &str,
         body: Option<&B>,
     ) -> Result<T, GcpError> {
-        let bytes = self.call_raw(call, method.clone(), url, body).await?;
-        let bytes = if bytes.is_empty() {
-            &b"{}"[..]
-        } else {
-            &bytes[..]
-        };
-        serde_json::from_slice(bytes).map_err(|e| GcpError::Decode {
-            method: method.to_string(),
-            url: url.to_string(),
-            status: 200,
-            message: format!(
-                "{} at line {} column {}",
-                classify_json(&e),
-                e.line(),
-                e.column()
-            ),
-        })
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            let bytes = self.call_raw(call, method.clone(), url, body).await?;
+            let bytes = if bytes.is_empty() {
+                &b"{}"[..]
+            } else {
+                &bytes[..]
+            };
+            let e = match serde_json::from_slice(bytes) {
+                Ok(v) => return Ok(v),
+                Err(e) => e,
+            };
+            let err = GcpError::Decode {
+                method: method.to_string(),
+                url: url.to_string(),
+                status: 200,
+                message: format!(
+                    "{} at line {} column {}",
+                    classify_json(&e),
+                    e.line(),
+                    e.column()
+                ),
+            };
+            // A truncated or garbled 2xx body is a transport accident: retry it
+            // like one (every retried call is idempotent: request ids, reads).
+            // An answer of the wrong shape would come back the same: do not.
+            let transient = matches!(
+                e.classify(),
+                serde_json::error::Category::Eof | serde_json::error::Category::Syntax
+            );
+            if !(call.retry && transient) || attempt >= self.retry.max_attempts {
+                return Err(err);
+            }
+            let delay = self.retry.delay(attempt - 1);
+            tracing::debug!(
+                api = call.api.as_str(),
+                op = call.op,
+                attempt,
+                delay_ms = delay.as_millis() as u64,
+                error = %err,
+                "retrying Google API call"
+            );
+            tokio::time::sleep(delay).await;
+        }
     }
 
     /// Sends a request with retries; returns the body of a 2xx answer.

@@ -1,8 +1,10 @@
 //! Shared test support: real peers started on free ports, stopped on drop.
 #![allow(dead_code)]
 
+pub mod bad_ca;
 pub mod challtestsrv;
 pub mod fake_acme;
+pub mod fleet;
 pub mod gcp;
 pub mod lb;
 pub mod pebble;
