@@ -12,7 +12,10 @@
 //!   and 16, then 16 with 20% of GCP requests failing;
 //! - footprint: binary size, the daemon's start-up to READY, idle RSS and CPU.
 //!
-//! Usage: `bench --bin target/release/gclb-acme --out bench-out [--quick]`.
+//! Usage: `bench --bin target/release/gclb-acme --out bench-out [--quick]
+//! [--only latency,scale,footprint]`; `--only serve` starts a lab with one
+//! certificate and prints the command that renews it (for strace, perf,
+//! valgrind), then waits ten minutes.
 //! Writes `<out>/results.json` and `<out>/results.md`. Bench code: panics on
 //! unexpected failures.
 
@@ -500,6 +503,7 @@ async fn latency(a: &Args, r: &mut serde_json::Map<String, Value>) {
             &[
                 "--log-format",
                 "json",
+                "-v",
                 "--config",
                 &cfg_s,
                 "renew",
@@ -512,6 +516,8 @@ async fn latency(a: &Args, r: &mut serde_json::Map<String, Value>) {
         user.push(((t.user + t.sys) * 1000.0).round());
         rss.push(t.max_rss_kb as f64);
         prop.extend(presents_in_log(&err).iter().map(|p| p.waited_ms as f64));
+        // The last run's debug log, to see where the time goes.
+        std::fs::write(a.out.join("cold-renew.log.json"), &err).expect("write log");
     }
     r.insert(
         "cold".into(),
@@ -523,6 +529,33 @@ async fn latency(a: &Args, r: &mut serde_json::Map<String, Value>) {
             "propagation_ms_median": median(&prop),
         }),
     );
+
+    // Instructions of one cold renewal (valgrind): CPU work without the noise of
+    // the shared machine (valgrind's own overhead excluded; the release binary is
+    // stripped, so only the total).
+    if Path::new("/usr/bin/valgrind").exists() {
+        let out = Command::new("/usr/bin/valgrind")
+            .args(["--tool=callgrind", "--callgrind-out-file=/dev/null"])
+            .arg(&a.bin)
+            .args(["-q", "--config", &cfg_s, "renew", "--force"])
+            .env("GCE_METADATA_HOST", lab.metadata_host())
+            .env("HOME", &dir)
+            .env_remove("GOOGLE_APPLICATION_CREDENTIALS")
+            .output()
+            .expect("valgrind");
+        let text = String::from_utf8_lossy(&out.stderr);
+        let ir: Option<u64> = text
+            .lines()
+            .find_map(|l| {
+                l.split_once("Collected :")
+                    .map(|(_, n)| n.trim().to_string())
+            })
+            .and_then(|n| n.parse().ok());
+        if let Some(cold) = r.get_mut("cold") {
+            cold["instructions"] = json!(ir);
+            cold["instructions_ok"] = json!(out.status.success());
+        }
+    }
 
     // DNS queries per challenge with a 2 s lag on one of the two name servers.
     let mut lagged = Vec::new();
@@ -849,6 +882,14 @@ fn table(r: &Value) -> String {
             "",
             None,
         );
+        if let Some(ir) = get(r, "cold.instructions").as_f64() {
+            row(
+                "renewal, cold process: instructions (callgrind, one run)",
+                format!("{:.0} M", ir / 1e6),
+                "",
+                None,
+            );
+        }
         row(
             "renewal, cold process: peak RSS median",
             format!("{:.1} MB", f(get(r, "cold.max_rss_kb.median")) / 1024.0),
@@ -1056,6 +1097,22 @@ fn main() {
     );
     std::fs::create_dir_all(&a.out).expect("out dir");
     rt.block_on(async {
+        if want("serve") {
+            // A lab to poke at by hand (profiling): one certificate on proxy p1.
+            let lab = lab().await;
+            let old = lab.upload(&NAMES, 80, 90, Some("app"), "").await;
+            lab.proxy("p1", &[&old]).await;
+            let cfg = lab.write_cli_config("[daemon]\nmetrics_listen = \"\"\n");
+            println!(
+                "GCE_METADATA_HOST={} HOME={} {} --config {} renew --force",
+                lab.metadata_host(),
+                lab.tmp.path().display(),
+                a.bin.display(),
+                cfg.display()
+            );
+            tokio::time::sleep(a.idle * 10).await;
+            return;
+        }
         if want("latency") {
             eprintln!("== latency, API economy, propagation lag");
             latency(&a, &mut r).await;
@@ -1065,7 +1122,8 @@ fn main() {
         });
         if want("scale") {
             let mut runs = Vec::new();
-            for (c, faults) in [(4, 0.0), (16, 0.0), (16, 0.2)] {
+            // 32 with faults: what concurrency buys when the time is back-off.
+            for (c, faults) in [(4, 0.0), (16, 0.0), (16, 0.2), (32, 0.2)] {
                 eprintln!("== scale: concurrency {c}, faults {faults}");
                 let (v, lab, cfg) = scale_run(&a, c, faults).await;
                 runs.push(v);
