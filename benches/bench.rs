@@ -1097,7 +1097,10 @@ fn main() {
     );
     std::fs::create_dir_all(&a.out).expect("out dir");
     rt.block_on(async {
-        if want("serve") {
+        if a.only
+            .as_ref()
+            .is_some_and(|o| o.iter().any(|x| x == "serve"))
+        {
             // A lab to poke at by hand (profiling): one certificate on proxy p1.
             let lab = lab().await;
             let old = lab.upload(&NAMES, 80, 90, Some("app"), "").await;
