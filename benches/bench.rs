@@ -788,6 +788,7 @@ async fn footprint(a: &Args, lab: &Lab, cfg: &Path) -> Value {
     let rss1 = vm_kb(&pid, "VmRSS:");
     let hwm = vm_kb(&pid, "VmHWM:");
     let idle_requests = lab.cloud.requests().await.len();
+    let (anon, file) = (vm_kb(&pid, "RssAnon:"), vm_kb(&pid, "RssFile:"));
     let _ = Command::new("kill").args(["-TERM", &pid]).status();
     let _ = child.wait();
     let per_min = (cpu1 - cpu0) * 1000.0 * 60.0 / a.idle.as_secs_f64();
@@ -798,6 +799,8 @@ async fn footprint(a: &Args, lab: &Lab, cfg: &Path) -> Value {
         "idle_rss_kb_start": rss0,
         "idle_rss_kb_end": rss1,
         "vm_hwm_kb": hwm,
+        "idle_rss_anon_kb": anon,
+        "idle_rss_file_kb": file,
         "idle_cpu_ms": ((cpu1 - cpu0) * 1000.0).round(),
         "idle_cpu_ms_per_minute": per_min.round(),
         "cpu_tick_ms": 1000.0 / clock_ticks(),
@@ -1123,10 +1126,12 @@ fn main() {
         let mut fp = json!({
             "binary_bytes": std::fs::metadata(&a.bin).map(|m| m.len()).unwrap_or(0),
         });
-        if want("scale") {
+        if want("scale") || want("footprint") {
             let mut runs = Vec::new();
             // 32 with faults: what concurrency buys when the time is back-off.
-            for (c, faults) in [(4, 0.0), (16, 0.0), (16, 0.2), (32, 0.2)] {
+            let all = [(4, 0.0), (16, 0.0), (16, 0.2), (32, 0.2)];
+            let plan: &[(usize, f64)] = if want("scale") { &all } else { &all[1..2] };
+            for &(c, faults) in plan {
                 eprintln!("== scale: concurrency {c}, faults {faults}");
                 let (v, lab, cfg) = scale_run(&a, c, faults).await;
                 runs.push(v);
