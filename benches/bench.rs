@@ -1026,7 +1026,11 @@ fn table(r: &Value) -> String {
     if !fp.is_null() {
         row(
             "release binary size",
-            format!("{:.2} MB", f(&fp["binary_bytes"]) / 1048576.0),
+            format!(
+                "{:.2} MiB ({:.2} MB)",
+                f(&fp["binary_bytes"]) / 1048576.0,
+                f(&fp["binary_bytes"]) / 1e6
+            ),
             "< 12 MB",
             Some(f(&fp["binary_bytes"]) < 12.0 * 1048576.0),
         );
@@ -1044,8 +1048,10 @@ fn table(r: &Value) -> String {
             row(
                 &format!("daemon idle RSS ({} certificates)", d["certificates"]),
                 format!(
-                    "{:.1} MB (VmHWM {:.1} MB)",
+                    "{:.1} MB (anonymous {:.1} MB, file-backed {:.1} MB; VmHWM {:.1} MB)",
                     f(&d["idle_rss_kb_end"]) / 1024.0,
+                    f(&d["idle_rss_anon_kb"]) / 1024.0,
+                    f(&d["idle_rss_file_kb"]) / 1024.0,
                     f(&d["vm_hwm_kb"]) / 1024.0
                 ),
                 "< 15 MB",
