@@ -424,6 +424,8 @@ async fn latency(a: &Args, r: &mut serde_json::Map<String, Value>) {
 
     // API economy of one warm renewal (the first measured one).
     let mut walls = Vec::new();
+    let mut acme_per_run = Vec::new();
+    let mut challenges_per_run = Vec::new();
     let mut phases: Vec<BTreeMap<&str, f64>> = Vec::new();
     let mut economy = json!(null);
     for i in 0..a.runs {
@@ -461,6 +463,8 @@ async fn latency(a: &Args, r: &mut serde_json::Map<String, Value>) {
         );
         phases.push(p);
         walls.push(wall_ms);
+        acme_per_run.push(ac.values().map(|(n, _)| *n as f64).sum::<f64>());
+        challenges_per_run.push(ac.get("challenge").map(|(n, _)| *n as f64).unwrap_or(0.0));
         if i == 0 {
             economy = economy_of(&lab, &g, &ac, &pres).await;
         }
@@ -482,6 +486,8 @@ async fn latency(a: &Args, r: &mut serde_json::Map<String, Value>) {
             "profile": if cfg!(debug_assertions) { "debug (this bench binary)" } else { "optimized" },
             "wall_ms": spread(&walls),
             "phases_median": phase_median,
+            "acme_requests_per_run": spread(&acme_per_run),
+            "challenge_requests_per_run": spread(&challenges_per_run),
         }),
     );
     r.insert("economy".into(), economy);
@@ -958,9 +964,17 @@ fn table(r: &Value) -> String {
             "",
             None,
         );
+        let per_run = get(r, "warm.acme_requests_per_run");
         row(
             "per renewal: ACME requests",
-            format!("{} ({})", e["acme_requests"], e["acme_by_endpoint"]),
+            format!(
+                "{} in the first ({}); over all warm runs {}-{}, median {}",
+                e["acme_requests"],
+                e["acme_by_endpoint"],
+                per_run["min"],
+                per_run["max"],
+                per_run["median"]
+            ),
             "",
             None,
         );
