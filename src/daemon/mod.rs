@@ -115,6 +115,10 @@ impl Default for Options {
     }
 }
 
+/// Observations in flight during the first pass (at least; `daemon.concurrency`
+/// when larger). Reads only, so more than renewals, but not all at once.
+const FIRST_PASS_CONCURRENCY: usize = 8;
+
 /// Per-certificate state in memory.
 struct Slot {
     cert: CertificateConfig,
@@ -164,12 +168,23 @@ pub async fn run<F: RenewerFactory>(
     let mut int = signal(SignalKind::interrupt()).map_err(|e| format!("SIGINT handler: {e}"))?;
     let watchdog = sd_notify::watchdog_enabled().map(|d| d / 2);
 
-    // First observation pass: READY only once we know what is served.
+    // First observation pass: READY only once we know what is served. Bounded:
+    // hundreds of certificates must not become hundreds of simultaneous requests
+    // (rate limits; over HTTP/1.1 as many connections, whose buffers the
+    // allocator keeps afterwards).
     let mut first = JoinSet::new();
+    let limit = Arc::new(tokio::sync::Semaphore::new(
+        config.daemon.concurrency.max(FIRST_PASS_CONCURRENCY),
+    ));
     for slot in slots.values() {
         let r = Arc::clone(&renewer);
         let c = slot.cert.clone();
-        first.spawn(async move { (c.name.clone(), r.observe(&c).await) });
+        let limit = Arc::clone(&limit);
+        first.spawn(async move {
+            // infallible: the semaphore is never closed.
+            let _permit = limit.acquire_owned().await.ok();
+            (c.name.clone(), r.observe(&c).await)
+        });
     }
     while let Some(res) = first.join_next().await {
         let Ok((name, obs)) = res else { continue };
