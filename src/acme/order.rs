@@ -207,8 +207,14 @@ impl Flow<'_> {
                 }) {
                     Ok(o) => o,
                     Err(e) if !e.is_retryable() => {
-                        // e.g. no ARI at this CA, or a replaced certificate from another account.
-                        tracing::warn!(error = %e, "the CA refused `replaces`: ordering without it");
+                        // The CA refused it (e.g. a certificate replaced by another
+                        // account), or the client never sent it because the CA has no
+                        // ARI: only the first is worth a warning.
+                        if matches!(e, AcmeError::Ca { .. }) {
+                            tracing::warn!(error = %e, "the CA refused `replaces`: ordering without it");
+                        } else {
+                            tracing::debug!(error = %e, "`replaces` not sent (the CA has no ARI): ordering without it");
+                        }
                         let mut without = NewOrder::new(&identifiers);
                         if let Some(p) = &self.req.profile {
                             without = without.profile(p);
