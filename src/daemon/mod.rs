@@ -418,7 +418,8 @@ fn due(s: &Slot, now: OffsetDateTime, window: Option<&Cron>) -> Due {
         needs_action,
         ari_id,
         book: &s.book,
-        jitter: plan::jitter_for(&s.cert.name),
+        // The same spread `renew` and `status` use, so all three agree on when.
+        jitter: crate::reconcile::decide::jitter(&s.cert.name),
         window,
     })
 }

@@ -100,15 +100,6 @@ pub fn next_due(i: &Inputs) -> Due {
     Due { at, why, emergency }
 }
 
-/// A stable number in 0..=1 for a certificate name: the same certificate keeps its
-/// place in the spread across restarts.
-pub fn jitter_for(name: &str) -> f64 {
-    use sha2::Digest;
-    let d = sha2::Sha256::digest(name.as_bytes());
-    let n = u32::from_be_bytes([d[0], d[1], d[2], d[3]]);
-    f64::from(n) / f64::from(u32::MAX)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -236,9 +227,9 @@ mod tests {
 
     #[test]
     fn jitter_is_stable_and_in_range() {
-        let a = jitter_for("app");
-        assert_eq!(a, jitter_for("app"));
+        let a = crate::reconcile::decide::jitter("app");
+        assert_eq!(a, crate::reconcile::decide::jitter("app"));
         assert!((0.0..=1.0).contains(&a));
-        assert_ne!(a, jitter_for("api"));
+        assert_ne!(a, crate::reconcile::decide::jitter("api"));
     }
 }
