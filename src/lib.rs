@@ -17,6 +17,7 @@ pub mod logging;
 pub mod metrics;
 pub mod names;
 pub mod preflight;
+pub mod progress;
 pub mod reconcile;
 pub mod schedule;
 pub mod stack;

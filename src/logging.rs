@@ -8,6 +8,7 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
 use crate::cli::LogFormat;
+use crate::progress::Mode;
 
 /// The default filter for a verbosity: -qq error, -q warn, info, -v debug, -vv trace.
 /// Only our own crate gets the extra detail; libraries stay at warn.
@@ -48,10 +49,20 @@ pub fn init(format: LogFormat, verbose: u8, quiet: u8) {
         .unwrap_or_else(|_| EnvFilter::new(default_filter(verbose, quiet)));
     let registry = tracing_subscriber::registry().with(filter);
 
-    if format == LogFormat::Text
-        && stderr_is_journal()
-        && let Ok(journald) = tracing_journald::layer()
-    {
+    let journal = format == LogFormat::Text && stderr_is_journal();
+    let terminal = format == LogFormat::Text
+        && !journal
+        && std::io::stderr().is_terminal()
+        && std::env::var("TERM").map_or(true, |t| t != "dumb");
+    // -q keeps the terminal's status line (it leaves nothing behind) and drops the
+    // `still waiting` lines with the rest of info; -qq turns both off.
+    crate::progress::enable(match (quiet, terminal) {
+        (q, _) if q > 1 => Mode::Off,
+        (_, true) => Mode::Terminal,
+        (_, false) => Mode::Lines,
+    });
+
+    if journal && let Ok(journald) = tracing_journald::layer() {
         let _ = registry
             .with(journald.with_syslog_identifier("gclb-acme".to_string()))
             .try_init();
@@ -76,7 +87,8 @@ pub fn init(format: LogFormat, verbose: u8, quiet: u8) {
                     tracing_subscriber::fmt::layer()
                         .with_ansi(std::io::stderr().is_terminal())
                         .with_target(false)
-                        .with_writer(std::io::stderr),
+                        // Clears the progress line before each log line.
+                        .with_writer(|| crate::progress::Stderr),
                 )
                 .try_init();
         }

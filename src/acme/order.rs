@@ -82,6 +82,10 @@ impl Flow<'_> {
             }
         }
 
+        let issuing = crate::progress::Step::start(format!(
+            "{}: waiting for the CA to issue the certificate",
+            self.req.certificate
+        ));
         if order.state().status == OrderStatus::Ready {
             self.finalize(&mut order, &key, &names).await?;
         }
@@ -91,6 +95,7 @@ impl Flow<'_> {
         if status != OrderStatus::Valid {
             return Err(self.order_failure(&mut order).await);
         }
+        drop(issuing);
         http::hint(Endpoint::Certificate);
         let chain = retrying!(self.client.options.retry, "certificate", {
             order
@@ -340,6 +345,11 @@ impl Flow<'_> {
                 tracing::info!(identifier = %record.identifier, key_authorization_digest = %record.value, "validation requested");
             }
         }
+        let _step = crate::progress::Step::start(format!(
+            "{}: waiting for the CA to validate {} name(s)",
+            self.req.certificate,
+            records.len()
+        ));
         let status = self
             .wait_for(
                 order,

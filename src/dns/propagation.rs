@@ -107,10 +107,22 @@ impl Checker {
                 tasks.spawn(async move { me.wait_one(&name, &values, &server, deadline).await });
             }
         }
+        let total = tasks.len();
+        let what = |served: usize| {
+            format!(
+                "waiting for {} TXT record(s) on the authoritative servers ({served}/{total} in place)",
+                expectations.len()
+            )
+        };
+        let step = crate::progress::Step::start(what(0));
         let mut missing = Vec::new();
+        let mut served = 0;
         while let Some(r) = tasks.join_next().await {
             match r {
-                Ok(Ok(())) => {}
+                Ok(Ok(())) => {
+                    served += 1;
+                    step.set(what(served));
+                }
                 Ok(Err(m)) => missing.push(m),
                 Err(e) => missing.push(Missing {
                     server: "?".into(),

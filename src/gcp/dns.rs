@@ -207,6 +207,12 @@ impl Gcp {
         let started = Instant::now();
         let mut change = change;
         let mut delay = Duration::from_millis(20);
+        let _step = (change.status.as_deref() != Some("done")).then(|| {
+            crate::progress::Step::start(format!(
+                "waiting for Cloud DNS to apply change {} in zone {zone}",
+                change.id.as_deref().unwrap_or("?")
+            ))
+        });
         while change.status.as_deref() != Some("done") {
             let Some(id) = change.id.clone() else {
                 return Err(GcpError::Decode {

@@ -107,6 +107,18 @@ pub struct Status {
     pub message: String,
 }
 
+/// `sslCertificates/web-1` out of a target link, for progress lines.
+fn short_target(link: &str) -> &str {
+    let mut cut = link.len();
+    for _ in 0..2 {
+        match link[..cut].rfind('/') {
+            Some(i) => cut = i,
+            None => return link,
+        }
+    }
+    &link[cut + 1..]
+}
+
 /// gRPC code -> HTTP status, for errors inside long-running operations.
 fn grpc_to_http(code: i32) -> (u16, &'static str) {
     match code {
@@ -133,6 +145,13 @@ impl Gcp {
     ) -> Result<Operation, GcpError> {
         let started = Instant::now();
         let mut op = op;
+        let _step = (!op.is_done()).then(|| {
+            crate::progress::Step::start(format!(
+                "waiting for Google: {} {}",
+                op.operation_type,
+                short_target(&op.target_link)
+            ))
+        });
         while !op.is_done() {
             if started.elapsed() > timeout {
                 return Err(GcpError::Timeout {
@@ -177,6 +196,13 @@ impl Gcp {
         let started = Instant::now();
         let mut op = op;
         let mut delay = Duration::from_millis(20);
+        let _step = (!op.done).then(|| {
+            crate::progress::Step::start(format!(
+                "waiting for Google: {} operation {}",
+                api.as_str(),
+                op.name.rsplit('/').next().unwrap_or_default()
+            ))
+        });
         while !op.done {
             if started.elapsed() > timeout {
                 return Err(GcpError::Timeout {
@@ -232,6 +258,18 @@ mod tests {
         .unwrap();
         assert_eq!(op.region_name(), Some("europe-west1"));
         assert!(op.failure().is_none());
+    }
+
+    #[test]
+    fn targets_are_shortened_to_collection_and_name() {
+        assert_eq!(
+            short_target(
+                "https://compute.googleapis.com/compute/v1/projects/p/global/sslCertificates/web-1"
+            ),
+            "sslCertificates/web-1"
+        );
+        assert_eq!(short_target("a/b"), "a/b");
+        assert_eq!(short_target("plain"), "plain");
     }
 
     #[test]

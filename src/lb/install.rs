@@ -444,6 +444,10 @@ async fn delete(gcp: &Gcp, name: &str, opts: &InstallOptions) -> Result<(), LbEr
                 tracing::info!(resource = name, attempt, delay_ms = delay.as_millis() as u64, error = %e, "cannot delete yet; retrying");
                 last = Some(e);
                 if attempt + 1 < attempts {
+                    let _step = crate::progress::Step::start(format!(
+                        "waiting to delete {name}, not free yet (attempt {} of {attempts})",
+                        attempt + 2
+                    ));
                     tokio::time::sleep(delay).await;
                     delay = delay.saturating_mul(2);
                 }

@@ -199,8 +199,14 @@ pub async fn verify_ip(
     opts: &VerifyOptions,
 ) -> VerifyOutcome {
     let deadline = Instant::now() + opts.timeout;
+    let step = crate::progress::Step::start(format!(
+        "checking that proxy {proxy} ({addr}) serves the new certificate"
+    ));
     for name in names {
         let host = sni_host(name);
+        step.set(format!(
+            "checking that proxy {proxy} ({addr}) serves the new certificate for {name}"
+        ));
         let mut served_serial = None;
         let mut error: Option<String>;
         loop {

@@ -123,6 +123,16 @@ impl Renewer {
             force,
         );
         tracing::info!(certificate = %cert.name, action = ?plan.action, reasons = %join(&plan.reasons), "plan");
+        let _step = (plan.action != Action::Nothing).then(|| {
+            crate::progress::Step::start(format!(
+                "{}: {}",
+                cert.name,
+                match plan.action {
+                    Action::Issue => "renewing",
+                    _ => "installing the issued certificate",
+                }
+            ))
+        });
         let (issued, fresh) = match (plan.action, pending) {
             (Action::Nothing, _) => {
                 return Ok(Outcome {

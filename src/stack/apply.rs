@@ -86,6 +86,7 @@ pub(crate) async fn run<C: CertificateSource>(
 ) -> Result<(), StackError> {
     let started = Instant::now();
     let what = a.to_string();
+    let _step = crate::progress::Step::start(what.clone());
     tracing::debug!(action = ?a, "applying");
     let r = step(gcp, d, a, ctx, certs).await;
     match &r {

@@ -291,7 +291,7 @@ impl Out {
         // The terminal gets the line once; logs get it at debug level.
         tracing::debug!(target: "gclb_acme::stack", "{s}");
         if !self.quiet {
-            println!("{s}");
+            crate::progress::println(s);
         }
     }
 }
