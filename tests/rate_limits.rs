@@ -64,9 +64,10 @@ fn the_default_ladder_stays_under_lets_encrypt_limits() {
     // before validation is requested (the propagation check comes first, proved
     // below with Cloud DNS denied: zero requests reach the CA), or the order is
     // resumed. A failed validation is an authorization failure, which is
-    // permanent: the next attempt waits max(24h, retry_max), persisted across
-    // restarts. So per hostname: at most 1 failed validation per 24 h, under 5
-    // per hour.
+    // permanent: the next attempt waits 24 h while expiry is 4 days or more
+    // away, a quarter of the time left when nearer, 6 h once expired, never
+    // under 1 h (timing::permanent_failure_wait), persisted across restarts. So
+    // per hostname: at most 1 failed validation per hour, under 5.
     let failed_validations_per_hour = 1;
     assert!(failed_validations_per_hour <= 5);
     // New orders: at most one per attempt (the recorded order is resumed while

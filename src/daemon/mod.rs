@@ -99,8 +99,8 @@ pub struct Options {
     pub shutdown_grace: Duration,
     /// How often the one-line-per-certificate summary is logged.
     pub summary_every: Duration,
-    /// Wait after a non-retryable failure (until then, only a config change
-    /// brings the certificate back).
+    /// Longest wait after a non-retryable failure (shorter as expiry nears, see
+    /// [`timing::permanent_failure_wait`]; a config change ends it early).
     pub permanent_failure_wait: Duration,
 }
 
@@ -486,8 +486,12 @@ fn handle_result(
                     u,
                 )
             } else {
-                options
-                    .permanent_failure_wait
+                let left = slot
+                    .observation
+                    .as_ref()
+                    .and_then(|o| o.validity)
+                    .map(|v| v.not_after - now);
+                timing::permanent_failure_wait(options.permanent_failure_wait, left)
                     .max(config.daemon.retry_max.get())
             };
             let wait = e.retry_after.map_or(wait, |r| r.max(wait));

@@ -132,6 +132,24 @@ pub fn backoff(failures: u32, initial: Duration, max: Duration, u: f64) -> Durat
     step.mul_f64(0.5 + 0.5 * u.clamp(0.0, 1.0))
 }
 
+/// The wait after a failure retrying cannot fix (a failed authorization, a
+/// refused order, a permission denied): `cap` (24 h by default) while expiry is far,
+/// a quarter of the time left when that is shorter, never under an hour (Let's
+/// Encrypt allows 5 failed validations per name and hour); a quarter of `cap` once
+/// the certificate has expired or when none is served (a site that is down should
+/// recover soon after its cause is fixed, yet not burn the CA's "consecutive
+/// failures" budget, which pauses a name for good).
+pub fn permanent_failure_wait(cap: Duration, left: Option<time::Duration>) -> Duration {
+    let floor = Duration::from_secs(3600).min(cap);
+    match left {
+        Some(l) if l.is_positive() => {
+            let quarter = Duration::try_from(l / 4).unwrap_or(cap);
+            quarter.clamp(floor, cap)
+        }
+        _ => (cap / 4).max(floor),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -144,6 +162,24 @@ mod tests {
             not_before: nb,
             not_after: nb + time::Duration::days(days),
         }
+    }
+
+    #[test]
+    fn permanent_failures_wait_less_as_expiry_nears() {
+        let cap = Duration::from_secs(24 * 3600);
+        let h = |n: u64| Duration::from_secs(n * 3600);
+        let left = |hours: i64| Some(time::Duration::hours(hours));
+        assert_eq!(permanent_failure_wait(cap, left(30 * 24)), h(24));
+        assert_eq!(permanent_failure_wait(cap, left(4 * 24)), h(24));
+        assert_eq!(permanent_failure_wait(cap, left(2 * 24)), h(12));
+        assert_eq!(permanent_failure_wait(cap, left(8)), h(2));
+        assert_eq!(permanent_failure_wait(cap, left(2)), h(1), "floor");
+        assert_eq!(permanent_failure_wait(cap, left(-5)), h(6), "expired");
+        assert_eq!(permanent_failure_wait(cap, None), h(6), "nothing served");
+        // A shortened cap (tests) is never exceeded.
+        let short = Duration::from_secs(60);
+        assert_eq!(permanent_failure_wait(short, left(30 * 24)), short);
+        assert_eq!(permanent_failure_wait(short, None), short);
     }
 
     #[test]
