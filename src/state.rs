@@ -43,6 +43,9 @@ pub enum StateError {
     /// A file holds something we cannot decode (the message never quotes content).
     #[error("{path}: unreadable content: {message}")]
     Decode { path: PathBuf, message: String },
+    /// Locking a file failed (other than "held by someone else").
+    #[error("{path}: cannot lock: {source}")]
+    Lock { path: PathBuf, source: io::Error },
     /// A relative name that could escape the directory or is otherwise unusable.
     #[error("invalid state file name {name:?}: {reason}")]
     BadName { name: String, reason: &'static str },
@@ -245,6 +248,64 @@ impl StateDir {
     }
 }
 
+/// The exclusive right to work on one certificate (order, issue, install),
+/// across processes: the daemon and a `gclb-acme renew` or `bootstrap` run by hand
+/// never act on the same certificate at once. An advisory `flock` on
+/// `locks/<certificate>.lock`, released on drop and by the kernel when the process
+/// dies, so a crash never leaves a stale lock.
+#[derive(Debug)]
+pub struct CertificateLock {
+    _file: File,
+}
+
+impl StateDir {
+    /// Takes the lock of `certificate` if it is free. When another process (or
+    /// another handle in this one) holds it: `Ok(Err(pid))`, the holder's pid
+    /// when it wrote one.
+    pub fn try_lock_certificate(
+        &self,
+        certificate: &str,
+    ) -> Result<Result<CertificateLock, Option<u32>>, StateError> {
+        let name = format!("locks/{certificate}.lock");
+        let path = self.file_path(&name)?;
+        let err = |source| StateError::Lock {
+            path: path.clone(),
+            source,
+        };
+        if let Some(parent) = path.parent() {
+            DirBuilder::new()
+                .recursive(true)
+                .mode(DIR_MODE)
+                .create(parent)
+                .map_err(err)?;
+        }
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(FILE_MODE)
+            .open(&path)
+            .map_err(err)?;
+        match file.try_lock() {
+            Ok(()) => {
+                // Who holds it, for the message of whoever waits.
+                let _ = file
+                    .set_len(0)
+                    .and_then(|()| file.write_all(std::process::id().to_string().as_bytes()));
+                Ok(Ok(CertificateLock { _file: file }))
+            }
+            Err(fs::TryLockError::WouldBlock) => {
+                let holder = fs::read_to_string(&path)
+                    .ok()
+                    .and_then(|s| s.trim().parse().ok());
+                Ok(Err(holder))
+            }
+            Err(fs::TryLockError::Error(source)) => Err(err(source)),
+        }
+    }
+}
+
 /// Relative names: `/`-separated components of `[A-Za-z0-9._-]`, none empty,
 /// none starting with a dot (so `..`, hidden and temporary files are out).
 fn check_name(name: &str) -> Result<(), StateError> {
@@ -277,6 +338,27 @@ fn check_name(name: &str) -> Result<(), StateError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_certificate_lock_excludes_a_second_holder_until_dropped() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = StateDir::open(tmp.path().join("s")).unwrap();
+        let first = dir.try_lock_certificate("app").unwrap().unwrap();
+        // Another open file description conflicts, as another process would.
+        let held = dir.try_lock_certificate("app").unwrap().unwrap_err();
+        assert_eq!(held, Some(std::process::id()));
+        // Other certificates are independent.
+        let other = dir.try_lock_certificate("api").unwrap();
+        assert!(other.is_ok());
+        drop(first);
+        assert!(dir.try_lock_certificate("app").unwrap().is_ok());
+        let mode = fs::metadata(tmp.path().join("s/locks/app.lock"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, FILE_MODE);
+        assert!(dir.try_lock_certificate("../x").is_err());
+    }
 
     fn mode(p: &Path) -> u32 {
         fs::metadata(p).unwrap().permissions().mode() & 0o777

@@ -62,6 +62,7 @@ pub fn classify(e: &reconcile::RenewError) -> RenewError {
         }
         reconcile::RenewError::State(_) => ("state".into(), true, None),
         reconcile::RenewError::UnknownCertificate(_) => ("config".into(), false, None),
+        reconcile::RenewError::Locked { .. } => ("locked".into(), true, None),
     };
     RenewError {
         message: e.to_string(),

@@ -22,7 +22,7 @@ use crate::dns::CloudDns;
 use crate::gcp::Gcp;
 use crate::lb::install::step;
 use crate::lb::{self, InstallOptions, InstallReport, LbError, VerifyOptions};
-use crate::state::StateError;
+use crate::state::{CertificateLock, StateDir, StateError};
 
 pub use decide::{Action, Plan, Reason, decide};
 
@@ -41,6 +41,52 @@ pub enum RenewError {
     /// `--certificate` names nothing configured.
     #[error("no certificate named {0} in the configuration")]
     UnknownCertificate(String),
+    /// Another process kept the certificate's lock for longer than we wait.
+    #[error("certificate {certificate}: another gclb-acme process{} has been working on it for over {} min; not touching it meanwhile", .holder.map(|p| format!(" (pid {p})")).unwrap_or_default(), LOCK_WAIT.as_secs() / 60)]
+    Locked {
+        certificate: String,
+        holder: Option<u32>,
+    },
+}
+
+/// How long a renewal waits for another process working on the same
+/// certificate: longer than any single renewal takes (the post-swap check is
+/// the longest step, 5 min by default).
+pub const LOCK_WAIT: Duration = Duration::from_secs(30 * 60);
+
+/// Takes `certificate`'s lock in the state directory, waiting (with a progress
+/// step) while another process holds it.
+pub async fn lock_certificate(
+    state: &StateDir,
+    certificate: &str,
+) -> Result<CertificateLock, RenewError> {
+    let started = Instant::now();
+    let mut step = None;
+    loop {
+        match state.try_lock_certificate(certificate)? {
+            Ok(lock) => return Ok(lock),
+            Err(holder) => {
+                if started.elapsed() >= LOCK_WAIT {
+                    return Err(RenewError::Locked {
+                        certificate: certificate.to_string(),
+                        holder,
+                    });
+                }
+                if step.is_none() {
+                    let who = holder.map(|p| format!(" (pid {p})")).unwrap_or_default();
+                    tracing::info!(
+                        certificate,
+                        holder,
+                        "another gclb-acme process is working on this certificate: waiting for it"
+                    );
+                    step = Some(crate::progress::Step::start(format!(
+                        "{certificate}: waiting for another gclb-acme process{who} working on it"
+                    )));
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        }
+    }
 }
 
 impl RenewError {
@@ -113,6 +159,9 @@ impl Renewer {
         force: bool,
     ) -> Result<Outcome, RenewError> {
         let started = Instant::now();
+        // Before observing: what another process is doing would make the
+        // observation stale.
+        let _lock = lock_certificate(self.acme.state(), &cert.name).await?;
         let obs = lb::observe(&self.gcp, cert).await?;
         let pending = self.acme.pending(&cert.name)?;
         let plan = decide(

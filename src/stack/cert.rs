@@ -129,6 +129,14 @@ impl CertificateSource for IssueWithAcme {
         }
         let fail = |e: &dyn std::fmt::Display| StackError::Certificate(e.to_string());
         let state = crate::state::StateDir::open(&self.config.state.dir).map_err(|e| fail(&e))?;
+        // The daemon may be renewing this certificate right now: wait for it, then
+        // look again (it may have uploaded one).
+        let _lock = crate::reconcile::lock_certificate(&state, &self.cert.name)
+            .await
+            .map_err(|e| fail(&e))?;
+        if let Some(c) = find_ours(&self.gcp, &self.cert.name, names).await? {
+            return Ok(c.self_link);
+        }
         let acme = crate::acme::AcmeClient::connect(&self.config.acme, state)
             .await
             .map_err(|e| fail(&e))?;
