@@ -162,6 +162,9 @@ pub async fn run<F: RenewerFactory>(
     let mut window = parse_window(&config)?;
     let mut slots = make_slots(&config, &state, BTreeMap::new());
     metrics.retain(&slots.keys().cloned().collect::<Vec<_>>());
+    if slots.is_empty() {
+        tracing::warn!(file = %config_path.display(), "no [[certificates]] configured: nothing to do until a reload adds one");
+    }
 
     let mut hup = signal(SignalKind::hangup()).map_err(|e| format!("SIGHUP handler: {e}"))?;
     let mut term = signal(SignalKind::terminate()).map_err(|e| format!("SIGTERM handler: {e}"))?;

@@ -118,8 +118,18 @@ impl fmt::Display for Report {
     }
 }
 
-/// The first line: the configuration itself (it loaded, so it is valid).
+/// The first line: the configuration itself (it loaded, so it is valid; one
+/// without certificates is valid too, but a daemon with nothing to do is a mistake).
 pub fn config_line(config: &Config, path: &std::path::Path) -> Line {
+    if config.certificates.is_empty() {
+        return Line::fail(
+            format!(
+                "configuration {}: no [[certificates]] entry: there is nothing to renew",
+                path.display()
+            ),
+            "add a [[certificates]] entry with name, domains and target_https_proxies (config/example.toml shows one)",
+        );
+    }
     let domains: usize = config.certificates.iter().map(|c| c.domains.len()).sum();
     Line::ok(format!(
         "configuration {}: {} certificate(s), {} name(s), CA {}",
@@ -146,6 +156,24 @@ pub async fn run(config: &Config, path: &std::path::Path, credentials: Detection
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_configuration_without_certificates_fails_the_check() {
+        let path = std::path::Path::new("/etc/gclb-acme/config.toml");
+        let empty = Config::from_toml("", "config.toml", None).unwrap();
+        let line = config_line(&empty, path);
+        assert_eq!(line.status, Status::Fail);
+        assert!(line.what.contains("no [[certificates]] entry"), "{line}");
+        let one = Config::from_toml(
+            "[acme]\naccept_terms = true\n[[certificates]]\nname = \"app\"\ndomains = [\"app.example.com\"]\ntarget_https_proxies = [\"p\"]\n",
+            "config.toml",
+            None,
+        )
+        .unwrap();
+        let line = config_line(&one, path);
+        assert_eq!(line.status, Status::Ok);
+        assert!(line.what.contains("1 certificate(s), 1 name(s)"), "{line}");
+    }
 
     #[test]
     fn lines_print_status_what_and_fix() {
