@@ -798,6 +798,13 @@ pub fn is_project_id(s: &str) -> bool {
 }
 
 fn check_url(url: &str, https_only: bool) -> Result<(), String> {
+    // The URL parser silently drops surrounding spaces and any tab or newline, so
+    // the string we keep (and send) would not be the URL that was checked.
+    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!(
+            "{url:?} contains a space or control character: expected a URL like \"https://host/path\""
+        ));
+    }
     let parsed = reqwest::Url::parse(url).map_err(|e| {
         format!("\"{url}\" is not a URL ({e}): expected e.g. \"https://host/path\"")
     })?;
