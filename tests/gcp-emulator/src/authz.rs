@@ -646,7 +646,9 @@ fn referenced(p: &Project, id: &str, path: &str, body: &Value) -> Vec<Need> {
         "compute.globalForwardingRules.insert" => {
             uses(&mut out, &body["target"], "targetHttpsProxies");
             match body["IPAddress"].as_str() {
-                // A literal IP of a reserved address uses that address.
+                // A literal IP of a reserved address uses that address (our
+                // reading: Google documents `.use` for the address resource; that
+                // naming it by IP is checked the same way is not written down).
                 Some(ip) if ip.parse::<std::net::IpAddr>().is_ok() => {
                     if let Some(owner) = address_with_ip(p, ip) {
                         out.push(Need::new("compute.globalAddresses.use", owner));
