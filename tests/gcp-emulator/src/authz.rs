@@ -55,299 +55,111 @@ const MAX_DETAIL: usize = 20_000;
 /// Google checks on the resource the request names. An empty list: the method
 /// needs no permission (`testIamPermissions` answers for any caller; Google
 /// documents that triggering a service agent's creation needs none).
+#[rustfmt::skip]
 pub const TABLE: &[(&str, &[&str])] = &[
     // Compute Engine.
-    ("compute.projects.get", &["compute.projects.get"]),
-    (
-        "compute.sslCertificates.insert",
-        &["compute.sslCertificates.create"],
-    ),
-    (
-        "compute.sslCertificates.get",
-        &["compute.sslCertificates.get"],
-    ),
-    (
-        "compute.sslCertificates.list",
-        &["compute.sslCertificates.list"],
-    ),
-    (
-        "compute.sslCertificates.delete",
-        &["compute.sslCertificates.delete"],
-    ),
-    (
-        "compute.targetHttpsProxies.insert",
-        &["compute.targetHttpsProxies.create"],
-    ),
-    (
-        "compute.targetHttpsProxies.get",
-        &["compute.targetHttpsProxies.get"],
-    ),
-    (
-        "compute.targetHttpsProxies.list",
-        &["compute.targetHttpsProxies.list"],
-    ),
-    (
-        "compute.targetHttpsProxies.delete",
-        &["compute.targetHttpsProxies.delete"],
-    ),
+    ("compute.projects.get",                               &["compute.projects.get"]),
+    ("compute.sslCertificates.insert",                     &["compute.sslCertificates.create"]),
+    ("compute.sslCertificates.get",                        &["compute.sslCertificates.get"]),
+    ("compute.sslCertificates.list",                       &["compute.sslCertificates.list"]),
+    ("compute.sslCertificates.delete",                     &["compute.sslCertificates.delete"]),
+    ("compute.targetHttpsProxies.insert",                  &["compute.targetHttpsProxies.create"]),
+    ("compute.targetHttpsProxies.get",                     &["compute.targetHttpsProxies.get"]),
+    ("compute.targetHttpsProxies.list",                    &["compute.targetHttpsProxies.list"]),
+    ("compute.targetHttpsProxies.delete",                  &["compute.targetHttpsProxies.delete"]),
     // Uncertain: Google's reference pages name `update` for the PATCH of proxies
     // (there is no `compute.targetHttpsProxies.patch` permission).
-    (
-        "compute.targetHttpsProxies.patch",
-        &["compute.targetHttpsProxies.update"],
-    ),
-    (
-        "compute.targetHttpsProxies.setSslCertificates",
-        &["compute.targetHttpsProxies.setSslCertificates"],
-    ),
-    (
-        "compute.targetHttpsProxies.setUrlMap",
-        &["compute.targetHttpsProxies.setUrlMap"],
-    ),
-    (
-        "compute.targetHttpProxies.insert",
-        &["compute.targetHttpProxies.create"],
-    ),
-    (
-        "compute.targetHttpProxies.get",
-        &["compute.targetHttpProxies.get"],
-    ),
-    (
-        "compute.targetHttpProxies.list",
-        &["compute.targetHttpProxies.list"],
-    ),
-    (
-        "compute.targetHttpProxies.delete",
-        &["compute.targetHttpProxies.delete"],
-    ),
-    (
-        "compute.targetHttpProxies.patch",
-        &["compute.targetHttpProxies.update"],
-    ),
-    (
-        "compute.targetHttpProxies.setUrlMap",
-        &["compute.targetHttpProxies.setUrlMap"],
-    ),
-    ("compute.urlMaps.insert", &["compute.urlMaps.create"]),
-    ("compute.urlMaps.get", &["compute.urlMaps.get"]),
-    ("compute.urlMaps.list", &["compute.urlMaps.list"]),
-    ("compute.urlMaps.delete", &["compute.urlMaps.delete"]),
-    ("compute.urlMaps.patch", &["compute.urlMaps.update"]),
-    ("compute.urlMaps.update", &["compute.urlMaps.update"]),
-    (
-        "compute.backendServices.insert",
-        &["compute.backendServices.create"],
-    ),
-    (
-        "compute.backendServices.get",
-        &["compute.backendServices.get"],
-    ),
-    (
-        "compute.backendServices.list",
-        &["compute.backendServices.list"],
-    ),
-    (
-        "compute.backendServices.delete",
-        &["compute.backendServices.delete"],
-    ),
-    (
-        "compute.backendServices.patch",
-        &["compute.backendServices.update"],
-    ),
-    (
-        "compute.backendServices.update",
-        &["compute.backendServices.update"],
-    ),
-    (
-        "compute.globalAddresses.insert",
-        &["compute.globalAddresses.create"],
-    ),
-    (
-        "compute.globalAddresses.get",
-        &["compute.globalAddresses.get"],
-    ),
-    (
-        "compute.globalAddresses.list",
-        &["compute.globalAddresses.list"],
-    ),
-    (
-        "compute.globalAddresses.delete",
-        &["compute.globalAddresses.delete"],
-    ),
-    (
-        "compute.globalForwardingRules.insert",
-        &["compute.globalForwardingRules.create"],
-    ),
-    (
-        "compute.globalForwardingRules.get",
-        &["compute.globalForwardingRules.get"],
-    ),
-    (
-        "compute.globalForwardingRules.list",
-        &["compute.globalForwardingRules.list"],
-    ),
-    (
-        "compute.globalForwardingRules.delete",
-        &["compute.globalForwardingRules.delete"],
-    ),
-    (
-        "compute.regionNetworkEndpointGroups.insert",
-        &["compute.regionNetworkEndpointGroups.create"],
-    ),
-    (
-        "compute.regionNetworkEndpointGroups.get",
-        &["compute.regionNetworkEndpointGroups.get"],
-    ),
-    (
-        "compute.regionNetworkEndpointGroups.list",
-        &["compute.regionNetworkEndpointGroups.list"],
-    ),
-    (
-        "compute.regionNetworkEndpointGroups.delete",
-        &["compute.regionNetworkEndpointGroups.delete"],
-    ),
+    ("compute.targetHttpsProxies.patch",                   &["compute.targetHttpsProxies.update"]),
+    ("compute.targetHttpsProxies.setSslCertificates",      &["compute.targetHttpsProxies.setSslCertificates"]),
+    ("compute.targetHttpsProxies.setUrlMap",               &["compute.targetHttpsProxies.setUrlMap"]),
+    ("compute.targetHttpProxies.insert",                   &["compute.targetHttpProxies.create"]),
+    ("compute.targetHttpProxies.get",                      &["compute.targetHttpProxies.get"]),
+    ("compute.targetHttpProxies.list",                     &["compute.targetHttpProxies.list"]),
+    ("compute.targetHttpProxies.delete",                   &["compute.targetHttpProxies.delete"]),
+    ("compute.targetHttpProxies.patch",                    &["compute.targetHttpProxies.update"]),
+    ("compute.targetHttpProxies.setUrlMap",                &["compute.targetHttpProxies.setUrlMap"]),
+    ("compute.urlMaps.insert",                             &["compute.urlMaps.create"]),
+    ("compute.urlMaps.get",                                &["compute.urlMaps.get"]),
+    ("compute.urlMaps.list",                               &["compute.urlMaps.list"]),
+    ("compute.urlMaps.delete",                             &["compute.urlMaps.delete"]),
+    ("compute.urlMaps.patch",                              &["compute.urlMaps.update"]),
+    ("compute.urlMaps.update",                             &["compute.urlMaps.update"]),
+    ("compute.backendServices.insert",                     &["compute.backendServices.create"]),
+    ("compute.backendServices.get",                        &["compute.backendServices.get"]),
+    ("compute.backendServices.list",                       &["compute.backendServices.list"]),
+    ("compute.backendServices.delete",                     &["compute.backendServices.delete"]),
+    ("compute.backendServices.patch",                      &["compute.backendServices.update"]),
+    ("compute.backendServices.update",                     &["compute.backendServices.update"]),
+    ("compute.globalAddresses.insert",                     &["compute.globalAddresses.create"]),
+    ("compute.globalAddresses.get",                        &["compute.globalAddresses.get"]),
+    ("compute.globalAddresses.list",                       &["compute.globalAddresses.list"]),
+    ("compute.globalAddresses.delete",                     &["compute.globalAddresses.delete"]),
+    ("compute.globalForwardingRules.insert",               &["compute.globalForwardingRules.create"]),
+    ("compute.globalForwardingRules.get",                  &["compute.globalForwardingRules.get"]),
+    ("compute.globalForwardingRules.list",                 &["compute.globalForwardingRules.list"]),
+    ("compute.globalForwardingRules.delete",               &["compute.globalForwardingRules.delete"]),
+    ("compute.regionNetworkEndpointGroups.insert",         &["compute.regionNetworkEndpointGroups.create"]),
+    ("compute.regionNetworkEndpointGroups.get",            &["compute.regionNetworkEndpointGroups.get"]),
+    ("compute.regionNetworkEndpointGroups.list",           &["compute.regionNetworkEndpointGroups.list"]),
+    ("compute.regionNetworkEndpointGroups.delete",         &["compute.regionNetworkEndpointGroups.delete"]),
     // `wait` is a read of the operation.
-    (
-        "compute.globalOperations.get",
-        &["compute.globalOperations.get"],
-    ),
-    (
-        "compute.globalOperations.wait",
-        &["compute.globalOperations.get"],
-    ),
-    (
-        "compute.globalOperations.list",
-        &["compute.globalOperations.list"],
-    ),
-    (
-        "compute.globalOperations.delete",
-        &["compute.globalOperations.delete"],
-    ),
-    (
-        "compute.regionOperations.get",
-        &["compute.regionOperations.get"],
-    ),
-    (
-        "compute.regionOperations.wait",
-        &["compute.regionOperations.get"],
-    ),
-    (
-        "compute.regionOperations.list",
-        &["compute.regionOperations.list"],
-    ),
-    (
-        "compute.regionOperations.delete",
-        &["compute.regionOperations.delete"],
-    ),
+    ("compute.globalOperations.get",                       &["compute.globalOperations.get"]),
+    ("compute.globalOperations.wait",                      &["compute.globalOperations.get"]),
+    ("compute.globalOperations.list",                      &["compute.globalOperations.list"]),
+    ("compute.globalOperations.delete",                    &["compute.globalOperations.delete"]),
+    ("compute.regionOperations.get",                       &["compute.regionOperations.get"]),
+    ("compute.regionOperations.wait",                      &["compute.regionOperations.get"]),
+    ("compute.regionOperations.list",                      &["compute.regionOperations.list"]),
+    ("compute.regionOperations.delete",                    &["compute.regionOperations.delete"]),
     // Cloud DNS.
-    ("dns.projects.get", &["dns.projects.get"]),
-    ("dns.managedZones.create", &["dns.managedZones.create"]),
-    ("dns.managedZones.get", &["dns.managedZones.get"]),
-    ("dns.managedZones.list", &["dns.managedZones.list"]),
-    ("dns.managedZones.delete", &["dns.managedZones.delete"]),
-    ("dns.managedZones.patch", &["dns.managedZones.update"]),
-    ("dns.managedZones.update", &["dns.managedZones.update"]),
-    (
-        "dns.managedZoneOperations.get",
-        &["dns.managedZoneOperations.get"],
-    ),
-    (
-        "dns.managedZoneOperations.list",
-        &["dns.managedZoneOperations.list"],
-    ),
+    ("dns.projects.get",                                   &["dns.projects.get"]),
+    ("dns.managedZones.create",                            &["dns.managedZones.create"]),
+    ("dns.managedZones.get",                               &["dns.managedZones.get"]),
+    ("dns.managedZones.list",                              &["dns.managedZones.list"]),
+    ("dns.managedZones.delete",                            &["dns.managedZones.delete"]),
+    ("dns.managedZones.patch",                             &["dns.managedZones.update"]),
+    ("dns.managedZones.update",                            &["dns.managedZones.update"]),
+    ("dns.managedZoneOperations.get",                      &["dns.managedZoneOperations.get"]),
+    ("dns.managedZoneOperations.list",                     &["dns.managedZoneOperations.list"]),
     // Plus `dns.resourceRecordSets.create/update/delete` by what the change does.
-    ("dns.changes.create", &["dns.changes.create"]),
-    ("dns.changes.get", &["dns.changes.get"]),
-    ("dns.changes.list", &["dns.changes.list"]),
-    (
-        "dns.resourceRecordSets.list",
-        &["dns.resourceRecordSets.list"],
-    ),
-    (
-        "dns.resourceRecordSets.get",
-        &["dns.resourceRecordSets.get"],
-    ),
-    (
-        "dns.resourceRecordSets.create",
-        &["dns.resourceRecordSets.create"],
-    ),
-    (
-        "dns.resourceRecordSets.patch",
-        &["dns.resourceRecordSets.update"],
-    ),
-    (
-        "dns.resourceRecordSets.delete",
-        &["dns.resourceRecordSets.delete"],
-    ),
+    ("dns.changes.create",                                 &["dns.changes.create"]),
+    ("dns.changes.get",                                    &["dns.changes.get"]),
+    ("dns.changes.list",                                   &["dns.changes.list"]),
+    ("dns.resourceRecordSets.list",                        &["dns.resourceRecordSets.list"]),
+    ("dns.resourceRecordSets.get",                         &["dns.resourceRecordSets.get"]),
+    ("dns.resourceRecordSets.create",                      &["dns.resourceRecordSets.create"]),
+    ("dns.resourceRecordSets.patch",                       &["dns.resourceRecordSets.update"]),
+    ("dns.resourceRecordSets.delete",                      &["dns.resourceRecordSets.delete"]),
     // IAP: the emulator serves the policies of `iap_web/compute*/services/*`,
     // whose permissions are the `webServices` ones.
-    ("iap.getIamPolicy", &["iap.webServices.getIamPolicy"]),
-    ("iap.setIamPolicy", &["iap.webServices.setIamPolicy"]),
-    ("iap.testIamPermissions", &[]),
+    ("iap.getIamPolicy",                                   &["iap.webServices.getIamPolicy"]),
+    ("iap.setIamPolicy",                                   &["iap.webServices.setIamPolicy"]),
+    ("iap.testIamPermissions",                             &[]),
     // Cloud Run Admin v2. Create and update also check `iam.serviceAccounts.actAs`
     // on the runtime service account, which the emulator does not model.
-    (
-        "run.projects.locations.services.create",
-        &["run.services.create"],
-    ),
-    ("run.projects.locations.services.get", &["run.services.get"]),
-    (
-        "run.projects.locations.services.list",
-        &["run.services.list"],
-    ),
-    (
-        "run.projects.locations.services.patch",
-        &["run.services.update"],
-    ),
-    (
-        "run.projects.locations.services.delete",
-        &["run.services.delete"],
-    ),
-    (
-        "run.projects.locations.services.getIamPolicy",
-        &["run.services.getIamPolicy"],
-    ),
-    (
-        "run.projects.locations.services.setIamPolicy",
-        &["run.services.setIamPolicy"],
-    ),
+    ("run.projects.locations.services.create",             &["run.services.create"]),
+    ("run.projects.locations.services.get",                &["run.services.get"]),
+    ("run.projects.locations.services.list",               &["run.services.list"]),
+    ("run.projects.locations.services.patch",              &["run.services.update"]),
+    ("run.projects.locations.services.delete",             &["run.services.delete"]),
+    ("run.projects.locations.services.getIamPolicy",       &["run.services.getIamPolicy"]),
+    ("run.projects.locations.services.setIamPolicy",       &["run.services.setIamPolicy"]),
     ("run.projects.locations.services.testIamPermissions", &[]),
-    (
-        "run.projects.locations.operations.get",
-        &["run.operations.get"],
-    ),
-    (
-        "run.projects.locations.operations.wait",
-        &["run.operations.get"],
-    ),
-    (
-        "run.projects.locations.operations.list",
-        &["run.operations.list"],
-    ),
-    (
-        "run.projects.locations.operations.delete",
-        &["run.operations.delete"],
-    ),
+    ("run.projects.locations.operations.get",              &["run.operations.get"]),
+    ("run.projects.locations.operations.wait",             &["run.operations.get"]),
+    ("run.projects.locations.operations.list",             &["run.operations.list"]),
+    ("run.projects.locations.operations.delete",           &["run.operations.delete"]),
     // Service Usage (v1beta1; the v1 paths have no discovery document here and
     // are mapped by [`service_usage_v1`]). "Triggering service agent creation
     // doesn't require any IAM permissions" (Google, "Create and grant roles to
     // service agents").
-    ("serviceusage.services.generateServiceIdentity", &[]),
-    (
-        "serviceusage.services.enable",
-        &["serviceusage.services.enable"],
-    ),
-    (
-        "serviceusage.services.disable",
-        &["serviceusage.services.disable"],
-    ),
-    ("serviceusage.services.get", &["serviceusage.services.get"]),
+    ("serviceusage.services.generateServiceIdentity",      &[]),
+    ("serviceusage.services.enable",                       &["serviceusage.services.enable"]),
+    ("serviceusage.services.disable",                      &["serviceusage.services.disable"]),
+    ("serviceusage.services.get",                          &["serviceusage.services.get"]),
     // Resource Manager v3.
-    (
-        "cloudresourcemanager.projects.get",
-        &["resourcemanager.projects.get"],
-    ),
-    ("cloudresourcemanager.projects.testIamPermissions", &[]),
+    ("cloudresourcemanager.projects.get",                  &["resourcemanager.projects.get"]),
+    ("cloudresourcemanager.projects.testIamPermissions",   &[]),
 ];
 
 /// The table's entry for a method id.
