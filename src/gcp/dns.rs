@@ -79,6 +79,33 @@ struct RrsetList {
     next_page_token: Option<String>,
 }
 
+/// What Cloud DNS checks for a change: `dns.changes.create`, and per record set
+/// `dns.resourceRecordSets.update` when the change deletes and adds the same
+/// (name, type), `.create` for another addition, `.delete` for another deletion.
+/// Cloud DNS's 403 is a bare "Forbidden", so errors name these instead.
+pub fn change_permissions(change: &Change) -> Vec<&'static str> {
+    let key = |r: &ResourceRecordSet| (r.name.to_ascii_lowercase(), r.rtype.clone());
+    let adds: Vec<_> = change.additions.iter().map(key).collect();
+    let dels: Vec<_> = change.deletions.iter().map(key).collect();
+    let mut out = vec!["dns.changes.create"];
+    let mut push = |p: &'static str| {
+        if !out.contains(&p) {
+            out.push(p);
+        }
+    };
+    for a in &adds {
+        push(if dels.contains(a) {
+            "dns.resourceRecordSets.update"
+        } else {
+            "dns.resourceRecordSets.create"
+        });
+    }
+    if dels.iter().any(|d| !adds.contains(d)) {
+        push("dns.resourceRecordSets.delete");
+    }
+    out
+}
+
 impl Gcp {
     /// Zones whose `dnsName` is exactly `dns_name` (with the trailing dot), or all
     /// zones when `None`.
@@ -103,7 +130,8 @@ impl Gcp {
                     &url,
                     None,
                 )
-                .await?;
+                .await
+                .map_err(|e| e.needing(["dns.managedZones.list"]))?;
             out.extend(page.managed_zones);
             match page.next_page_token {
                 Some(t) if !t.is_empty() => token = Some(t),
@@ -125,6 +153,7 @@ impl Gcp {
             None,
         )
         .await
+        .map_err(|e| e.needing(["dns.managedZones.get"]))
     }
 
     /// Record sets of a zone named `name` (absolute, with the trailing dot), of `rtype`.
@@ -157,7 +186,8 @@ impl Gcp {
                     &url,
                     None,
                 )
-                .await?;
+                .await
+                .map_err(|e| e.needing(["dns.resourceRecordSets.list"]))?;
             out.extend(page.rrsets);
             match page.next_page_token {
                 Some(t) if !t.is_empty() => token = Some(t),
@@ -179,7 +209,9 @@ impl Gcp {
         );
         let mut call = Call::new(Api::Dns, "changes.create");
         call.retry = false;
-        self.call(call, Method::POST, &url, Some(change)).await
+        self.call(call, Method::POST, &url, Some(change))
+            .await
+            .map_err(|e| e.needing(change_permissions(change)))
     }
 
     /// One change by id.
@@ -195,6 +227,7 @@ impl Gcp {
         );
         self.call::<(), _>(Call::new(Api::Dns, "changes.get"), Method::GET, &url, None)
             .await
+            .map_err(|e| e.needing(["dns.changes.get"]))
     }
 
     /// Polls a change until `done`: quickly at first, then backing off.
@@ -259,6 +292,36 @@ mod tests {
         let again: ResourceRecordSet =
             serde_json::from_str(&serde_json::to_string(&r).unwrap()).unwrap();
         assert_eq!(again, r);
+    }
+
+    #[test]
+    fn a_change_needs_create_update_or_delete_by_what_it_does() {
+        let rr = |name: &str, t: &str| ResourceRecordSet {
+            name: name.into(),
+            rtype: t.into(),
+            ..Default::default()
+        };
+        let c = Change {
+            additions: vec![rr("a.", "TXT")],
+            ..Default::default()
+        };
+        assert_eq!(
+            change_permissions(&c),
+            ["dns.changes.create", "dns.resourceRecordSets.create"]
+        );
+        let c = Change {
+            additions: vec![rr("A.", "TXT")],
+            deletions: vec![rr("a.", "TXT"), rr("b.", "A")],
+            ..Default::default()
+        };
+        assert_eq!(
+            change_permissions(&c),
+            [
+                "dns.changes.create",
+                "dns.resourceRecordSets.update",
+                "dns.resourceRecordSets.delete"
+            ]
+        );
     }
 
     #[test]

@@ -52,6 +52,10 @@ pub struct ApiError {
     pub status: String,
     /// What we were doing: `POST https://.../sslCertificates`.
     pub request: String,
+    /// The IAM permissions the request needed, when Google's 403 does not name
+    /// the missing one (Cloud DNS answers a bare "Forbidden"); see
+    /// [`GcpError::needing`]. (A boxed slice: errors travel in `Result`s, kept small.)
+    pub needs: Box<[String]>,
 }
 
 impl fmt::Display for ApiError {
@@ -86,6 +90,7 @@ impl ApiError {
                     .to_string(),
                 status: String::new(),
                 request,
+                needs: Box::default(),
             });
         }
         let message = e
@@ -128,6 +133,7 @@ impl ApiError {
             message,
             status,
             request,
+            needs: Box::default(),
         })
     }
 
@@ -170,9 +176,17 @@ impl ApiError {
             (401, _) => Some(
                 "the credentials were refused: check GOOGLE_APPLICATION_CREDENTIALS, or the VM's service account and its access scopes (it needs cloud-platform)".to_string(),
             ),
-            _ if self.is_permission_denied() => Some(
-                "grant the missing permission to the service account (docs/iam.md lists the exact permissions and a custom role)".to_string(),
-            ),
+            _ if self.is_permission_denied() => {
+                let mut h = "grant the missing permission to the service account (docs/iam.md lists the exact permissions and a custom role)".to_string();
+                // Cloud DNS's 403 names no permission: say what the call needed.
+                if !self.needs.is_empty() && !self.needs.iter().any(|n| self.message.contains(n.as_str())) {
+                    h.push_str(&format!(
+                        "; this call needs {} (Google's answer does not say which one is missing)",
+                        self.needs.join(", ")
+                    ));
+                }
+                Some(h)
+            }
             (403, "quotaExceeded" | "QUOTA_EXCEEDED") => Some(
                 "a resource quota is exhausted: delete unused resources or request more quota (gcloud compute project-info describe shows usage)".to_string(),
             ),
@@ -199,6 +213,19 @@ impl GcpError {
         match self {
             GcpError::Api(e) => Some(e),
             _ => None,
+        }
+    }
+
+    /// Records the IAM permissions the request needed on a permission-denied
+    /// error, so its hint can name them where Google's message does not (Cloud
+    /// DNS). Any other error is returned unchanged.
+    pub fn needing<S: Into<String>>(self, perms: impl IntoIterator<Item = S>) -> GcpError {
+        match self {
+            GcpError::Api(mut e) if e.is_permission_denied() => {
+                e.needs = perms.into_iter().map(Into::into).collect::<Vec<_>>().into();
+                GcpError::Api(e)
+            }
+            other => other,
         }
     }
 
@@ -270,6 +297,29 @@ mod tests {
     }
 
     #[test]
+    fn a_bare_forbidden_names_what_the_call_needed() {
+        let body = br#"{"error":{"code":403,"message":"Forbidden","errors":[{"message":"Forbidden","domain":"global","reason":"forbidden"}]}}"#;
+        let e = GcpError::Api(ApiError::from_body(403, body, "POST u".into()).unwrap())
+            .needing(["dns.changes.create", "dns.resourceRecordSets.create"]);
+        let text = e.to_string();
+        assert!(text.contains("grant the missing permission"), "{text}");
+        assert!(
+            text.contains("this call needs dns.changes.create, dns.resourceRecordSets.create"),
+            "{text}"
+        );
+        // Google's own message names it: no second list.
+        let body = br#"{"error":{"code":403,"message":"Required 'compute.sslCertificates.create' permission for 'projects/p/global/sslCertificates/x'","errors":[{"message":"x","domain":"global","reason":"forbidden"}]}}"#;
+        let e = GcpError::Api(ApiError::from_body(403, body, "POST u".into()).unwrap())
+            .needing(["compute.sslCertificates.create"]);
+        assert!(!e.to_string().contains("this call needs"));
+        // Other errors are left alone.
+        let body = br#"{"error":{"code":404,"message":"gone","status":"NOT_FOUND"}}"#;
+        let e = GcpError::Api(ApiError::from_body(404, body, "GET u".into()).unwrap())
+            .needing(["dns.changes.get"]);
+        assert!(e.api().unwrap().needs.is_empty());
+    }
+
+    #[test]
     fn status_only_envelope_uses_status_as_reason() {
         let body = br#"{"error":{"code":404,"message":"gone","status":"NOT_FOUND"}}"#;
         let e = ApiError::from_body(404, body, "GET u".into()).unwrap();
@@ -309,6 +359,7 @@ mod tests {
             message: String::new(),
             status: String::new(),
             request: String::new(),
+            needs: Box::default(),
         };
         assert!(mk(503, "backendError").is_retryable());
         assert!(mk(429, "rateLimitExceeded").is_retryable());
@@ -327,6 +378,7 @@ mod tests {
             message: "Cloud DNS API has not been used in project 123 before or it is disabled. Enable it by visiting https://console.developers.google.com/apis/api/dns.googleapis.com/overview?project=123 then retry.".into(),
             status: "PERMISSION_DENIED".into(),
             request: "GET u".into(),
+            needs: Box::default(),
         };
         assert_eq!(
             e.hint().unwrap(),

@@ -74,6 +74,7 @@ impl Operation {
                 "operation {} ({} {})",
                 self.name, self.operation_type, self.target_link
             ),
+            needs: Box::default(),
         })
     }
 
@@ -225,6 +226,7 @@ impl Gcp {
                 message: e.message.clone(),
                 status: status.to_string(),
                 request: format!("operation {}", op.name),
+                needs: Box::default(),
             }));
         }
         Ok(op)

@@ -721,6 +721,7 @@ mod tests {
             message: message.into(),
             status: String::new(),
             request: "GET u".into(),
+            needs: Box::default(),
         }))
     }
 

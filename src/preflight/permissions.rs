@@ -1,6 +1,9 @@
 //! The IAM permissions the daemon and `bootstrap` need on the project, derived
 //! from the configuration (gcp-api.md section 6; docs/iam.md lists them for
-//! humans). Pure, so the lists are tested rather than trusted.
+//! humans). Pure, so the lists are tested rather than trusted: the unit tests
+//! below hold docs/iam.md to them, and `tests/least_privilege.rs` runs renewals,
+//! bootstrap and teardown against the gcp-emulator granted exactly these lists,
+//! and checks that every permission was needed and none was missing.
 
 use crate::config::Config;
 
@@ -15,13 +18,18 @@ pub fn renewal(config: &Config) -> Vec<&'static str> {
         out.push("dns.managedZones.get");
     }
     out.extend([
+        // The TXT values already there (other writers' are kept), and CNAMEs.
         "dns.resourceRecordSets.list",
-        // Cloud DNS checks these on each change, by what the change does.
+        // Cloud DNS checks these on each change, by what the change does: a new
+        // set is a create, a set merged with another writer's values an update,
+        // the last of our values removed a delete.
         "dns.resourceRecordSets.create",
         "dns.resourceRecordSets.update",
         "dns.resourceRecordSets.delete",
         "dns.changes.create",
         "dns.changes.get",
+        // Creating a proxy list that names a certificate reads it too
+        // (setSslCertificates checks `sslCertificates.get` on each).
         "compute.sslCertificates.create",
         "compute.sslCertificates.get",
         "compute.sslCertificates.list",
@@ -30,29 +38,42 @@ pub fn renewal(config: &Config) -> Vec<&'static str> {
         "compute.targetHttpsProxies.list",
         "compute.targetHttpsProxies.setSslCertificates",
         "compute.globalOperations.get",
-        "compute.globalForwardingRules.list",
+        // The SSL_CERTIFICATES quota, read before each upload.
+        "compute.projects.get",
     ]);
+    if config.daemon.verify_after_swap {
+        // The proxies' IP addresses, for the TLS check after a swap.
+        out.push("compute.globalForwardingRules.list");
+    }
     out
 }
 
 /// What `bootstrap` and `teardown` need beyond renewal, when `[stack]` is set.
+/// Bootstrap also repairs drift in place (a backend service or URL map patched,
+/// a proxy pointed back at its URL map, an A record replaced), so the
+/// permissions of those repairs are here too.
 pub fn bootstrap(config: &Config) -> Vec<&'static str> {
     let Some(stack) = &config.stack else {
         return Vec::new();
     };
     let mut out = vec![
+        // The serverless NEG; `use`: the backend service refers to it.
         "compute.regionNetworkEndpointGroups.create",
         "compute.regionNetworkEndpointGroups.get",
         "compute.regionNetworkEndpointGroups.delete",
         "compute.regionNetworkEndpointGroups.use",
         "compute.regionOperations.get",
+        // `update`: drift repair (IAP, backends, protocol); `use`: the URL map
+        // refers to it.
         "compute.backendServices.create",
         "compute.backendServices.get",
         "compute.backendServices.update",
         "compute.backendServices.delete",
         "compute.backendServices.use",
+        // `update`: drift repair; `use`: the proxies refer to it.
         "compute.urlMaps.create",
         "compute.urlMaps.get",
+        "compute.urlMaps.update",
         "compute.urlMaps.delete",
         "compute.urlMaps.use",
         "compute.globalAddresses.create",
@@ -62,29 +83,39 @@ pub fn bootstrap(config: &Config) -> Vec<&'static str> {
         "compute.globalForwardingRules.create",
         "compute.globalForwardingRules.get",
         "compute.globalForwardingRules.delete",
+        // `setUrlMap`: drift repair; `use`: the forwarding rule refers to it.
         "compute.targetHttpsProxies.create",
         "compute.targetHttpsProxies.delete",
         "compute.targetHttpsProxies.use",
+        "compute.targetHttpsProxies.setUrlMap",
+        // Teardown looks for the HTTP redirect half even when it is off.
+        "compute.targetHttpProxies.get",
+        // Read whenever the backend service exists, IAP on or off.
+        "iap.webServices.getIamPolicy",
+        // The ingress (a long-running operation, polled).
         "run.services.get",
         "run.services.update",
+        "run.operations.get",
+        // Whether IAP's service agent may invoke the service (teardown always
+        // looks) and the project number that names the agent.
         "run.services.getIamPolicy",
-        "run.services.setIamPolicy",
         "resourcemanager.projects.get",
-        "serviceusage.services.enable",
     ];
-    if stack.iap.enabled {
-        out.extend([
-            "iap.webServices.getIamPolicy",
-            "iap.webServices.setIamPolicy",
-        ]);
-    }
     if stack.http_redirect {
         out.extend([
             "compute.targetHttpProxies.create",
-            "compute.targetHttpProxies.get",
             "compute.targetHttpProxies.delete",
             "compute.targetHttpProxies.use",
+            "compute.targetHttpProxies.setUrlMap",
         ]);
+    }
+    if stack.iap.enabled {
+        // IAP's service agent as invoker. Creating the agent first
+        // (generateServiceIdentity) needs no permission, Google documents.
+        out.push("run.services.setIamPolicy");
+    }
+    if !stack.iap.members.is_empty() {
+        out.push("iap.webServices.setIamPolicy");
     }
     let renewal = renewal(config);
     out.retain(|p| !renewal.contains(p));
@@ -102,6 +133,8 @@ pub fn missing<'a>(wanted: &[&'a str], granted: &[String]) -> Vec<&'a str> {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeSet;
+
     use super::*;
 
     fn config(text: &str) -> Config {
@@ -115,6 +148,34 @@ accept_terms = true
 name = "app"
 domains = ["app.example.com"]
 target_https_proxies = ["p"]
+"#;
+
+    /// Every option that adds a permission switched on: a certificate whose zone
+    /// is discovered and one whose zone is configured, verification after swaps,
+    /// and a stack with the HTTP redirect, IAP with members, and DNS records.
+    const MAXIMAL: &str = r#"
+[acme]
+accept_terms = true
+[daemon]
+verify_after_swap = true
+[[certificates]]
+name = "app"
+domains = ["app.example.com"]
+target_https_proxies = ["p"]
+[[certificates]]
+name = "api"
+domains = ["api.example.org"]
+target_https_proxies = ["q"]
+zone = "example-org"
+[stack]
+region = "europe-west1"
+service = "app"
+certificate = "app"
+http_redirect = true
+manage_dns = true
+[stack.iap]
+enabled = true
+members = ["user:alice@example.com"]
 "#;
 
     #[test]
@@ -134,6 +195,7 @@ target_https_proxies = ["p"]
             "compute.targetHttpsProxies.setSslCertificates",
             "compute.globalOperations.get",
             "compute.globalForwardingRules.list",
+            "compute.projects.get",
         ] {
             assert!(p.contains(&must), "{must} missing");
         }
@@ -149,21 +211,141 @@ target_https_proxies = ["p"]
     }
 
     #[test]
-    fn the_stack_adds_bootstrap_permissions_once() {
-        let c = config(&format!(
-            "{BASE}[stack]\nregion = \"europe-west1\"\nservice = \"svc\"\n"
+    fn without_verification_no_forwarding_rules_are_listed() {
+        let c = config(&BASE.replace(
+            "[[certificates]]",
+            "[daemon]\nverify_after_swap = false\n[[certificates]]",
         ));
+        assert!(!renewal(&c).contains(&"compute.globalForwardingRules.list"));
+    }
+
+    #[test]
+    fn the_stack_adds_bootstrap_permissions_once() {
+        let c = config(MAXIMAL);
         let b = bootstrap(&c);
         for must in [
             "compute.backendServices.create",
             "run.services.setIamPolicy",
+            "run.operations.get",
             "iap.webServices.setIamPolicy",
-            "serviceusage.services.enable",
+            "compute.targetHttpProxies.create",
+            "compute.targetHttpsProxies.setUrlMap",
         ] {
             assert!(b.contains(&must), "{must} missing");
         }
+        // Never called: not asked for.
+        for never in [
+            "serviceusage.services.enable",
+            "serviceusage.services.use",
+            "compute.urlMaps.list",
+            "run.services.list",
+        ] {
+            assert!(!b.contains(&never), "{never} listed");
+        }
         let r = renewal(&c);
         assert!(b.iter().all(|p| !r.contains(p)), "listed twice");
+        let unique: BTreeSet<_> = b.iter().collect();
+        assert_eq!(unique.len(), b.len(), "a duplicate");
+    }
+
+    #[test]
+    fn a_smaller_stack_needs_less() {
+        let c = config(&format!(
+            "{BASE}[stack]\nregion = \"europe-west1\"\nservice = \"svc\"\nhttp_redirect = false\n[stack.iap]\nenabled = false\n"
+        ));
+        let b = bootstrap(&c);
+        for gone in [
+            "compute.targetHttpProxies.create",
+            "compute.targetHttpProxies.setUrlMap",
+            "run.services.setIamPolicy",
+            "iap.webServices.setIamPolicy",
+        ] {
+            assert!(!b.contains(&gone), "{gone} listed");
+        }
+        // Teardown still looks for what an earlier configuration may have made.
+        for kept in [
+            "compute.targetHttpProxies.get",
+            "iap.webServices.getIamPolicy",
+            "run.services.getIamPolicy",
+        ] {
+            assert!(b.contains(&kept), "{kept} missing");
+        }
+    }
+
+    /// The `includedPermissions` of the role file `file` in docs/iam.md.
+    fn role_file(doc: &str, file: &str) -> Vec<String> {
+        let at = doc
+            .find(&format!("`{file}`:"))
+            .unwrap_or_else(|| panic!("docs/iam.md has no {file}"));
+        let rest = &doc[at..];
+        let start = rest.find("```yaml\n").expect("a yaml block") + "```yaml\n".len();
+        let block = &rest[start..];
+        let block = &block[..block.find("```").expect("the block ends")];
+        let list = block
+            .split("includedPermissions:\n")
+            .nth(1)
+            .expect("includedPermissions");
+        list.lines()
+            .map(|l| l.trim())
+            .filter(|l| !l.is_empty())
+            .map(|l| {
+                l.strip_prefix("- ")
+                    .unwrap_or_else(|| panic!("not a list item: {l}"))
+                    .to_string()
+            })
+            .collect()
+    }
+
+    fn set<S: AsRef<str>>(v: &[S]) -> BTreeSet<String> {
+        let s: BTreeSet<String> = v.iter().map(|x| x.as_ref().to_string()).collect();
+        assert_eq!(s.len(), v.len(), "a duplicate in {:?}", s);
+        s
+    }
+
+    #[test]
+    fn docs_role_files_are_exactly_the_lists_for_a_maximal_config() {
+        let doc = include_str!("../../docs/iam.md");
+        let c = config(MAXIMAL);
+        assert_eq!(
+            set(&role_file(doc, "gclb-acme-renewer.yaml")),
+            set(&renewal(&c)),
+            "docs/iam.md gclb-acme-renewer.yaml vs permissions::renewal"
+        );
+        assert_eq!(
+            set(&role_file(doc, "gclb-acme-bootstrap.yaml")),
+            set(&bootstrap(&c)),
+            "docs/iam.md gclb-acme-bootstrap.yaml vs permissions::bootstrap"
+        );
+        // The one documented exception: `iam.serviceAccounts.actAs`, which Cloud
+        // Run checks on the service's runtime service account when the ingress is
+        // updated, is granted on that service account (roles/iam.serviceAccountUser),
+        // not in a project role, so neither list nor YAML file has it; the prose
+        // must say so.
+        assert!(doc.contains("`iam.serviceAccounts.actAs`"));
+        assert!(doc.contains("roles/iam.serviceAccountUser"));
+    }
+
+    #[test]
+    fn docs_zone_scoped_role_is_the_dns_part_of_renewal() {
+        let doc = include_str!("../../docs/iam.md");
+        let line = doc
+            .lines()
+            .find(|l| l.trim_start().starts_with("--permissions "))
+            .expect("the gclbAcmeDns --permissions line");
+        let listed: Vec<&str> = line
+            .trim()
+            .trim_start_matches("--permissions ")
+            .trim_end_matches('\\')
+            .trim()
+            .split(',')
+            .collect();
+        // Zone-scoped DNS: every certificate names its zone.
+        let c = config(&format!("{BASE}zone = \"example-com\"\n"));
+        let dns: Vec<&str> = renewal(&c)
+            .into_iter()
+            .filter(|p| p.starts_with("dns."))
+            .collect();
+        assert_eq!(set(&listed), set(&dns));
     }
 
     #[test]

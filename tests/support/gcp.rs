@@ -163,6 +163,44 @@ impl Cloud {
             .count()
     }
 
+    /// The caller holds exactly `permissions` in the project (`None`: everything,
+    /// the default).
+    pub async fn grant(&self, permissions: Option<&[&str]>) {
+        let (s, b) = self
+            .post(
+                "emulator/iam/granted",
+                json!({"permissions": permissions, "project": PROJECT}),
+            )
+            .await;
+        assert_eq!(s, 204, "grant refused: {b}");
+    }
+
+    /// Every IAM check since the last reset, in order:
+    /// `{"method", "permission", "resource", "granted"}`.
+    pub async fn iam_checks(&self) -> Vec<Value> {
+        let (s, b) = self
+            .get(&format!(
+                "emulator/iam/checked?project={PROJECT}&detail=true"
+            ))
+            .await;
+        assert_eq!(s, 200, "{b}");
+        b.as_array().cloned().unwrap_or_default()
+    }
+
+    /// Forgets the IAM checks made so far.
+    pub async fn reset_iam_checks(&self) {
+        let r = self
+            .http
+            .delete(format!(
+                "{}emulator/iam/checked?project={PROJECT}",
+                self.emu.base_url()
+            ))
+            .send()
+            .await
+            .expect("reset");
+        assert!(r.status().is_success());
+    }
+
     pub async fn clear_requests(&self) {
         let r = self
             .http

@@ -22,6 +22,9 @@ pub struct PebbleOptions {
     pub nonce_reject_percent: u32,
     /// External account binding: key id -> base64url HMAC key; makes EAB required.
     pub eab_keys: Vec<(String, String)>,
+    /// Percentage of orders that reuse a valid authorization of the account
+    /// instead of a new challenge (Pebble's `PEBBLE_AUTHZREUSE`, default 50).
+    pub authz_reuse_percent: Option<u32>,
 }
 
 impl PebbleOptions {
@@ -31,6 +34,7 @@ impl PebbleOptions {
             validity: None,
             nonce_reject_percent: 5,
             eab_keys: Vec::new(),
+            authz_reuse_percent: None,
         }
     }
 }
@@ -130,7 +134,11 @@ impl Pebble {
 
         let log_path = dir.path().join("pebble.log");
         let log = std::fs::File::create(&log_path).expect("log file");
-        let child = Command::new(bin)
+        let mut cmd = Command::new(bin);
+        if let Some(p) = opts.authz_reuse_percent {
+            cmd.env("PEBBLE_AUTHZREUSE", p.to_string());
+        }
+        let child = cmd
             .arg("-config")
             .arg(&config_path)
             .arg("-dnsserver")

@@ -9,6 +9,9 @@
 //! - `POST /emulator/settings` `{"operation_delay_ms", "dns_change_delay_ms"}`.
 //! - `POST /emulator/dns/lag` `{"server": 1, "lag_ms": 2000}` or
 //!   `{"lags_ms": [0, 2000]}`: per-name-server propagation lag.
+//!
+//! IAM (`/emulator/iam/...`: granted, denied, checked) is in [`crate::authz`]; the
+//! middleware here calls its check on every API request.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -261,7 +264,8 @@ fn is_api_path(path: &str) -> bool {
     !(path == "/" || path.starts_with("/emulator/") || path.starts_with("/computeMetadata"))
 }
 
-/// Applies auth, request-body validation, faults and logging to every request.
+/// Applies auth, API switches, IAM, faults, request-body validation and logging
+/// to every request.
 pub async fn middleware(State(shared): State<Shared>, req: Request, next: Next) -> Response {
     let method = req.method().clone();
     let path = req.uri().path().to_string();
@@ -322,8 +326,33 @@ async fn handle(
         return e.into_response();
     }
 
-    let fault = shared.admin.fire(id, req.method(), req.uri().path());
-    let mut req = req;
+    // The body is read up front: what a request needs may depend on it (the
+    // resources it refers to, what a DNS change does).
+    let (parts, body) = req.into_parts();
+    let (bytes, body) = if id.is_some_and(|id| shared.discovery.has_request_body(id)) {
+        match to_bytes(body, MAX_BODY).await {
+            Ok(b) => (Some(b), Body::empty()),
+            Err(_) => {
+                return ApiError::new(413, "invalid", "Request body too large").into_response();
+            }
+        }
+    } else {
+        (None, body)
+    };
+
+    // IAM, as Google checks it before doing anything.
+    if let Some(e) = crate::authz::check(
+        shared,
+        id,
+        &parts.method,
+        parts.uri.path(),
+        bytes.as_deref(),
+    ) {
+        return e.into_response();
+    }
+
+    let fault = shared.admin.fire(id, &parts.method, parts.uri.path());
+    let mut parts = parts;
     if let Some(rule) = &fault {
         match rule.kind {
             FaultKind::Error => return rule.error(style).into_response(),
@@ -331,8 +360,7 @@ async fn handle(
                 tokio::time::sleep(Duration::from_millis(rule.delay_ms.unwrap_or(1000))).await
             }
             FaultKind::Operation => {
-                req.extensions_mut()
-                    .insert(FailOperation(rule.error(style)));
+                parts.extensions.insert(FailOperation(rule.error(style)));
             }
             FaultKind::Corrupt => {}
         }
@@ -340,29 +368,35 @@ async fn handle(
 
     // Validate the request body against the method's request schema, so unknown
     // fields and wrong types fail as Google fails them (400 `invalid`).
-    let req = if let Some(id) = id
-        && shared.discovery.has_request_body(id)
-    {
-        let (parts, body) = req.into_parts();
-        let bytes = match to_bytes(body, MAX_BODY).await {
-            Ok(b) => b,
-            Err(_) => {
-                return ApiError::new(413, "invalid", "Request body too large").into_response();
+    let req = match (id, bytes) {
+        (Some(id), Some(bytes)) => {
+            if let Err(e) = shared.discovery.validate_request(id, &bytes) {
+                return match style {
+                    Style::V1 => e,
+                    Style::Aip193 => e.aip193(),
+                }
+                .into_response();
             }
-        };
-        if let Err(e) = shared.discovery.validate_request(id, &bytes) {
-            return match style {
-                Style::V1 => e,
-                Style::Aip193 => e.aip193(),
-            }
-            .into_response();
+            Request::from_parts(parts, Body::from(bytes))
         }
-        Request::from_parts(parts, Body::from(bytes))
-    } else {
-        req
+        _ => Request::from_parts(parts, body),
     };
 
     let response = next.run(req).await;
+
+    // A method served without an IAM table entry would be a hole in every
+    // least-privilege proof: fail loudly instead.
+    if response.status().is_success()
+        && let Some(id) = id
+        && crate::authz::permissions_of(id).is_none()
+    {
+        return ApiError::new(
+            500,
+            "internalError",
+            format!("gcp-emulator bug: method {id} is served but has no entry in the IAM table (src/authz.rs)"),
+        )
+        .into_response();
+    }
 
     if let Some(rule) = fault
         && rule.kind == FaultKind::Corrupt

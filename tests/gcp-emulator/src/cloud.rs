@@ -1,14 +1,12 @@
 //! IAP v1, Cloud Run Admin v2, Service Usage v1beta1 and Resource Manager v3, plus
 //! the per-project switches these APIs share: which APIs are disabled (403
-//! `accessNotConfigured` / `SERVICE_DISABLED`), which service agents exist, which
-//! IAM permissions the caller lacks.
+//! `accessNotConfigured` / `SERVICE_DISABLED`) and which service agents exist.
+//! Which IAM permissions the caller holds is [`crate::authz`]'s business; the
+//! `testIamPermissions` methods here answer from it.
 //!
 //! Admin routes (not part of any Google API):
 //! - `POST /emulator/apis` `{"api": "dns.googleapis.com", "enabled": false, "project"?: "p"}`
 //!   disables (or re-enables) an API; `GET /emulator/apis` lists the disabled ones.
-//! - `POST /emulator/iam/denied` `{"permissions": ["run.services.update"], "project"?: "p"}`
-//!   makes `testIamPermissions` (and `projects.get` for `resourcemanager.projects.get`)
-//!   treat those permissions as missing; an empty list grants everything again.
 
 mod iam;
 mod run;
@@ -17,7 +15,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State as AxState};
-use axum::http::{Method, StatusCode};
+use axum::http::Method;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, post};
 use axum::{Extension, Json};
@@ -52,8 +50,6 @@ pub struct State {
     agents: BTreeSet<String>,
     /// APIs turned off (`dns.googleapis.com`, ...).
     disabled_apis: BTreeSet<String>,
-    /// IAM permissions the caller lacks.
-    denied_permissions: BTreeSet<String>,
 }
 
 impl State {
@@ -72,11 +68,6 @@ impl State {
     /// Whether the API (`dns.googleapis.com`) is disabled.
     pub fn api_disabled(&self, api: &str) -> bool {
         self.disabled_apis.contains(api)
-    }
-
-    /// Whether the caller holds this IAM permission.
-    pub fn permission_granted(&self, permission: &str) -> bool {
-        !self.denied_permissions.contains(permission)
     }
 }
 
@@ -107,7 +98,7 @@ pub fn api_for_path(path: &str) -> Option<(&'static str, &'static str)> {
 }
 
 /// The project a path names (`.../projects/{p}/...`), if any.
-fn project_in_path(path: &str) -> Option<&str> {
+pub(crate) fn project_in_path(path: &str) -> Option<&str> {
     let mut segs = path.split('/');
     while let Some(s) = segs.next() {
         if s == "projects" {
@@ -206,7 +197,6 @@ pub fn router() -> axum::Router<Shared> {
         .route("/v1beta1/{*rest}", any(v1beta1))
         .route("/v3/{*rest}", any(v3))
         .route("/emulator/apis", post(set_api).get(list_apis))
-        .route("/emulator/iam/denied", post(set_denied))
 }
 
 type Q = Query<HashMap<String, String>>;
@@ -264,9 +254,6 @@ fn iap(shared: &Shared, method: &Method, rest: &str, body: &Bytes) -> Result<Val
     let mut world = shared.world();
     let p = project_or_denied(&mut world, project, permission, resource)?;
     let number = p.number;
-    if !p.cloud.permission_granted(permission) {
-        return Err(permission_denied(permission, resource));
-    }
     let name = p
         .cloud
         .backend_ids
@@ -294,7 +281,7 @@ fn iap(shared: &Shared, method: &Method, rest: &str, body: &Bytes) -> Result<Val
             let wanted = iam::permissions_in(&req)?;
             let granted: Vec<Value> = wanted
                 .into_iter()
-                .filter(|w| w.starts_with("iap.") && p.cloud.permission_granted(w))
+                .filter(|w| w.starts_with("iap.") && p.iam.holds(w))
                 .map(Value::from)
                 .collect();
             Ok(if granted.is_empty() {
@@ -457,9 +444,6 @@ fn crm(shared: &Shared, method: &Method, rest: &str, body: &Bytes) -> Result<Val
         (Method::GET, None) => {
             let mut world = shared.world();
             let p = project_or_denied(&mut world, project, "resourcemanager.projects.get", &full)?;
-            if !p.cloud.permission_granted("resourcemanager.projects.get") {
-                return Err(permission_denied("resourcemanager.projects.get", &full));
-            }
             Ok(json!({
                 "name": format!("projects/{}", p.number),
                 "parent": "organizations/100000000001",
@@ -478,7 +462,7 @@ fn crm(shared: &Shared, method: &Method, rest: &str, body: &Bytes) -> Result<Val
             let p = project_or_denied(&mut world, project, "resourcemanager.projects.get", &full)?;
             let granted: Vec<Value> = wanted
                 .into_iter()
-                .filter(|w| p.cloud.permission_granted(w))
+                .filter(|w| p.iam.holds(w))
                 .map(Value::from)
                 .collect();
             // proto3 JSON omits an empty repeated field.
@@ -497,14 +481,6 @@ fn crm(shared: &Shared, method: &Method, rest: &str, body: &Bytes) -> Result<Val
 struct ApiSwitch {
     api: String,
     enabled: bool,
-    #[serde(default)]
-    project: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Denied {
-    permissions: Vec<String>,
     #[serde(default)]
     project: Option<String>,
 }
@@ -529,18 +505,6 @@ async fn list_apis(AxState(shared): AxState<Shared>) -> Response {
     let mut world = shared.world();
     match world.project(&project) {
         Ok(p) => Json(json!({ "disabled": p.cloud.disabled_apis })).into_response(),
-        Err(e) => e.into_response(),
-    }
-}
-
-async fn set_denied(AxState(shared): AxState<Shared>, Json(b): Json<Denied>) -> Response {
-    let project = b.project.unwrap_or_else(|| shared.config.project.clone());
-    let mut world = shared.world();
-    match world.project(&project) {
-        Ok(p) => {
-            p.cloud.denied_permissions = b.permissions.into_iter().collect();
-            StatusCode::NO_CONTENT.into_response()
-        }
         Err(e) => e.into_response(),
     }
 }

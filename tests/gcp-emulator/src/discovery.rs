@@ -114,6 +114,11 @@ impl Discovery {
         best.map(|(_, m)| m.id.clone())
     }
 
+    /// Whether `id` is a method of the compiled-in documents.
+    pub fn knows(&self, id: &str) -> bool {
+        self.by_id.contains_key(id)
+    }
+
     /// Whether the method takes a request body.
     pub fn has_request_body(&self, id: &str) -> bool {
         self.by_id

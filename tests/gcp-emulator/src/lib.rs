@@ -3,7 +3,8 @@
 //! One HTTP listener serves every API under its own path prefix, as Google's hosts do
 //! (`/compute/v1/`, `/dns/v1/`, `/v1/` IAP, `/v2/` Cloud Run, `/v1beta1/` Service
 //! Usage, `/v3/` Resource Manager, `/computeMetadata/v1/`), plus `/emulator/` for
-//! fault injection and introspection. A set of authoritative DNS servers (UDP and
+//! fault injection and introspection, with IAM enforced on every API request
+//! (see [`authz`]). A set of authoritative DNS servers (UDP and
 //! TCP) serves the public zones held by the Cloud DNS API, each with its own
 //! propagation lag.
 //!
@@ -16,6 +17,7 @@
 //! ```
 
 pub mod admin;
+pub mod authz;
 pub mod cloud;
 pub mod compute;
 pub mod discovery;
@@ -184,6 +186,7 @@ pub fn router(shared: Shared) -> axum::Router {
         .merge(cloud::router())
         .merge(metadata::router())
         .merge(admin::router())
+        .merge(authz::router())
         .fallback(admin::not_found)
         .layer(axum::middleware::from_fn_with_state(
             shared.clone(),

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
 use crate::error::ApiError;
-use crate::{Config, admin, cloud, compute, discovery, dns_api};
+use crate::{Config, admin, authz, cloud, compute, discovery, dns_api};
 
 /// Shared handle given to every handler.
 pub type Shared = Arc<Inner>;
@@ -111,6 +111,8 @@ pub struct Project {
     pub compute: compute::State,
     pub dns: dns_api::State,
     pub cloud: cloud::State,
+    /// What the caller may do here, and what requests needed.
+    pub iam: authz::Iam,
 }
 
 impl Project {
@@ -121,6 +123,7 @@ impl Project {
             compute: compute::State::default(),
             dns: dns_api::State::default(),
             cloud: cloud::State::default(),
+            iam: authz::Iam::default(),
         }
     }
 }

@@ -645,7 +645,7 @@ async fn dispatch(
                 }
                 let granted: Vec<Value> = wanted
                     .iter()
-                    .filter(|w| w.starts_with("run.") && p.cloud.permission_granted(w))
+                    .filter(|w| w.starts_with("run.") && p.iam.holds(w))
                     .map(|w| Value::from(w.as_str()))
                     .collect();
                 Ok(if granted.is_empty() {
@@ -706,7 +706,8 @@ fn start_op(
 }
 
 /// Runs `f` on the project's Run state (settled first) and a read-only view of
-/// the project, under the world lock; an unknown project is Google's 403.
+/// the project, under the world lock; an unknown project is Google's 403 for
+/// `permission` (the admin middleware has checked the permission itself).
 fn with_run<T>(
     shared: &Shared,
     project: &str,
@@ -718,9 +719,6 @@ fn with_run<T>(
     let p = world
         .project(project)
         .map_err(|_| permission_denied(permission, resource))?;
-    if !p.cloud.permission_granted(permission) {
-        return Err(permission_denied(permission, resource));
-    }
     // Take the Run state out so `f` can also read the project.
     let mut st = std::mem::take(&mut p.cloud.run);
     st.settle(Instant::now());
