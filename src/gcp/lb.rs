@@ -425,38 +425,6 @@ impl Gcp {
         self.get_global(Collection::UrlMaps, name).await
     }
 
-    /// Every URL map of the project.
-    pub async fn list_url_maps(&self) -> Result<Vec<UrlMap>, GcpError> {
-        #[derive(Deserialize)]
-        struct Page {
-            #[serde(default)]
-            items: Vec<UrlMap>,
-            #[serde(default, rename = "nextPageToken")]
-            next: Option<String>,
-        }
-        let mut out = Vec::new();
-        let mut token: Option<String> = None;
-        loop {
-            let mut url = format!("{}?maxResults=500", self.lb_global(Collection::UrlMaps));
-            if let Some(t) = &token {
-                url.push_str(&format!("&pageToken={}", enc(t)));
-            }
-            let p: Page = self
-                .call::<(), _>(
-                    Call::new(Api::Compute, "urlMaps.list"),
-                    Method::GET,
-                    &url,
-                    None,
-                )
-                .await?;
-            out.extend(p.items);
-            match p.next {
-                Some(t) if !t.is_empty() => token = Some(t),
-                _ => return Ok(out),
-            }
-        }
-    }
-
     /// One global address.
     pub async fn get_global_address(&self, name: &str) -> Result<Option<Address>, GcpError> {
         self.get_global(Collection::Addresses, name).await
