@@ -308,24 +308,14 @@ pub async fn bootstrap<C: CertificateSource>(
     let out = Out { quiet: opts.quiet };
     let mut report = Report::default();
     let mut observed = observe::observe(gcp, desired, false).await?;
-    let mut p = plan::plan(desired, &observed)?;
+    let p = plan::plan(desired, &observed)?;
     report.planned = p.actions.iter().map(|a| a.to_string()).collect();
     for n in &p.notes {
         out.line(&format!("note: {n}"));
     }
     report.notes = p.notes.clone();
     if opts.dry_run {
-        if p.actions.is_empty() {
-            out.line("dry run: the stack is complete; nothing to do");
-        } else {
-            out.line(&format!(
-                "dry run: {} action(s) would run:",
-                p.actions.len()
-            ));
-            for (i, a) in p.actions.iter().enumerate() {
-                out.line(&format!("  {:>2}. {a}", i + 1));
-            }
-        }
+        dry_run(&p, "dry run: the stack is complete; nothing to do", &out);
         report.ip = observed.ip();
         report.elapsed = started.elapsed();
         return Ok(report);
@@ -333,7 +323,58 @@ pub async fn bootstrap<C: CertificateSource>(
     if p.actions.is_empty() {
         out.line("the stack is complete; nothing to do");
     }
-    let mut ctx = apply::Ctx::new(observed.ip());
+    let ip = observed.ip();
+    if let Some(last) = converge(gcp, desired, p, ip, certs, &out, &mut report, || async {
+        let observed = observe::observe(gcp, desired, false).await?;
+        let p = plan::plan(desired, &observed)?;
+        Ok((observed, p))
+    })
+    .await?
+    {
+        observed = last;
+    }
+    report.ip = observed.ip();
+    report.elapsed = started.elapsed();
+    summary(desired, &observed, &report, &out);
+    Ok(report)
+}
+
+/// Prints what a dry run would do.
+fn dry_run(p: &Plan, nothing: &str, out: &Out) {
+    if p.actions.is_empty() {
+        out.line(nothing);
+        return;
+    }
+    out.line(&format!(
+        "dry run: {} action(s) would run:",
+        p.actions.len()
+    ));
+    for (i, a) in p.actions.iter().enumerate() {
+        out.line(&format!("  {:>2}. {a}", i + 1));
+    }
+}
+
+/// Applies `p`, observes and plans again with `replan`, until nothing is left to
+/// do; gives up after three rounds. Returns the last observation (`None` when
+/// `p` was empty).
+#[allow(clippy::too_many_arguments)]
+async fn converge<C, F, Fut>(
+    gcp: &Gcp,
+    desired: &Desired,
+    mut p: Plan,
+    ip: Option<String>,
+    certs: &C,
+    out: &Out,
+    report: &mut Report,
+    mut replan: F,
+) -> Result<Option<ObservedStack>, StackError>
+where
+    C: CertificateSource,
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(ObservedStack, Plan), StackError>>,
+{
+    let mut ctx = apply::Ctx::new(ip);
+    let mut last = None;
     let mut rounds = 0;
     while !p.actions.is_empty() {
         rounds += 1;
@@ -349,16 +390,14 @@ pub async fn bootstrap<C: CertificateSource>(
             });
         }
         for a in &p.actions {
-            apply::run(gcp, desired, a, &mut ctx, certs, &out).await?;
+            apply::run(gcp, desired, a, &mut ctx, certs, out).await?;
             report.applied.push(a.to_string());
         }
-        observed = observe::observe(gcp, desired, false).await?;
-        p = plan::plan(desired, &observed)?;
+        let (observed, next) = replan().await?;
+        last = Some(observed);
+        p = next;
     }
-    report.ip = observed.ip();
-    report.elapsed = started.elapsed();
-    summary(desired, &observed, &report, &out);
-    Ok(report)
+    Ok(last)
 }
 
 fn summary(d: &Desired, o: &ObservedStack, r: &Report, out: &Out) {
@@ -396,7 +435,7 @@ pub async fn teardown(gcp: &Gcp, desired: &Desired, opts: Options) -> Result<Rep
     let out = Out { quiet: opts.quiet };
     let mut report = Report::default();
     let observed = observe::observe(gcp, desired, true).await?;
-    let mut p = plan::teardown_plan(desired, &observed);
+    let p = plan::teardown_plan(desired, &observed);
     report.planned = p.actions.iter().map(|a| a.to_string()).collect();
     report.notes = p.notes.clone();
     report.ip = observed.ip();
@@ -404,53 +443,29 @@ pub async fn teardown(gcp: &Gcp, desired: &Desired, opts: Options) -> Result<Rep
         out.line(&format!("note: {n}"));
     }
     if opts.dry_run {
-        if p.actions.is_empty() {
-            out.line("dry run: nothing of ours to remove");
-        } else {
-            out.line(&format!(
-                "dry run: {} action(s) would run:",
-                p.actions.len()
-            ));
-            for (i, a) in p.actions.iter().enumerate() {
-                out.line(&format!("  {:>2}. {a}", i + 1));
-            }
-        }
+        dry_run(&p, "dry run: nothing of ours to remove", &out);
         report.elapsed = started.elapsed();
         return Ok(report);
     }
     if p.actions.is_empty() {
         out.line("nothing of ours to remove");
     }
-    let mut ctx = apply::Ctx::new(observed.ip());
-    let mut rounds = 0;
-    while !p.actions.is_empty() {
-        rounds += 1;
-        if rounds > 3 {
-            return Err(StackError::NotConverged {
-                rounds: rounds - 1,
-                remaining: p
-                    .actions
-                    .iter()
-                    .map(|a| format!("  - {a}"))
-                    .collect::<Vec<_>>()
-                    .join("\n"),
-            });
-        }
-        for a in &p.actions {
-            apply::run(
-                gcp,
-                desired,
-                a,
-                &mut ctx,
-                &ReuseExisting::new(gcp.clone(), desired),
-                &out,
-            )
-            .await?;
-            report.applied.push(a.to_string());
-        }
-        let again = observe::observe(gcp, desired, true).await?;
-        p = plan::teardown_plan(desired, &again);
-    }
+    let certs = ReuseExisting::new(gcp.clone(), desired);
+    converge(
+        gcp,
+        desired,
+        p,
+        observed.ip(),
+        &certs,
+        &out,
+        &mut report,
+        || async {
+            let observed = observe::observe(gcp, desired, true).await?;
+            let p = plan::teardown_plan(desired, &observed);
+            Ok((observed, p))
+        },
+    )
+    .await?;
     report.elapsed = started.elapsed();
     out.line(&format!(
         "teardown done in {:.1}s ({} change(s))",
