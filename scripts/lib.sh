@@ -91,3 +91,42 @@ deb_assets() {
     "$@" manpage --out-dir "$dir/man"
     note "generated $(find "$dir" -type f | wc -l) files in $dir (completions, man pages)"
 }
+
+# advisory_source_time DIR: the Unix time of the advisory database in DIR, either a git
+# clone of rustsec/advisory-db (its last commit) or a plain-file snapshot whose SNAPSHOT
+# file has a `date:` line (its upstream commit's date); 0 when DIR holds neither.
+advisory_source_time() {
+    local dir=$1 d
+    if [ -d "$dir/.git" ]; then
+        git -C "$dir" log -1 --format=%ct 2>/dev/null || echo 0
+    elif [ -f "$dir/SNAPSHOT" ]; then
+        d=$(sed -n 's/^date: *//p' "$dir/SNAPSHOT" | head -n 1)
+        date -d "$d" +%s 2>/dev/null || echo 0
+    else
+        echo 0
+    fi
+}
+
+# advisory_db_install SOURCE DEST: makes DEST a git repository holding SOURCE's
+# advisories, as cargo deny expects of its database. A clone is copied; a plain-file
+# snapshot becomes one commit dated as the snapshot's upstream commit, so cargo deny's
+# staleness check and our age line see the real age of the data.
+advisory_db_install() {
+    local src=$1 dest=$2 tmp d commit
+    tmp=$(mktemp -d "$(dirname "$dest")/.advisory-db.XXXXXX")
+    if [ -d "$src/.git" ]; then
+        cp -a "$src/." "$tmp/"
+    else
+        d=$(sed -n 's/^date: *//p' "$src/SNAPSHOT" | head -n 1)
+        commit=$(sed -n 's/^commit: *//p' "$src/SNAPSHOT" | head -n 1)
+        cp -a "$src/." "$tmp/"
+        chmod -R u+w "$tmp"
+        git -C "$tmp" init -q -b main
+        git -C "$tmp" add -A
+        GIT_AUTHOR_DATE=$d GIT_COMMITTER_DATE=$d git -C "$tmp" \
+            -c user.name=snapshot -c user.email=snapshot@localhost -c commit.gpgsign=false \
+            commit -q -m "RustSec advisory-db snapshot of upstream $commit"
+    fi
+    rm -rf "$dest"
+    mv "$tmp" "$dest"
+}
