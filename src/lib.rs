@@ -1,6 +1,6 @@
 //! `gclb-acme`: keeps ACME certificates on Google Cloud HTTPS load balancers valid.
 //!
-//! The shape is two reconcilers (see `docs/design.md`): desired state from the
+//! The shape is two reconcilers (see `docs/architecture.md`): desired state from the
 //! configuration plus observed state from GCP, ACME and the state directory give a
 //! plan (a pure function); apply executes it one step at a time.
 
