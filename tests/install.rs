@@ -25,6 +25,7 @@ fn config(proxies: &[&str]) -> CertificateConfig {
         key_type: KeyType::EcdsaP256,
         zone: None,
         reuse_key: false,
+        adopt: Vec::new(),
     }
 }
 
