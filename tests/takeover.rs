@@ -567,3 +567,111 @@ async fn partial_overlap_a_hand_made_certificate_for_fewer_names_is_superseded()
         "{lines:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_takes_over_and_renews_again_never_two_certificates_never_none() {
+    use std::process::{Command, Stdio};
+    // 20 s certificates: the daemon renews ours at half-life (~10 s).
+    let lab = Lab::start_with(|o| o.validity = Some(Duration::from_secs(20))).await;
+    let hand = lab.upload(&[DOMAIN], 70, 90, None, HAND_MADE).await;
+    let unrelated = lab.upload(&["other.test"], 1, 90, None, UNRELATED).await;
+    walkthrough(&lab, &[&hand, &unrelated]).await;
+    // The forwarding rule's address has no listener: no TLS check.
+    let path = lab.write_cli_config(
+        "[daemon]\nretry_initial = \"1s\"\nretry_max = \"5s\"\nverify_after_swap = false\n",
+    );
+    let toml = std::fs::read_to_string(&path).unwrap();
+    let toml = toml
+        .replace(
+            "target_https_proxies = [\"p1\"]",
+            &format!("target_https_proxies = [\"{PROXY}\"]"),
+        )
+        .replace(
+            "domains = [\"example.test\", \"*.example.test\"]",
+            &format!("domains = [\"{DOMAIN}\"]"),
+        );
+    assert!(toml.contains(PROXY) && toml.contains(&format!("[\"{DOMAIN}\"]")));
+    std::fs::write(&path, toml).unwrap();
+    lab.cloud.clear_requests().await;
+    let home = tempfile::tempdir().unwrap();
+    let log_path = lab.tmp.path().join("daemon.log");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_gclb-acme"))
+        .env_remove("GOOGLE_APPLICATION_CREDENTIALS")
+        .env_remove("GCLB_ACME_CONFIG")
+        .env_remove("GOOGLE_CLOUD_PROJECT")
+        .env_remove("NOTIFY_SOCKET")
+        .env("HOME", home.path())
+        .env("GCE_METADATA_HOST", lab.metadata_host())
+        .args(["--log-format", "json", "-v", "run", "--config"])
+        .arg(&path)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .spawn()
+        .unwrap();
+    let log = || std::fs::read_to_string(&log_path).unwrap_or_default();
+    let gcp = lab.cloud.gcp();
+    // Every list the proxy goes through, in order (each lasts ~10 s; read every 50 ms).
+    let mut lists: Vec<Vec<String>> = Vec::new();
+    let started = std::time::Instant::now();
+    let mut failure = None;
+    while started.elapsed() < Duration::from_secs(90) {
+        let served = lab.served(PROXY).await;
+        if lists.last() != Some(&served) {
+            let now = time::OffsetDateTime::now_utc();
+            let mut for_domain = Vec::new();
+            for n in &served {
+                let Some(c) = gcp.get_ssl_certificate(n).await.unwrap() else {
+                    failure = Some(format!("{PROXY} lists the missing {n}"));
+                    break;
+                };
+                let leaf = gclb_acme::certs::leaf_info(
+                    &gclb_acme::certs::split_chain(c.certificate.as_deref().unwrap()).unwrap()[0],
+                )
+                .unwrap();
+                if leaf.dns_names.iter().any(|d| d == DOMAIN) && leaf.not_after > now {
+                    for_domain.push(n.clone());
+                } else if leaf.dns_names.iter().any(|d| d == DOMAIN) {
+                    failure = Some(format!("{n} for {DOMAIN} has expired"));
+                }
+            }
+            if for_domain.len() != 1 {
+                failure = Some(format!(
+                    "{PROXY} lists {served:?}: {} valid for {DOMAIN}",
+                    for_domain.len()
+                ));
+            }
+            lists.push(served);
+        }
+        if failure.is_some() || lists.len() >= 3 {
+            break;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("daemon exited early ({status}):\n{}", log());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    if let Some(f) = failure {
+        panic!("{f}; lists {lists:?}\n{}", log());
+    }
+    assert_eq!(lists.len(), 3, "{lists:?}\n{}", log());
+    // [hand-made, unrelated] -> [ours, unrelated] -> [ours', unrelated]
+    assert_eq!(lists[0], [hand.clone(), unrelated.clone()]);
+    assert_eq!(lists[1][1], unrelated);
+    assert_eq!(lists[2][1], unrelated);
+    assert_ne!(lists[1][0], lists[2][0]);
+    assert!(exists(&lab, &hand).await, "kept: not adopted");
+    // The daemon's log names the hand-made one and the command to delete it.
+    let text = log();
+    assert!(
+        text.contains(&format!("hand-made sslCertificate {HAND_MADE} was replaced on {PROXY} and is no longer served by any proxy; gclb-acme keeps it; delete it with: gcloud compute ssl-certificates delete {HAND_MADE} --global --project {PROJECT}")),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("target HTTPS proxy {PROXY} lists")),
+        "{text}"
+    );
+    assert!(!text.contains("now serves"), "{text}");
+}
