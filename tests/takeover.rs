@@ -675,3 +675,138 @@ async fn the_daemon_takes_over_and_renews_again_never_two_certificates_never_non
     );
     assert!(!text.contains("now serves"), "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bootstrap_on_the_hand_built_stack_shows_and_does_the_same_takeover() {
+    use gclb_acme::stack::{self, Desired, Options};
+    let lab = Lab::start().await;
+    let hand = lab.upload(&[DOMAIN], 70, 90, None, HAND_MADE).await;
+    let unrelated = lab.upload(&["other.test"], 1, 90, None, UNRELATED).await;
+    walkthrough(&lab, &[&hand, &unrelated]).await;
+    let mut config = config(&lab, &[DOMAIN], &[]);
+    config.stack = Some(
+        toml::from_str(&format!(
+            r#"region = "{REGION}"
+service = "cloud-run-iap"
+domains = ["{DOMAIN}"]
+certificate = "app"
+load_balancing_scheme = "EXTERNAL"
+http_redirect = false
+manage_dns = false
+[iap]
+enabled = false
+[names]
+neg = "cloud-run-iap-neg"
+backend = "cloud-run-iap-backend"
+url_map = "cloud-run-iap-url-map"
+ip = "cloud-run-iap-ip"
+https_proxy = "{PROXY}"
+forwarding_rule = "cloud-run-iap-forwarding-rule"
+"#
+        ))
+        .unwrap(),
+    );
+    let gcp = lab.cloud.gcp();
+    let desired = Desired::from_config(&config, PROJECT).unwrap();
+    let certs = stack::cert::IssueWithAcme::new(gcp.clone(), &config, &desired).unwrap();
+
+    lab.cloud.clear_requests().await;
+    let dry = stack::bootstrap(
+        &gcp,
+        &desired,
+        &certs,
+        Options {
+            dry_run: true,
+            quiet: true,
+        },
+    )
+    .await
+    .unwrap();
+    assert!(compute_mutations(&lab.cloud).await.is_empty());
+    let notes = dry.notes.join("\n");
+    eprintln!("dry run notes:\n{notes}\nplanned: {:?}", dry.planned);
+    for (kind, name) in [
+        ("backend service", "cloud-run-iap-backend"),
+        ("URL map", "cloud-run-iap-url-map"),
+        ("global address", "cloud-run-iap-ip"),
+        ("target HTTPS proxy", PROXY),
+        ("forwarding rule", "cloud-run-iap-forwarding-rule"),
+    ] {
+        assert!(
+            notes.contains(&format!("{kind} {name} exists and was not created by gclb-acme: bootstrap uses it, teardown will leave it alone")),
+            "{kind} {name}:\n{notes}"
+        );
+    }
+    let takeover = format!(
+        "certificate: sslCertificate {HAND_MADE} exists and was not created by gclb-acme: <a certificate of ours for {DOMAIN}> takes its place on target HTTPS proxy {PROXY} ([{HAND_MADE}, {UNRELATED}] -> [<a certificate of ours for {DOMAIN}>, {UNRELATED}]); {HAND_MADE} is kept, served by no configured proxy (delete it later with: gcloud compute ssl-certificates delete {HAND_MADE} --global --project {PROJECT}), and teardown will leave it alone"
+    );
+    assert!(notes.contains(&takeover), "{notes}");
+    assert_eq!(lab.served(PROXY).await, [hand.clone(), unrelated.clone()]);
+
+    let done = stack::bootstrap(
+        &gcp,
+        &desired,
+        &certs,
+        Options {
+            dry_run: false,
+            quiet: true,
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("bootstrap: {e}\n{}", lab.pebble.log()));
+    let served = lab.served(PROXY).await;
+    assert_eq!(served.len(), 2);
+    assert!(served[0].starts_with("app-"), "{served:?}");
+    assert_eq!(served[1], unrelated);
+    assert!(exists(&lab, &hand).await);
+    assert!(done.notes.join("\n").contains(&takeover));
+    // The takeover's own compute mutations: one upload, one swap.
+    let muts = compute_mutations(&lab.cloud).await;
+    assert_eq!(
+        muts.iter()
+            .filter(|m| m.starts_with("compute.sslCertificates.")
+                || m.starts_with("compute.targetHttpsProxies."))
+            .collect::<Vec<_>>(),
+        [
+            "compute.sslCertificates.insert",
+            "compute.targetHttpsProxies.setSslCertificates"
+        ],
+        "{muts:?}"
+    );
+
+    // Again: nothing to take over; teardown leaves the hand-built stack and the
+    // hand-made certificate alone.
+    let again = stack::bootstrap(
+        &gcp,
+        &desired,
+        &certs,
+        Options {
+            dry_run: true,
+            quiet: true,
+        },
+    )
+    .await
+    .unwrap();
+    assert!(
+        !again.notes.join("\n").contains("takes its place"),
+        "{:?}",
+        again.notes
+    );
+    let down = stack::teardown(
+        &gcp,
+        &desired,
+        Options {
+            dry_run: true,
+            quiet: true,
+        },
+    )
+    .await
+    .unwrap();
+    assert!(
+        !down.planned.iter().any(|a| a.contains(HAND_MADE)
+            || a.contains(PROXY)
+            || a.contains("cloud-run-iap-backend")),
+        "{:?}",
+        down.planned
+    );
+}
