@@ -810,3 +810,77 @@ forwarding_rule = "cloud-run-iap-forwarding-rule"
         down.planned
     );
 }
+
+/// Runs the real binary with `args` against the lab; returns (exit code, stdout).
+fn cli(
+    lab: &Lab,
+    home: &std::path::Path,
+    args: &[&str],
+    config: &std::path::Path,
+) -> (i32, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gclb-acme"))
+        .env_remove("GOOGLE_APPLICATION_CREDENTIALS")
+        .env_remove("GCLB_ACME_CONFIG")
+        .env_remove("GOOGLE_CLOUD_PROJECT")
+        .env("HOME", home)
+        .env("GCE_METADATA_HOST", lab.metadata_host())
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    eprintln!(
+        "$ gclb-acme {}\n{stdout}{}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap_or(-1), stdout)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_command_line_previews_renews_and_reports_the_takeover() {
+    let lab = Lab::start().await;
+    let hand = lab.upload(&[DOMAIN], 70, 90, None, HAND_MADE).await;
+    let unrelated = lab.upload(&["other.test"], 1, 90, None, UNRELATED).await;
+    walkthrough(&lab, &[&hand, &unrelated]).await;
+    let path = lab.write_cli_config("[daemon]\nverify_after_swap = false\n");
+    let toml = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace(
+            "target_https_proxies = [\"p1\"]",
+            &format!("target_https_proxies = [\"{PROXY}\"]"),
+        )
+        .replace(
+            "domains = [\"example.test\", \"*.example.test\"]",
+            &format!("domains = [\"{DOMAIN}\"]"),
+        );
+    std::fs::write(&path, toml).unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let cmd =
+        format!("gcloud compute ssl-certificates delete {HAND_MADE} --global --project {PROJECT}");
+
+    let (_, out) = cli(&lab, home.path(), &["check"], &path);
+    assert!(
+        out.contains(&format!("certificate app on target HTTPS proxy {PROXY}: <new> replaces {HAND_MADE} (hand-made: taken off, kept in the project; delete it later with: {cmd})")),
+        "{out}"
+    );
+    let (code, out) = cli(&lab, home.path(), &["status"], &path);
+    assert_ne!(code, 0, "{out}");
+
+    let (code, out) = cli(&lab, home.path(), &["renew"], &path);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains(&format!("hand-made sslCertificate {HAND_MADE} was replaced on {PROXY} and is no longer served by any proxy; gclb-acme keeps it; delete it with: {cmd}")),
+        "{out}"
+    );
+    let (code, out) = cli(&lab, home.path(), &["status"], &path);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains(&format!("hand-made sslCertificate {HAND_MADE} (for {DOMAIN}) is no longer served by any proxy; gclb-acme keeps it; delete it with: {cmd}")),
+        "{out}"
+    );
+    assert!(out.contains(&format!("{UNRELATED} expires")), "{out}");
+    assert_eq!(lab.served(PROXY).await.len(), 2);
+    assert_eq!(lab.served(PROXY).await[1], unrelated);
+}
