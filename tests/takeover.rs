@@ -884,3 +884,38 @@ async fn the_command_line_previews_renews_and_reports_the_takeover() {
     assert_eq!(lab.served(PROXY).await.len(), 2);
     assert_eq!(lab.served(PROXY).await[1], unrelated);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stack_left_with_both_by_the_appending_version_is_fixed_without_issuing() {
+    // The issue's "after": [hand-made, unrelated, ours], ours fresh.
+    let lab = Lab::start().await;
+    let hand = lab.upload(&[DOMAIN], 70, 90, None, HAND_MADE).await;
+    let unrelated = lab.upload(&["other.test"], 1, 90, None, UNRELATED).await;
+    let ours = lab.upload(&[DOMAIN], 1, 90, Some("app"), "").await;
+    walkthrough(&lab, &[&hand, &unrelated, &ours]).await;
+    let config = config(&lab, &[DOMAIN], &[]);
+    let (r, log) = watched(&lab, &config).await;
+    // status no longer says ok here (issue #20).
+    let st = status(&r, &config).await;
+    assert!(!st.healthy, "{st:?}");
+    assert_eq!(st.action, gclb_acme::reconcile::Action::Swap);
+    assert!(
+        st.reasons[0].contains(&format!("proxy {PROXY} still lists {HAND_MADE}")),
+        "{:?}",
+        st.reasons
+    );
+    lab.cloud.clear_requests().await;
+    let out = renew(&r, &lab, false).await;
+    assert!(matches!(out.done, Done::Swapped { .. }), "{out:?}");
+    assert_eq!(support::lb::finalized(&r), 0, "nothing issued");
+    assert_eq!(lab.served(PROXY).await, [unrelated.clone(), ours.clone()]);
+    assert!(exists(&lab, &hand).await);
+    assert_eq!(report(&out).superseded[0].name, HAND_MADE);
+    assert_eq!(
+        compute_mutations(&lab.cloud).await,
+        ["compute.targetHttpsProxies.setSslCertificates"]
+    );
+    assert_one_valid_certificate_for(DOMAIN, &log.lock().unwrap());
+    let st = status(&r, &config).await;
+    assert!(st.healthy, "{st:?}");
+}
