@@ -908,7 +908,8 @@ async fn a_stack_left_with_both_by_the_appending_version_is_fixed_without_issuin
     let out = renew(&r, &lab, false).await;
     assert!(matches!(out.done, Done::Swapped { .. }), "{out:?}");
     assert_eq!(support::lb::finalized(&r), 0, "nothing issued");
-    assert_eq!(lab.served(PROXY).await, [unrelated.clone(), ours.clone()]);
+    // Ours moves into the hand-made one's slot; the unrelated one keeps its place.
+    assert_eq!(lab.served(PROXY).await, [ours.clone(), unrelated.clone()]);
     assert!(exists(&lab, &hand).await);
     assert_eq!(report(&out).superseded[0].name, HAND_MADE);
     assert_eq!(

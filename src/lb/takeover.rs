@@ -199,9 +199,19 @@ pub fn plan_proxy(
         kept: Vec::new(),
         competing: Vec::new(),
     };
-    let mut placed = listed.iter().any(|c| c.name == new_name);
-    for c in listed {
-        let gone = match fate(names, new_name, c) {
+    let fates: Vec<Fate> = listed.iter().map(|c| fate(names, new_name, c)).collect();
+    let gone_at = |f: &Fate| matches!(f, Fate::ReplaceOurs | Fate::Supersede);
+    let new_at = fates.iter().position(|f| *f == Fate::New);
+    let first_gone = fates.iter().position(gone_at);
+    // As in [`crate::lb::proxies::rewrite`]: listed behind a replaced one, the
+    // new certificate moves up into that slot.
+    let moves = matches!((new_at, first_gone), (Some(a), Some(g)) if g < a);
+    let mut placed = new_at.is_some() && !moves;
+    for (c, f) in listed.iter().zip(fates) {
+        if moves && f == Fate::New {
+            continue;
+        }
+        let gone = match f {
             Fate::New => false,
             Fate::ReplaceOurs => {
                 t.replaced_ours.push(c.name.clone());
@@ -446,7 +456,7 @@ mod tests {
             ours("app-new", &["app.example.com"]),
         ];
         let t = plan_proxy("px", &names, "app-new", &listed);
-        assert_eq!(t.after, v(&["unrelated", "app-new"]));
+        assert_eq!(t.after, v(&["app-new", "unrelated"]));
         assert!(t.changes());
         let t = plan_proxy(
             "px",
@@ -553,5 +563,39 @@ mod tests {
             Err(AdoptRefusal::Marked { .. })
         ));
         assert!(delete_command("p", "h").ends_with("delete h --global --project p"));
+    }
+
+    proptest::proptest! {
+        /// The plan shown to users and the list sent to Compute never disagree.
+        #[test]
+        fn plan_and_rewrite_agree(kinds in proptest::collection::vec(0u8..5, 0..8)) {
+            let names = v(&["app.example.com"]);
+            let listed: Vec<Listed> = kinds
+                .iter()
+                .enumerate()
+                .map(|(i, k)| match k {
+                    0 => ours("new", &["app.example.com"]),
+                    1 => ours(&format!("old{i}"), &["app.example.com"]),
+                    2 => hand(&format!("hand{i}"), &["app.example.com"]),
+                    3 => hand(&format!("wide{i}"), &["app.example.com", "x.test"]),
+                    _ => hand(&format!("other{i}"), &["other.test"]),
+                })
+                .collect();
+            // At most one entry per name, as on a real proxy.
+            let mut seen = std::collections::HashSet::new();
+            let listed: Vec<Listed> = listed.into_iter().filter(|c| seen.insert(c.name.clone())).collect();
+            let t = plan_proxy("px", &names, "new", &listed);
+            let urls: Vec<String> = listed.iter().map(|c| format!("https://h/global/sslCertificates/{}", c.name)).collect();
+            let gone: Vec<&String> = t.replaced_ours.iter().chain(&t.superseded).collect();
+            let r = crate::lb::proxies::rewrite("px", &urls, "https://h/global/sslCertificates/new", |n| gone.iter().any(|g| *g == n)).unwrap();
+            let sent: Vec<String> = match r {
+                crate::lb::proxies::Rewrite::Unchanged => listed.iter().map(|c| c.name.clone()).collect(),
+                crate::lb::proxies::Rewrite::Set(l) => l.iter().map(|u| crate::gcp::compute::name_of(u).to_string()).collect(),
+            };
+            proptest::prop_assert_eq!(&sent, &t.after);
+            // Exactly one certificate for the name afterwards, unless one competes.
+            let for_name = t.after.iter().filter(|n| *n == "new" || n.starts_with("hand") || n.starts_with("old")).count();
+            proptest::prop_assert_eq!(for_name, 1);
+        }
     }
 }
