@@ -40,9 +40,12 @@ impl StatusReport {
 pub struct CertificateStatus {
     pub name: String,
     pub domains: Vec<String>,
-    /// Served everywhere by a certificate of ours that is not due.
+    /// Served everywhere by a certificate of ours that is not due, and no
+    /// certificate competing with it (nor a configured proxy's first one)
+    /// expires within `daemon.error_before`.
     pub healthy: bool,
-    /// What `renew` would do now: `nothing`, `install` or `issue`.
+    /// What `renew` would do now: `nothing`, `install`, `issue` or `swap` (put
+    /// the served certificate of ours in place of a hand-made one).
     pub action: Action,
     /// Why, in words.
     pub reasons: Vec<String>,
