@@ -920,3 +920,36 @@ async fn a_stack_left_with_both_by_the_appending_version_is_fixed_without_issuin
     let st = status(&r, &config).await;
     assert!(st.healthy, "{st:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_after_the_swap_still_deletes_the_adopted_certificate_on_the_next_run() {
+    let lab = Lab::start().await;
+    let hand = lab.upload(&[DOMAIN], 70, 90, None, HAND_MADE).await;
+    let unrelated = lab.upload(&["other.test"], 1, 90, None, UNRELATED).await;
+    walkthrough(&lab, &[&hand, &unrelated]).await;
+    let config = config(&lab, &[DOMAIN], &[HAND_MADE]);
+    let mut r = lab.renewer(&config).await;
+    r.install.verify = None;
+    let stop_at = format!("swapped:{PROXY}");
+    r.install.hook = Some(Arc::new(move |s: &str| s == stop_at));
+    let err = r.renew_all(None, false).await.remove(0).1.unwrap_err();
+    assert!(err.is_aborted(), "{err}");
+    let ours = lab.served(PROXY).await;
+    assert_eq!(ours[1], unrelated);
+    assert!(
+        exists(&lab, &hand).await,
+        "not deleted before the run finished"
+    );
+    // The next run installs the pending certificate (nothing issued again) and
+    // finishes the hand-over.
+    r.install.hook = None;
+    let out = renew(&r, &lab, false).await;
+    assert!(
+        matches!(out.done, Done::Installed { issued: false, .. }),
+        "{out:?}"
+    );
+    assert_eq!(support::lb::finalized(&r), 1);
+    assert_eq!(report(&out).adopted_deleted, [HAND_MADE]);
+    assert!(!exists(&lab, &hand).await);
+    assert_eq!(lab.served(PROXY).await, ours);
+}
