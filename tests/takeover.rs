@@ -301,7 +301,10 @@ async fn the_first_renewal_takes_the_hand_made_slot_keeps_the_resource_and_chang
     assert!(rep.deleted.is_empty() && rep.adopted_deleted.is_empty() && rep.competing.is_empty());
     // Nothing else changed: one upload, one swap.
     let muts = compute_mutations(&lab.cloud).await;
-    eprintln!("FIGURES takeover: compute mutations {muts:?}");
+    eprintln!(
+        "FIGURES takeover: compute mutations {} {muts:?}",
+        muts.len()
+    );
     assert_eq!(
         muts,
         [
@@ -868,8 +871,23 @@ async fn the_command_line_previews_renews_and_reports_the_takeover() {
     let (code, out) = cli(&lab, home.path(), &["status"], &path);
     assert_ne!(code, 0, "{out}");
 
+    lab.cloud.clear_requests().await;
     let (code, out) = cli(&lab, home.path(), &["renew"], &path);
     assert_eq!(code, 0, "{out}");
+    let compute: Vec<String> = lab
+        .cloud
+        .requests()
+        .await
+        .iter()
+        .filter_map(|r| r["id"].as_str().map(str::to_string))
+        .filter(|i| i.starts_with("compute."))
+        .collect();
+    eprintln!(
+        "FIGURES takeover by the binary: compute requests {} ({} reads or waits, {} mutations)",
+        compute.len(),
+        compute.len() - compute_mutations(&lab.cloud).await.len(),
+        compute_mutations(&lab.cloud).await.len()
+    );
     assert!(
         out.contains(&format!("hand-made sslCertificate {HAND_MADE} was replaced on {PROXY} and is no longer served by any proxy; gclb-acme keeps it; delete it with: {cmd}")),
         "{out}"
