@@ -171,6 +171,17 @@ fn renew(path: &Path, args: &RenewArgs) -> ExitCode {
                             for v in report.verify.iter().filter(|v| !v.is_ok()) {
                                 println!("        verification: {v:?}");
                             }
+                            print_takeover(report);
+                        }
+                        Done::Swapped { reasons, report } => {
+                            let why: Vec<String> = reasons.iter().map(|r| r.to_string()).collect();
+                            println!(
+                                "{status:<5} {name}: put {} in place of hand-made certificates on [{}] (nothing issued); why: {} [{took}]",
+                                report.resource,
+                                report.swapped.join(", "),
+                                why.join("; "),
+                            );
+                            print_takeover(report);
                         }
                     }
                 }
@@ -186,6 +197,19 @@ fn renew(path: &Path, args: &RenewArgs) -> ExitCode {
             ExitCode::from(EXIT_FAILURE)
         }
     })
+}
+
+/// What a renewal did about certificates gclb-acme did not create.
+fn print_takeover(report: &crate::lb::InstallReport) {
+    for h in &report.superseded {
+        println!("        {h}");
+    }
+    for c in &report.competing {
+        println!("        WARN {c}");
+    }
+    for r in &report.adoption_refused {
+        println!("        WARN {r}");
+    }
 }
 
 /// `status`: what each proxy serves; exit 0 only if every certificate is healthy.
@@ -235,7 +259,11 @@ fn status(path: &Path, args: &StatusArgs) -> ExitCode {
 
 fn print_status(report: &crate::reconcile::status::StatusReport) {
     for c in &report.certificates {
-        let status = if c.healthy { "ok" } else { "DUE" };
+        let status = match (c.healthy, c.action) {
+            (true, _) => "ok",
+            (false, crate::reconcile::Action::Nothing) => "WARN",
+            (false, _) => "DUE",
+        };
         let next = c
             .next_renewal
             .map(|t| {
@@ -252,6 +280,12 @@ fn print_status(report: &crate::reconcile::status::StatusReport) {
         }
         for r in &c.reasons {
             println!("        {r}");
+        }
+        for w in &c.warnings {
+            println!("        WARN {w}");
+        }
+        for h in &c.hand_made {
+            println!("        {}", h.message);
         }
         let d = &c.daemon;
         if let Some(t) = d.last_attempt {
@@ -289,10 +323,10 @@ fn print_status(report: &crate::reconcile::status::StatusReport) {
                     })
                     .unwrap_or_else(|| "expiry unknown".into());
                 println!(
-                    "          {} {}{}{}",
+                    "          {} {}, {}{}",
                     s.name,
                     exp,
-                    if s.ours { ", ours" } else { ", not ours" },
+                    s.role,
                     if s.exists { "" } else { ", MISSING" }
                 );
             }

@@ -25,6 +25,7 @@ fn config(proxies: &[&str]) -> CertificateConfig {
         key_type: KeyType::EcdsaP256,
         zone: None,
         reuse_key: false,
+        adopt: Vec::new(),
     }
 }
 
@@ -113,21 +114,25 @@ async fn an_exhausted_quota_is_a_clear_error_and_nothing_is_sent() {
 }
 
 #[tokio::test]
-async fn a_foreign_cover_stays_and_ours_is_appended() {
+async fn a_foreign_cover_gives_up_its_slot_and_its_resource_is_kept() {
+    // Issue #14: appending behind it left two certificates for the names.
     let c = cloud().await;
     let (foreign, _) = upload(&c, &NAMES, 1, 90, None, "bought").await;
-    proxy(&c, "p1", &[&foreign]).await;
+    let (other, _) = upload(&c, &["other.test"], 1, 90, None, "other").await;
+    proxy(&c, "p1", &[&foreign, &other]).await;
     let issued = self_signed(&NAMES, 0, 90);
     let report = lb::install(&c.gcp(), &config(&["p1"]), &issued, &no_verify())
         .await
         .unwrap();
     assert_eq!(
         served(&c, "p1").await,
-        [foreign.clone(), report.resource.clone()]
+        [report.resource.clone(), other.clone()]
     );
     assert!(report.deleted.is_empty());
+    assert_eq!(report.superseded.len(), 1);
+    assert_eq!(report.superseded[0].name, foreign);
     assert_eq!(certificates(&c).await, {
-        let mut v = vec![foreign, report.resource];
+        let mut v = vec![foreign, other, report.resource];
         v.sort();
         v
     });

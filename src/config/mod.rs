@@ -347,6 +347,11 @@ pub struct CertificateConfig {
     /// Keep the private key across renewals (default: a fresh key each time).
     #[serde(default)]
     pub reuse_key: bool,
+    /// Hand-made sslCertificates (exact names) handed over to gclb-acme: once
+    /// the new certificate is served everywhere they are deleted, unless a
+    /// proxy still serves them or they serve names this certificate does not.
+    #[serde(default)]
+    pub adopt: Vec<String>,
 }
 
 /// One problem found in the configuration.
@@ -705,6 +710,18 @@ impl Config {
                             ),
                         );
                     }
+                }
+            }
+            for (j, a) in c.adopt.iter().enumerate() {
+                if !is_gcp_name(a, 63) {
+                    p.push(
+                        format!("{at}.adopt[{j}]"),
+                        format!(
+                            "\"{}\" is not an sslCertificates name (exact names only, no patterns): {}",
+                            truncate(a, 80),
+                            gcp_name_rule(63)
+                        ),
+                    );
                 }
             }
             if let Some(zone) = &c.zone

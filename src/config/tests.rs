@@ -474,3 +474,15 @@ fn stack_section() {
     let e = error(&format!("{base}[stack.names]\nneg = \"Neg\"\n"));
     assert_contains(&e, "stack.names.neg: \"Neg\" is not a resource name");
 }
+
+#[test]
+fn adopt_takes_exact_certificate_names_only() {
+    let c = load(&cert_with("adopt = [\"cloud-run-iap-cert\"]")).unwrap();
+    assert_eq!(c.certificates[0].adopt, ["cloud-run-iap-cert"]);
+    assert!(load(MINIMAL).unwrap().certificates[0].adopt.is_empty());
+    let e = error(&cert_with("adopt = [\"cloud-run-*\"]"));
+    assert_contains(
+        &e,
+        "certificates[0].adopt[0]: \"cloud-run-*\" is not an sslCertificates name (exact names only, no patterns)",
+    );
+}

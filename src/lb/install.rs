@@ -7,10 +7,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::acme::IssuedCertificate;
+use crate::acme::store::normalize_names;
 use crate::config::CertificateConfig;
 use crate::gcp::compute::{NewSslCertificate, SelfManaged, TargetHttpsProxy, name_of};
 use crate::gcp::{Gcp, GcpError, request_id};
+use crate::lb::observe::served_from;
 use crate::lb::proxies::{self, Rewrite};
+use crate::lb::takeover::{self, Competitor, Listed};
 use crate::lb::verify::{self, VerifyOptions, VerifyOutcome};
 use crate::lb::{LbError, naming};
 
@@ -115,6 +118,58 @@ pub struct InstallReport {
     pub verify: Vec<VerifyOutcome>,
     /// Superseded certificates of ours that were deleted.
     pub deleted: Vec<String>,
+    /// Hand-made certificates the new one took the place of, on some proxy.
+    pub superseded: Vec<HandMade>,
+    /// Certificates left on a proxy that compete with ours for a name.
+    pub competing: Vec<Competitor>,
+    /// Adopted hand-made certificates deleted after the swap.
+    pub adopted_deleted: Vec<String>,
+    /// Why adopted certificates were not deleted.
+    pub adoption_refused: Vec<String>,
+}
+
+/// A hand-made certificate taken off the configured proxies.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct HandMade {
+    pub name: String,
+    /// Configured proxies it was taken off.
+    pub taken_off: Vec<String>,
+    /// Proxies of the project that still list it (none configured here).
+    pub still_served_by: Vec<String>,
+    /// Deleted, because it was adopted.
+    pub deleted: bool,
+    /// How to delete it by hand, when it was kept.
+    pub delete_command: Option<String>,
+}
+
+impl std::fmt::Display for HandMade {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "hand-made sslCertificate {} was replaced on {}",
+            self.name,
+            self.taken_off.join(", ")
+        )?;
+        if self.deleted {
+            return write!(f, " and deleted (adopted)");
+        }
+        if self.still_served_by.is_empty() {
+            write!(
+                f,
+                " and is no longer served by any proxy; gclb-acme keeps it"
+            )?;
+        } else {
+            write!(
+                f,
+                "; target HTTPS proxy {} (not configured here) still serves it; gclb-acme keeps it",
+                self.still_served_by.join(", ")
+            )?;
+        }
+        if let Some(c) = &self.delete_command {
+            write!(f, "; delete it with: {c}")?;
+        }
+        Ok(())
+    }
 }
 
 /// Installs `issued` on every proxy of `cert`: upload, swap, verify, clean up.
@@ -127,41 +182,159 @@ pub async fn install(
 ) -> Result<InstallReport, LbError> {
     let sha = &issued.leaf.sha256_hex;
     let resource = naming::certificate_resource_name(&cert.name, sha);
-    let new_url = gcp.global_link("sslCertificates", &resource);
-    let mut ours_cache: HashMap<String, bool> = HashMap::new();
-    // Refuse before uploading anything when a proxy cannot take the certificate,
-    // so a refusal leaves no unused certificate behind.
-    for proxy in &cert.target_https_proxies {
-        let p = get_proxy(gcp, cert, proxy).await?;
-        rewrite_for(gcp, cert, &p, &new_url, &mut ours_cache).await?;
-    }
+    let mut run = Run::prepare(gcp, cert, &resource).await?;
     let uploaded = upload(gcp, cert, issued, &resource, opts).await?;
-    let mut report = InstallReport {
-        resource: resource.clone(),
-        uploaded,
-        ..InstallReport::default()
-    };
-    let mut swapped_links = Vec::new();
-    for proxy in &cert.target_https_proxies {
-        let (changed, link) = swap(gcp, cert, proxy, &new_url, &mut ours_cache, opts).await?;
-        if changed {
-            report.swapped.push(proxy.clone());
-        }
-        swapped_links.push((proxy.clone(), link));
-    }
+    run.report.uploaded = uploaded;
+    let links = run.swap_all(gcp, cert, opts).await?;
     if let Some(v) = &opts.verify {
-        report.verify = verify::verify_proxies(
-            gcp,
-            &swapped_links,
-            &issued.names,
-            &issued.leaf.serial_hex,
-            v,
-        )
-        .await;
+        run.report.verify =
+            verify::verify_proxies(gcp, &links, &issued.names, &issued.leaf.serial_hex, v).await;
     }
     opts.at(step::VERIFIED)?;
-    report.deleted = cleanup(gcp, &cert.name, &resource, opts).await?;
-    Ok(report)
+    run.finish(gcp, cert, opts).await
+}
+
+/// Puts the certificate of ours `resource`, already uploaded and served on some
+/// proxy, in the place of hand-made certificates it supersedes (a stack left
+/// with both by an earlier version), without issuing: swap, clean up, hand over.
+pub async fn retake(
+    gcp: &Gcp,
+    cert: &CertificateConfig,
+    resource: &str,
+    opts: &InstallOptions,
+) -> Result<InstallReport, LbError> {
+    let mut run = Run::prepare(gcp, cert, resource).await?;
+    run.swap_all(gcp, cert, opts).await?;
+    opts.at(step::VERIFIED)?;
+    run.finish(gcp, cert, opts).await
+}
+
+/// One installation under way.
+struct Run {
+    new_url: String,
+    cache: HashMap<String, Listed>,
+    superseded: Vec<HandMade>,
+    report: InstallReport,
+}
+
+impl Run {
+    /// Reads every proxy and refuses before uploading anything when one cannot
+    /// take the certificate, so a refusal leaves no unused certificate behind.
+    async fn prepare(gcp: &Gcp, cert: &CertificateConfig, resource: &str) -> Result<Run, LbError> {
+        let mut run = Run {
+            new_url: gcp.global_link("sslCertificates", resource),
+            cache: HashMap::new(),
+            superseded: Vec::new(),
+            report: InstallReport {
+                resource: resource.to_string(),
+                ..InstallReport::default()
+            },
+        };
+        for proxy in &cert.target_https_proxies {
+            let p = get_proxy(gcp, cert, proxy).await?;
+            let (_, t) = rewrite_for(gcp, cert, &p, &run.new_url, &mut run.cache).await?;
+            for name in &t.superseded {
+                match run.superseded.iter_mut().find(|h| &h.name == name) {
+                    Some(h) => h.taken_off.push(proxy.clone()),
+                    None => run.superseded.push(HandMade {
+                        name: name.clone(),
+                        taken_off: vec![proxy.clone()],
+                        ..HandMade::default()
+                    }),
+                }
+            }
+            for c in t.competing {
+                tracing::warn!(certificate = %cert.name, proxy, competing = %c.certificate, shared = %c.shared.join(","), "{c}");
+                run.report.competing.push(c);
+            }
+        }
+        Ok(run)
+    }
+
+    /// Swaps on every proxy; returns each proxy's self link.
+    async fn swap_all(
+        &mut self,
+        gcp: &Gcp,
+        cert: &CertificateConfig,
+        opts: &InstallOptions,
+    ) -> Result<Vec<(String, String)>, LbError> {
+        let mut links = Vec::new();
+        for proxy in &cert.target_https_proxies {
+            let (changed, link) =
+                swap(gcp, cert, proxy, &self.new_url, &mut self.cache, opts).await?;
+            if changed {
+                self.report.swapped.push(proxy.clone());
+            }
+            links.push((proxy.clone(), link));
+        }
+        Ok(links)
+    }
+
+    /// Deletes our superseded certificates, then hands the hand-made ones over.
+    async fn finish(
+        mut self,
+        gcp: &Gcp,
+        cert: &CertificateConfig,
+        opts: &InstallOptions,
+    ) -> Result<InstallReport, LbError> {
+        self.report.deleted = cleanup(gcp, &cert.name, &self.report.resource, opts).await?;
+        hand_over(gcp, cert, &mut self.superseded, &mut self.report, opts).await?;
+        self.report.superseded = self.superseded;
+        Ok(self.report)
+    }
+}
+
+/// After the new certificate is served everywhere: deletes the adopted
+/// hand-made certificates that may go, and says of every hand-made one taken
+/// off a proxy where it stands and how to delete it.
+async fn hand_over(
+    gcp: &Gcp,
+    cert: &CertificateConfig,
+    superseded: &mut [HandMade],
+    report: &mut InstallReport,
+    opts: &InstallOptions,
+) -> Result<(), LbError> {
+    if superseded.is_empty() && cert.adopt.is_empty() {
+        return Ok(());
+    }
+    let names = normalize_names(&cert.domains);
+    let proxies = gcp.list_target_https_proxies().await?;
+    let served_by = |name: &str| -> Vec<String> {
+        proxies
+            .iter()
+            .filter(|p| p.ssl_certificates.iter().any(|u| name_of(u) == name))
+            .map(|p| p.name.clone())
+            .collect()
+    };
+    for adopted in &cert.adopt {
+        let Some(c) = gcp.get_ssl_certificate(adopted).await? else {
+            // Deleted already (by an earlier run, or by hand).
+            continue;
+        };
+        let listed = served_from(&cert.name, "", c).listed();
+        let by = served_by(adopted);
+        match takeover::may_delete_adopted(&names, &cert.target_https_proxies, &listed, &by) {
+            Ok(()) => {
+                delete(gcp, adopted, opts).await?;
+                tracing::info!(certificate = %cert.name, deleted = %adopted, "deleted the adopted hand-made certificate: the new one is served in its place everywhere");
+                report.adopted_deleted.push(adopted.clone());
+                if let Some(h) = superseded.iter_mut().find(|h| &h.name == adopted) {
+                    h.deleted = true;
+                }
+                opts.at(&step::deleted(adopted))?;
+            }
+            Err(refusal) => {
+                tracing::warn!(certificate = %cert.name, adopted = %adopted, "{refusal}");
+                report.adoption_refused.push(refusal.to_string());
+            }
+        }
+    }
+    for h in superseded.iter_mut().filter(|h| !h.deleted) {
+        h.still_served_by = served_by(&h.name);
+        h.delete_command = Some(takeover::delete_command(&gcp.project, &h.name));
+        tracing::warn!(certificate = %cert.name, hand_made = %h.name, "{h}");
+    }
+    Ok(())
 }
 
 /// Uploads the certificate as `resource` unless it is already there; returns
@@ -271,25 +444,29 @@ async fn check_quota(gcp: &Gcp) -> Result<(), LbError> {
     Ok(())
 }
 
-/// Whether `name` is ours for `cert_name`; only names of our shape are read.
-async fn is_ours_cached(
+/// What the takeover rules need of the certificate `name` (read once per run).
+async fn listed_cached(
     gcp: &Gcp,
     cert_name: &str,
     name: &str,
-    cache: &mut HashMap<String, bool>,
-) -> Result<bool, GcpError> {
-    if !name.starts_with(&format!("{cert_name}-")) {
-        return Ok(false);
-    }
+    url: &str,
+    cache: &mut HashMap<String, Listed>,
+) -> Result<Listed, GcpError> {
     if let Some(v) = cache.get(name) {
-        return Ok(*v);
+        return Ok(v.clone());
     }
-    let ours = match gcp.get_ssl_certificate(name).await? {
-        Some(c) => naming::is_ours(cert_name, &c.name, c.description.as_deref()),
-        None => false,
+    let listed = match gcp.get_ssl_certificate(name).await? {
+        Some(c) => served_from(cert_name, url, c).listed(),
+        None => Listed {
+            name: name.to_string(),
+            exists: false,
+            ours: false,
+            marked: false,
+            sans: Vec::new(),
+        },
     };
-    cache.insert(name.to_string(), ours);
-    Ok(ours)
+    cache.insert(name.to_string(), listed.clone());
+    Ok(listed)
 }
 
 async fn get_proxy(
@@ -317,28 +494,40 @@ async fn get_proxy(
     Ok(p)
 }
 
-/// The proxy's new list: our superseded certificates of this config replaced.
+/// The proxy's new list: our superseded certificates of this config, and
+/// hand-made ones the new certificate fully covers, replaced in place.
 async fn rewrite_for(
     gcp: &Gcp,
     cert: &CertificateConfig,
     p: &TargetHttpsProxy,
     new_url: &str,
-    cache: &mut HashMap<String, bool>,
-) -> Result<Rewrite, LbError> {
-    let mut superseded = HashSet::new();
+    cache: &mut HashMap<String, Listed>,
+) -> Result<(Rewrite, takeover::ProxyTakeover), LbError> {
     let new_name = name_of(new_url);
+    let mut listed = Vec::with_capacity(p.ssl_certificates.len());
     for url in &p.ssl_certificates {
         let n = name_of(url);
-        if n != new_name && is_ours_cached(gcp, &cert.name, n, cache).await? {
-            superseded.insert(n.to_string());
-        }
+        listed.push(if n == new_name {
+            Listed {
+                name: n.to_string(),
+                exists: true,
+                ours: true,
+                marked: true,
+                sans: Vec::new(),
+            }
+        } else {
+            listed_cached(gcp, &cert.name, n, url, cache).await?
+        });
     }
-    Ok(proxies::rewrite(
-        &p.name,
-        &p.ssl_certificates,
-        new_url,
-        |n| superseded.contains(n),
-    )?)
+    let t = takeover::plan_proxy(&p.name, &normalize_names(&cert.domains), new_name, &listed);
+    let gone: HashSet<&str> = t
+        .replaced_ours
+        .iter()
+        .chain(&t.superseded)
+        .map(String::as_str)
+        .collect();
+    let r = proxies::rewrite(&p.name, &p.ssl_certificates, new_url, |n| gone.contains(n))?;
+    Ok((r, t))
 }
 
 /// Puts `new_url` on `proxy` in place of our superseded certificate(s); returns
@@ -348,15 +537,15 @@ async fn swap(
     cert: &CertificateConfig,
     proxy: &str,
     new_url: &str,
-    cache: &mut HashMap<String, bool>,
+    cache: &mut HashMap<String, Listed>,
     opts: &InstallOptions,
 ) -> Result<(bool, String), LbError> {
     let mut last = None;
     for attempt in 0..opts.attempts.max(1) {
         let p = get_proxy(gcp, cert, proxy).await?;
-        let list = match rewrite_for(gcp, cert, &p, new_url, cache).await? {
-            Rewrite::Unchanged => return Ok((false, p.self_link)),
-            Rewrite::Set(list) => list,
+        let (list, t) = match rewrite_for(gcp, cert, &p, new_url, cache).await? {
+            (Rewrite::Unchanged, _) => return Ok((false, p.self_link)),
+            (Rewrite::Set(list), t) => (list, t),
         };
         // The id names the intended list, so a resumed run repeating the same
         // change gets the original operation, and any other change is new.
@@ -366,7 +555,14 @@ async fn swap(
         let op = gcp.set_ssl_certificates(proxy, &list, &rid).await?;
         match gcp.wait_operation(op, opts.operation_timeout).await {
             Ok(_) => {
-                tracing::info!(certificate = %cert.name, proxy, new = name_of(new_url), "proxy now serves the new certificate");
+                // Said from the list set, not assumed (issue #20).
+                let names: Vec<String> = list.iter().map(|u| name_of(u).to_string()).collect();
+                let placed = takeover::placement(proxy, &names, name_of(new_url), &t.competing);
+                if t.competing.is_empty() {
+                    tracing::info!(certificate = %cert.name, proxy, new = name_of(new_url), list = %names.join(","), "{placed}");
+                } else {
+                    tracing::warn!(certificate = %cert.name, proxy, new = name_of(new_url), list = %names.join(","), "{placed}");
+                }
                 opts.at(&step::swapped(proxy))?;
                 return Ok((true, p.self_link));
             }

@@ -16,11 +16,12 @@ pub mod install;
 pub mod naming;
 pub mod observe;
 pub mod proxies;
+pub mod takeover;
 pub mod verify;
 
 use crate::gcp::GcpError;
 
-pub use install::{InstallOptions, InstallReport, StepHook, install};
+pub use install::{HandMade, InstallOptions, InstallReport, StepHook, install, retake};
 pub use observe::{Observation, ProxyObservation, ServedCertificate, observe};
 pub use verify::{VerifyOptions, VerifyOutcome};
 

@@ -166,3 +166,32 @@ pub fn served_from(cert_name: &str, url: &str, c: SslCertificate) -> ServedCerti
         leaf,
     }
 }
+
+impl ServedCertificate {
+    /// What the takeover rules need of it ([`crate::lb::takeover`]).
+    pub fn listed(&self) -> crate::lb::takeover::Listed {
+        crate::lb::takeover::Listed {
+            name: self.name.clone(),
+            exists: self.exists,
+            ours: self.ours,
+            marked: self
+                .description
+                .as_deref()
+                .and_then(naming::parse_description)
+                .is_some(),
+            sans: self.sans.clone(),
+        }
+    }
+}
+
+impl ProxyObservation {
+    /// What installing `new_name` would do to this proxy's list.
+    pub fn takeover(&self, names: &[String], new_name: &str) -> crate::lb::takeover::ProxyTakeover {
+        let listed: Vec<_> = self
+            .certificates
+            .iter()
+            .map(ServedCertificate::listed)
+            .collect();
+        crate::lb::takeover::plan_proxy(&self.name, names, new_name, &listed)
+    }
+}

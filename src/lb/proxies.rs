@@ -29,7 +29,8 @@ pub enum Rewrite {
 /// Rewrites `current` (full URLs, in order) so the proxy serves `new_url`:
 /// the first certificate for which `superseded` holds is replaced in place, later
 /// superseded ones are dropped, every other entry keeps its position; with
-/// nothing superseded, `new_url` is appended. Entries are compared by resource
+/// nothing superseded, `new_url` is appended. A `new_url` already listed after
+/// a superseded one moves into that slot. Entries are compared by resource
 /// name, since Compute writes references with either API host.
 pub fn rewrite(
     proxy: &str,
@@ -38,12 +39,22 @@ pub fn rewrite(
     superseded: impl Fn(&str) -> bool,
 ) -> Result<Rewrite, RewriteError> {
     let new_name = name_of(new_url);
-    let has_new = current.iter().any(|u| name_of(u) == new_name);
+    let new_at = current.iter().position(|u| name_of(u) == new_name);
+    let first_gone = current.iter().position(|u| {
+        let n = name_of(u);
+        n != new_name && superseded(n)
+    });
+    // Already listed behind a superseded one (a run of the appending version, or
+    // a crash between two swaps): it moves up into the first superseded slot.
+    let moves = matches!((new_at, first_gone), (Some(a), Some(g)) if g < a);
     let mut out: Vec<String> = Vec::with_capacity(current.len() + 1);
-    let mut placed = has_new;
+    let mut placed = new_at.is_some() && !moves;
     let mut changed = false;
     for url in current {
         let name = name_of(url);
+        if moves && name == new_name {
+            continue;
+        }
         if name != new_name && superseded(name) {
             changed = true;
             if !placed {
@@ -118,14 +129,23 @@ mod tests {
     fn already_served_is_unchanged_or_only_drops_leftovers() {
         let r = rewrite("p", &urls(&["x", "app-new"]), &url("app-new"), ours);
         assert_eq!(r, Ok(Rewrite::Unchanged));
-        // After a crash mid-swap both can be listed: the old one goes, order kept.
+        // Both listed (a crash mid-swap, or the appending version): the new one
+        // takes the old one's slot, the rest keeps its order.
         let r = rewrite(
             "p",
             &urls(&["app-old", "x", "app-new"]),
             &url("app-new"),
             ours,
         );
-        assert_eq!(r, Ok(Rewrite::Set(urls(&["x", "app-new"]))));
+        assert_eq!(r, Ok(Rewrite::Set(urls(&["app-new", "x"]))));
+        // Already ahead of the old one: it stays where it is.
+        let r = rewrite(
+            "p",
+            &urls(&["app-new", "x", "app-old"]),
+            &url("app-new"),
+            ours,
+        );
+        assert_eq!(r, Ok(Rewrite::Set(urls(&["app-new", "x"]))));
     }
 
     #[test]

@@ -14,6 +14,7 @@ pub mod offline;
 pub mod online;
 pub mod permissions;
 pub mod resolver;
+pub mod takeover;
 
 use std::fmt;
 

@@ -110,7 +110,9 @@ pub async fn checks(config: &Config, gcp: &Gcp, who: &str) -> Vec<Line> {
         domains(config, gcp, resolver),
         proxies(config, gcp),
     );
-    [apis, iam, dns, proxies].concat()
+    // After the proxy lines, which report a missing proxy.
+    let takeover = super::takeover::check(config, gcp).await;
+    [apis, iam, dns, proxies, takeover].concat()
 }
 
 async fn token(auth: &Auth) -> Result<&'static str, String> {

@@ -12,6 +12,7 @@ use crate::acme::store::normalize_names;
 use crate::certs::LeafInfo;
 use crate::config::{CertificateConfig, KeyType};
 use crate::lb::observe::{Observation, ServedCertificate};
+use crate::lb::takeover::{self, Competitor, Fate};
 use crate::schedule::timing::{self, Validity};
 
 /// What to do for one certificate.
@@ -24,6 +25,9 @@ pub enum Action {
     Install,
     /// Issue a new certificate, then install it.
     Issue,
+    /// Put the served certificate of ours in the place of a hand-made one it
+    /// supersedes (no issuance).
+    Swap,
 }
 
 /// Why.
@@ -45,6 +49,8 @@ pub enum Reason {
     Unreadable { certificate: String },
     /// Proxies serve different certificates of ours.
     Diverged,
+    /// A proxy still lists a hand-made certificate ours fully covers, beside ours.
+    Superseded { proxy: String, certificate: String },
     /// The renewal moment has passed.
     Due {
         at: OffsetDateTime,
@@ -77,6 +83,10 @@ impl fmt::Display for Reason {
                 write!(f, "the served certificate {certificate} cannot be parsed")
             }
             Reason::Diverged => write!(f, "the proxies serve different certificates"),
+            Reason::Superseded { proxy, certificate } => write!(
+                f,
+                "proxy {proxy} still lists {certificate}, a certificate gclb-acme did not create for these names, beside ours: visitors can be handed either"
+            ),
             Reason::Due { at, why } => write!(
                 f,
                 "due since {} ({})",
@@ -98,6 +108,10 @@ pub struct Plan {
     pub renew_at: Option<(OffsetDateTime, timing::Reason)>,
     /// The served leaf of ours being replaced (ARI `replaces`).
     pub replaces: Option<LeafInfo>,
+    /// With [`Action::Swap`]: the served certificate of ours to put in place.
+    pub swap_to: Option<String>,
+    /// Certificates kept on a proxy that compete with ours for a name.
+    pub competing: Vec<Competitor>,
 }
 
 /// Spreads fallback renewals of different certificates deterministically, so
@@ -134,8 +148,10 @@ pub fn decide(
     let names = normalize_names(&cert.domains);
     let mut reasons = Vec::new();
     let mut served_ours: Vec<&ServedCertificate> = Vec::new();
+    let mut competing = Vec::new();
     for p in &obs.proxies {
-        match p.current(&names).first() {
+        let current = p.current(&names).first().copied();
+        match current {
             None => reasons.push(Reason::NotServed {
                 proxy: p.name.clone(),
             }),
@@ -144,6 +160,22 @@ pub fn decide(
                 certificate: c.name.clone(),
             }),
             Some(c) => served_ours.push(c),
+        }
+        let ours_here = current.filter(|c| c.ours).map(|c| c.name.as_str());
+        for c in &p.certificates {
+            match takeover::fate(&names, ours_here.unwrap_or(""), &c.listed()) {
+                // Without ours on the proxy, Foreign/NotServed already says it.
+                Fate::Supersede if ours_here.is_some() => reasons.push(Reason::Superseded {
+                    proxy: p.name.clone(),
+                    certificate: c.name.clone(),
+                }),
+                Fate::Compete { shared } => competing.push(Competitor {
+                    proxy: p.name.clone(),
+                    certificate: c.name.clone(),
+                    shared,
+                }),
+                _ => {}
+            }
         }
     }
     let mut distinct: Vec<&ServedCertificate> = Vec::new();
@@ -204,18 +236,30 @@ pub fn decide(
             }],
             renew_at,
             replaces,
+            swap_to: None,
+            competing,
         };
     }
-    let action = if reasons.is_empty() {
-        Action::Nothing
+    // Only hand-made certificates beside a healthy one of ours: put ours in
+    // their place; issuing again would spend a certificate for nothing.
+    let only_superseded = !reasons.is_empty()
+        && reasons
+            .iter()
+            .all(|r| matches!(r, Reason::Superseded { .. }));
+    let (action, swap_to) = if reasons.is_empty() {
+        (Action::Nothing, None)
+    } else if only_superseded && distinct.len() == 1 {
+        (Action::Swap, Some(distinct[0].name.clone()))
     } else {
-        Action::Issue
+        (Action::Issue, None)
     };
     Plan {
         action,
         reasons,
         renew_at,
         replaces,
+        swap_to,
+        competing,
     }
 }
 
@@ -237,6 +281,7 @@ mod tests {
             key_type: KeyType::EcdsaP256,
             zone: None,
             reuse_key: false,
+            adopt: Vec::new(),
         }
     }
 
@@ -431,7 +476,9 @@ mod tests {
     }
 
     #[test]
-    fn ours_is_preferred_over_a_foreign_cover_on_the_same_proxy() {
+    fn a_hand_made_cover_beside_ours_is_swapped_out_without_issuing() {
+        // Issue #20: [hand-made, ours] used to be "nothing to do" (and status
+        // "ok") while visitors could still be handed the hand-made one.
         let l = fresh();
         let plan = decide(
             &config(&NAMES),
@@ -443,7 +490,56 @@ mod tests {
             NOW,
             false,
         );
+        assert_eq!(plan.action, Action::Swap, "{:?}", plan.reasons);
+        assert_eq!(
+            plan.reasons,
+            vec![Reason::Superseded {
+                proxy: "p1".into(),
+                certificate: "hand-made".into()
+            }]
+        );
+        assert_eq!(
+            plan.swap_to,
+            Some(naming::certificate_resource_name("app", &l.sha256_hex))
+        );
+        assert!(
+            plan.reasons[0]
+                .to_string()
+                .contains("visitors can be handed either")
+        );
+        // Due as well: a renewal issues, and the install takes the hand-made one off too.
+        let old = leaf("ab", &NAMES, NOW - time::Duration::days(70), 90);
+        let plan = decide(
+            &config(&NAMES),
+            &obs(
+                vec![served(false, &old), served(true, &old)],
+                vec![served(true, &old)],
+            ),
+            None,
+            NOW,
+            false,
+        );
+        assert_eq!(plan.action, Action::Issue);
+        assert_eq!(plan.swap_to, None);
+    }
+
+    #[test]
+    fn a_partial_overlap_is_recorded_not_acted_on() {
+        let l = fresh();
+        let wide = leaf("ef", &["example.test", "other.test"], NOW, 90);
+        let plan = decide(
+            &config(&NAMES),
+            &obs(
+                vec![served(false, &wide), served(true, &l)],
+                vec![served(true, &l)],
+            ),
+            None,
+            NOW,
+            false,
+        );
         assert_eq!(plan.action, Action::Nothing, "{:?}", plan.reasons);
+        assert_eq!(plan.competing.len(), 1);
+        assert_eq!(plan.competing[0].shared, vec!["example.test".to_string()]);
     }
 
     #[test]

@@ -111,6 +111,11 @@ pub enum Done {
         not_after: OffsetDateTime,
         report: InstallReport,
     },
+    /// The served certificate of ours was put in the place of hand-made ones.
+    Swapped {
+        reasons: Vec<Reason>,
+        report: InstallReport,
+    },
 }
 
 /// The outcome of one certificate of a pass.
@@ -125,7 +130,7 @@ impl Outcome {
     /// Served everywhere, not due, and (when verification ran) seen served.
     pub fn healthy(&self) -> bool {
         match &self.done {
-            Done::Healthy { .. } => true,
+            Done::Healthy { .. } | Done::Swapped { .. } => true,
             Done::Installed { report, .. } => report.verify.iter().all(|v| v.is_ok()),
         }
     }
@@ -178,6 +183,7 @@ impl Renewer {
                 cert.name,
                 match plan.action {
                     Action::Issue => "renewing",
+                    Action::Swap => "replacing a hand-made certificate",
                     _ => "installing the issued certificate",
                 }
             ))
@@ -192,8 +198,20 @@ impl Renewer {
                     took: started.elapsed(),
                 });
             }
+            (Action::Swap, _) if plan.swap_to.is_some() => {
+                let resource = plan.swap_to.clone().unwrap_or_default();
+                let report = lb::retake(&self.gcp, cert, &resource, &self.install).await?;
+                return Ok(Outcome {
+                    certificate: cert.name.clone(),
+                    done: Done::Swapped {
+                        reasons: plan.reasons,
+                        report,
+                    },
+                    took: started.elapsed(),
+                });
+            }
             (Action::Install, Some(p)) => (p, false),
-            (Action::Install, None) | (Action::Issue, _) => {
+            (Action::Install, None) | (Action::Issue, _) | (Action::Swap, _) => {
                 let mut req = IssueRequest::new(cert, &self.config.acme);
                 req.replaces = plan
                     .replaces

@@ -9,7 +9,9 @@ use time::OffsetDateTime;
 use crate::acme::store;
 use crate::config::{CertificateConfig, Config};
 use crate::gcp::Gcp;
+use crate::gcp::compute::name_of;
 use crate::lb;
+use crate::lb::takeover::{Competitor, Fate, Overlap};
 use crate::reconcile::decide::{Action, decide};
 use crate::state::StateDir;
 
@@ -38,9 +40,12 @@ impl StatusReport {
 pub struct CertificateStatus {
     pub name: String,
     pub domains: Vec<String>,
-    /// Served everywhere by a certificate of ours that is not due.
+    /// Served everywhere by a certificate of ours that is not due, and no
+    /// certificate competing with it (nor a configured proxy's first one)
+    /// expires within `daemon.error_before`.
     pub healthy: bool,
-    /// What `renew` would do now: `nothing`, `install` or `issue`.
+    /// What `renew` would do now: `nothing`, `install`, `issue` or `swap` (put
+    /// the served certificate of ours in place of a hand-made one).
     pub action: Action,
     /// Why, in words.
     pub reasons: Vec<String>,
@@ -52,6 +57,11 @@ pub struct CertificateStatus {
     pub proxies: Vec<ProxyStatus>,
     /// Why the certificate could not be observed.
     pub error: Option<String>,
+    /// Risks a renewal does not fix: a certificate competing with ours for a
+    /// name, a proxy's first certificate expiring (issue #20).
+    pub warnings: Vec<String>,
+    /// Hand-made certificates for these names that no configured proxy lists.
+    pub hand_made: Vec<HandMadeStatus>,
     /// The daemon's bookkeeping: its last attempt and failures.
     pub daemon: DaemonStatus,
 }
@@ -94,6 +104,18 @@ impl DaemonStatus {
     }
 }
 
+/// A hand-made certificate ours replaced (or would have), left in the project.
+#[derive(Clone, Debug, Serialize)]
+pub struct HandMadeStatus {
+    pub name: String,
+    /// Proxies of the project that list it (none of them configured here).
+    pub served_by: Vec<String>,
+    /// In words, with what to do.
+    pub message: String,
+    /// Deletes it (when no proxy lists it).
+    pub delete_command: Option<String>,
+}
+
 /// An issued certificate not yet installed.
 #[derive(Clone, Debug, Serialize)]
 pub struct PendingStatus {
@@ -121,6 +143,10 @@ pub struct ServedStatus {
     pub ours: bool,
     /// Covers every configured name.
     pub current: bool,
+    /// `ours`, `superseded` (hand-made, fully covered by ours: the next renewal
+    /// takes it off), `competing` (shares a name with ours and is kept) or
+    /// `unrelated`.
+    pub role: &'static str,
     #[serde(with = "time::serde::rfc3339::option")]
     pub expire_time: Option<OffsetDateTime>,
     /// Whole days left (negative once expired).
@@ -134,9 +160,13 @@ pub struct ServedStatus {
 /// Observes every configured certificate (errors are reported per certificate).
 pub async fn status(gcp: &Gcp, config: &Config, state: &StateDir) -> StatusReport {
     let now = OffsetDateTime::now_utc();
+    let soon = config.daemon.error_before.get();
+    let project = Project::read(gcp).await;
     let mut certificates = Vec::new();
     for cert in &config.certificates {
-        certificates.push(one(gcp, cert, state, now).await);
+        let mut s = one(gcp, cert, state, now, soon).await;
+        project.hand_made(gcp, cert, &mut s);
+        certificates.push(s);
     }
     StatusReport {
         schema_version: SCHEMA_VERSION,
@@ -146,11 +176,102 @@ pub async fn status(gcp: &Gcp, config: &Config, state: &StateDir) -> StatusRepor
     }
 }
 
+/// Every proxy and certificate of the project, for what no configured proxy shows.
+struct Project {
+    proxies: Result<Vec<crate::gcp::compute::TargetHttpsProxy>, String>,
+    certificates: Result<Vec<crate::gcp::compute::SslCertificate>, String>,
+}
+
+impl Project {
+    async fn read(gcp: &Gcp) -> Project {
+        Project {
+            proxies: gcp
+                .list_target_https_proxies()
+                .await
+                .map_err(|e| e.to_string()),
+            certificates: gcp
+                .list_ssl_certificates(None)
+                .await
+                .map_err(|e| e.to_string()),
+        }
+    }
+
+    /// Hand-made certificates whose names ours fully covers and that no
+    /// configured proxy lists: named, with where they are still served and the
+    /// command that deletes them.
+    fn hand_made(&self, gcp: &Gcp, cert: &CertificateConfig, s: &mut CertificateStatus) {
+        let (proxies, certificates) = match (&self.proxies, &self.certificates) {
+            (Ok(p), Ok(c)) => (p, c),
+            (Err(e), _) | (_, Err(e)) => {
+                s.warnings.push(format!(
+                    "cannot look for hand-made certificates left behind: {e}"
+                ));
+                return;
+            }
+        };
+        let names = store::normalize_names(&cert.domains);
+        for c in certificates {
+            let served = lb::observe::served_from(&cert.name, "", c.clone());
+            let listed = served.listed();
+            if listed.marked || lb::takeover::overlap(&names, &listed.sans) != Overlap::Covered {
+                continue;
+            }
+            let served_by: Vec<String> = proxies
+                .iter()
+                .filter(|p| p.ssl_certificates.iter().any(|u| name_of(u) == c.name))
+                .map(|p| p.name.clone())
+                .collect();
+            if served_by
+                .iter()
+                .any(|p| cert.target_https_proxies.contains(p))
+            {
+                // Still on a configured proxy: the reasons say it.
+                continue;
+            }
+            let adopted = cert.adopt.contains(&c.name);
+            let (message, delete_command) = if served_by.is_empty() {
+                let cmd = lb::takeover::delete_command(&gcp.project, &c.name);
+                (
+                    format!(
+                        "hand-made sslCertificate {} (for {}) is no longer served by any proxy{}; delete it with: {cmd}",
+                        c.name,
+                        listed.sans.join(", "),
+                        if adopted {
+                            "; it is adopted, so the next renewal deletes it"
+                        } else {
+                            "; gclb-acme keeps it"
+                        }
+                    ),
+                    Some(cmd),
+                )
+            } else {
+                (
+                    format!(
+                        "hand-made sslCertificate {} (for {}) is still served by target HTTPS proxy {}, which is not configured for {}: add it to target_https_proxies to have it replaced there too",
+                        c.name,
+                        listed.sans.join(", "),
+                        served_by.join(", "),
+                        cert.name
+                    ),
+                    None,
+                )
+            };
+            s.hand_made.push(HandMadeStatus {
+                name: c.name.clone(),
+                served_by,
+                message,
+                delete_command,
+            });
+        }
+    }
+}
+
 async fn one(
     gcp: &Gcp,
     cert: &CertificateConfig,
     state: &StateDir,
     now: OffsetDateTime,
+    soon: std::time::Duration,
 ) -> CertificateStatus {
     let mut s = CertificateStatus {
         name: cert.name.clone(),
@@ -163,6 +284,8 @@ async fn one(
         pending: None,
         proxies: Vec::new(),
         error: None,
+        warnings: Vec::new(),
+        hand_made: Vec::new(),
         daemon: DaemonStatus::load(state, &cert.name),
     };
     let pending = match store::load_pending(state, &cert.name) {
@@ -187,7 +310,11 @@ async fn one(
     };
     let plan = decide(cert, &obs, pending.as_ref(), now, false);
     s.action = plan.action;
-    s.healthy = plan.action == Action::Nothing && s.error.is_none();
+    let (warnings, expiring) = warnings(&obs, &plan.competing, now, soon);
+    s.warnings = warnings;
+    // A certificate a visitor can be handed for our names (or, first on the
+    // proxy, without any name) that is expiring is not "ok" (issue #20).
+    s.healthy = plan.action == Action::Nothing && s.error.is_none() && !expiring;
     s.reasons = plan.reasons.iter().map(|r| r.to_string()).collect();
     s.next_renewal = plan.renew_at.map(|r| r.0);
     s.next_renewal_reason = plan.renew_at.map(|r| r.1.as_str());
@@ -204,6 +331,7 @@ async fn one(
                     exists: c.exists,
                     ours: c.ours,
                     current: c.covers(&obs.names),
+                    role: role(&obs.names, c),
                     expire_time: c.expire_time,
                     days_left: c.expire_time.map(|t| (t - now).whole_days()),
                     sans: c.sans.clone(),
@@ -215,4 +343,157 @@ async fn one(
         })
         .collect();
     s
+}
+
+fn role(names: &[String], c: &lb::ServedCertificate) -> &'static str {
+    if c.ours {
+        return "ours";
+    }
+    match lb::takeover::fate(names, "", &c.listed()) {
+        Fate::Supersede => "superseded",
+        Fate::Compete { .. } => "competing",
+        _ => "unrelated",
+    }
+}
+
+/// The warnings of one observation: competing certificates, and any
+/// certificate a visitor of ours can be handed that expires within `soon`:
+/// one competing for a name, or the proxy's first (the one Google serves when
+/// the client sends no name it knows); the flag says whether one expires.
+pub fn warnings(
+    obs: &lb::Observation,
+    competing: &[Competitor],
+    now: OffsetDateTime,
+    soon: std::time::Duration,
+) -> (Vec<String>, bool) {
+    let mut w: Vec<String> = competing.iter().map(|c| c.to_string()).collect();
+    let mut expiring = false;
+    for p in &obs.proxies {
+        for (i, c) in p.certificates.iter().enumerate() {
+            let competes = competing
+                .iter()
+                .any(|k| k.proxy == p.name && k.certificate == c.name);
+            if c.ours || !(i == 0 || competes) {
+                continue;
+            }
+            let Some(t) = c.expire_time else { continue };
+            let left = t - now;
+            if left < soon {
+                expiring = true;
+                let when = if left.is_negative() {
+                    format!("expired {}", rfc3339(t))
+                } else {
+                    format!("expires in {} h ({})", left.whole_hours(), rfc3339(t))
+                };
+                let what = if i == 0 {
+                    "first certificate (served when a client sends no name it knows)"
+                } else {
+                    "certificate competing for these names"
+                };
+                w.push(format!(
+                    "target HTTPS proxy {}: its {what} {} {when}, and gclb-acme does not renew it",
+                    p.name, c.name
+                ));
+            }
+        }
+    }
+    (w, expiring)
+}
+
+fn rfc3339(t: OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lb::{Observation, ProxyObservation, ServedCertificate};
+    use time::macros::datetime;
+
+    const NOW: OffsetDateTime = datetime!(2026-03-01 00:00 UTC);
+    const WEEK: std::time::Duration = std::time::Duration::from_secs(7 * 86400);
+
+    fn served(name: &str, sans: &[&str], ours: bool, days: i64) -> ServedCertificate {
+        ServedCertificate {
+            name: name.into(),
+            url: String::new(),
+            exists: true,
+            ours,
+            description: None,
+            expire_time: Some(NOW + time::Duration::days(days)),
+            sans: sans.iter().map(|s| s.to_string()).collect(),
+            leaf: None,
+        }
+    }
+
+    fn obs(certificates: Vec<ServedCertificate>) -> Observation {
+        Observation {
+            certificate: "app".into(),
+            names: vec!["example.test".into()],
+            proxies: vec![ProxyObservation {
+                name: "p1".into(),
+                self_link: String::new(),
+                certificates,
+                certificate_map: None,
+            }],
+        }
+    }
+
+    #[test]
+    fn a_proxys_first_certificate_expiring_in_a_day_is_not_ok() {
+        // Issue #20: status said "ok" here.
+        let o = obs(vec![
+            served("first", &["other.test"], false, 1),
+            served("app-ab", &["example.test"], true, 80),
+        ]);
+        let (w, expiring) = warnings(&o, &[], NOW, WEEK);
+        assert!(expiring);
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(
+            w[0].contains("target HTTPS proxy p1: its first certificate (served when a client sends no name it knows) first expires in 24 h"),
+            "{}",
+            w[0]
+        );
+        // Far from expiry: nothing to say.
+        let o = obs(vec![
+            served("first", &["other.test"], false, 60),
+            served("app-ab", &["example.test"], true, 80),
+        ]);
+        assert_eq!(warnings(&o, &[], NOW, WEEK), (vec![], false));
+        // An unrelated certificate further down is not ours to judge.
+        let o = obs(vec![
+            served("app-ab", &["example.test"], true, 80),
+            served("later", &["other.test"], false, 1),
+        ]);
+        assert_eq!(warnings(&o, &[], NOW, WEEK), (vec![], false));
+    }
+
+    #[test]
+    fn a_competing_certificate_is_named_and_counts_when_it_expires() {
+        let o = obs(vec![
+            served("app-ab", &["example.test"], true, 80),
+            served("wide", &["example.test", "other.test"], false, 2),
+        ]);
+        let c = Competitor {
+            proxy: "p1".into(),
+            certificate: "wide".into(),
+            shared: vec!["example.test".into()],
+        };
+        let (w, expiring) = warnings(&o, std::slice::from_ref(&c), NOW, WEEK);
+        assert!(expiring);
+        assert_eq!(w.len(), 2, "{w:?}");
+        assert!(
+            w[0].contains("also lists wide for example.test"),
+            "{}",
+            w[0]
+        );
+        assert!(
+            w[1].contains("certificate competing for these names wide expires in 48 h"),
+            "{}",
+            w[1]
+        );
+        assert_eq!(role(&o.names, &o.proxies[0].certificates[1]), "competing");
+        assert_eq!(role(&o.names, &o.proxies[0].certificates[0]), "ours");
+    }
 }

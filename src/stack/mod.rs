@@ -13,6 +13,7 @@ pub mod cert;
 pub mod command;
 mod observe;
 pub mod plan;
+pub mod takeover;
 
 use std::fmt;
 use std::path::Path;
@@ -316,6 +317,9 @@ pub async fn bootstrap<C: CertificateSource>(
     report.notes = p.notes.clone();
     if opts.dry_run {
         dry_run(&p, "dry run: the stack is complete; nothing to do", &out);
+        report
+            .notes
+            .extend(takeover::run(gcp, desired, certs, &out, true).await?);
         report.ip = observed.ip();
         report.elapsed = started.elapsed();
         return Ok(report);
@@ -333,6 +337,11 @@ pub async fn bootstrap<C: CertificateSource>(
     {
         observed = last;
     }
+    // Hand-made certificates on a proxy bootstrap found (not created) give up
+    // their slot, as the first renewal would.
+    report
+        .notes
+        .extend(takeover::run(gcp, desired, certs, &out, false).await?);
     report.ip = observed.ip();
     report.elapsed = started.elapsed();
     summary(desired, &observed, &report, &out);

@@ -92,6 +92,7 @@ impl Lab {
                 key_type: KeyType::EcdsaP256,
                 zone: None,
                 reuse_key: false,
+                adopt: Vec::new(),
             }],
             ..Config::default()
         }

@@ -1,0 +1,319 @@
+//! `check` previews the takeover (issue #14): for each configured certificate
+//! and proxy, what the next renewal will replace, keep and delete, before
+//! anything is changed. The lines come from [`preview`], a pure function of
+//! the observation and the project's proxies.
+
+use super::Line;
+use crate::config::{CertificateConfig, Config};
+use crate::gcp::Gcp;
+use crate::gcp::compute::{TargetHttpsProxy, name_of};
+use crate::lb::takeover::{self, Listed};
+use crate::lb::{self, Observation};
+
+/// How the new certificate is named in a preview (its hash is not known yet).
+pub const NEW: &str = "<new>";
+
+/// Reads what the preview needs and returns its lines.
+pub async fn check(config: &Config, gcp: &Gcp) -> Vec<Line> {
+    if config.certificates.is_empty() {
+        return Vec::new();
+    }
+    let proxies = match gcp.list_target_https_proxies().await {
+        Ok(p) => p,
+        Err(e) => {
+            return vec![Line::skip(format!(
+                "takeover preview: not shown (cannot list target HTTPS proxies: {})",
+                e.to_string().lines().next().unwrap_or_default()
+            ))];
+        }
+    };
+    let mut lines = Vec::new();
+    for cert in &config.certificates {
+        // A missing proxy is reported by the proxy check.
+        let Ok(obs) = lb::observe(gcp, cert).await else {
+            continue;
+        };
+        let mut adopted = Vec::new();
+        for a in &cert.adopt {
+            match gcp.get_ssl_certificate(a).await {
+                Ok(Some(c)) => {
+                    adopted.push(Some(lb::observe::served_from(&cert.name, "", c).listed()))
+                }
+                Ok(None) => adopted.push(None),
+                Err(e) => lines.push(Line::warn(
+                    format!(
+                        "certificate {}: cannot read adopted sslCertificate {a}: {}",
+                        cert.name,
+                        e.to_string().lines().next().unwrap_or_default()
+                    ),
+                    "check the name and the permission compute.sslCertificates.get",
+                )),
+            }
+        }
+        lines.extend(preview(
+            cert,
+            &obs,
+            &proxies,
+            &cert.adopt,
+            &adopted,
+            &gcp.project,
+        ));
+    }
+    lines
+}
+
+/// The preview of one certificate: a line per configured proxy (a warning when
+/// a certificate would compete with ours), then one per adopted certificate.
+/// `adopted[i]` is what `adopt_names[i]` is (`None`: it does not exist).
+pub fn preview(
+    cert: &CertificateConfig,
+    obs: &Observation,
+    all_proxies: &[TargetHttpsProxy],
+    adopt_names: &[String],
+    adopted: &[Option<Listed>],
+    project: &str,
+) -> Vec<Line> {
+    let mut lines = Vec::new();
+    // Where each superseded certificate leaves.
+    let mut taken_off: Vec<(String, String)> = Vec::new();
+    for p in &obs.proxies {
+        let new_name = p
+            .current(&obs.names)
+            .first()
+            .filter(|c| c.ours)
+            .map(|c| c.name.clone())
+            .unwrap_or_else(|| NEW.to_string());
+        let t = p.takeover(&obs.names, &new_name);
+        for s in &t.superseded {
+            taken_off.push((p.name.clone(), s.clone()));
+        }
+        let what = format!("certificate {} on target HTTPS proxy {}", cert.name, p.name);
+        let mut parts = Vec::new();
+        if !t.changes() {
+            parts.push(format!("already serves {new_name}; nothing to replace"));
+        } else {
+            let mut replaced: Vec<String> = t
+                .replaced_ours
+                .iter()
+                .map(|n| format!("{n} (ours, deleted once free)"))
+                .collect();
+            for s in &t.superseded {
+                let fate = if adopt_names.contains(s) {
+                    "hand-made, adopted: deleted after the swap if no other proxy serves it"
+                        .to_string()
+                } else {
+                    format!(
+                        "hand-made: taken off, kept in the project; delete it later with: {}",
+                        takeover::delete_command(project, s)
+                    )
+                };
+                replaced.push(format!("{s} ({fate})"));
+            }
+            if replaced.is_empty() {
+                parts.push(format!("adds {new_name}"));
+            } else {
+                parts.push(format!("{new_name} replaces {}", replaced.join(", ")));
+            }
+        }
+        if !t.kept.is_empty() {
+            parts.push(format!("keeps {} in place", t.kept.join(", ")));
+        }
+        parts.push(format!(
+            "list [{}] -> [{}]",
+            t.before.join(", "),
+            t.after.join(", ")
+        ));
+        lines.push(Line::ok(format!("{what}: {}", parts.join("; "))));
+        for c in &t.competing {
+            lines.push(Line::warn(
+                format!("{what}: {c}"),
+                format!(
+                    "reissue {} without {}, or add its other names to certificates[].domains so gclb-acme replaces it",
+                    c.certificate,
+                    c.shared.join(", ")
+                ),
+            ));
+        }
+    }
+    for (name, listed) in adopt_names.iter().zip(adopted) {
+        let what = format!("certificate {}: adopted sslCertificate {name}", cert.name);
+        let Some(listed) = listed else {
+            lines.push(Line::ok(format!(
+                "{what}: does not exist (nothing to delete)"
+            )));
+            continue;
+        };
+        // Proxies that will still list it after the swap.
+        let served_by: Vec<String> = all_proxies
+            .iter()
+            .filter(|p| p.ssl_certificates.iter().any(|u| name_of(u) == name))
+            .filter(|p| !taken_off.iter().any(|(tp, tn)| tp == &p.name && tn == name))
+            .map(|p| p.name.clone())
+            .collect();
+        match takeover::may_delete_adopted(&obs.names, &cert.target_https_proxies, listed, &served_by) {
+            Ok(()) => lines.push(Line::ok(format!(
+                "{what}: deleted by the next renewal, after the new certificate is served on every configured proxy"
+            ))),
+            Err(refusal) => lines.push(Line::warn(
+                format!("{what}: {refusal}"),
+                "or remove it from certificates[].adopt",
+            )),
+        }
+    }
+    lines
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lb::{ProxyObservation, ServedCertificate};
+    use crate::preflight::Status;
+
+    fn served(name: &str, sans: &[&str], ours: bool) -> ServedCertificate {
+        ServedCertificate {
+            name: name.into(),
+            url: format!(
+                "https://compute.googleapis.com/compute/v1/projects/p/global/sslCertificates/{name}"
+            ),
+            exists: true,
+            ours,
+            description: ours.then(|| crate::lb::naming::certificate_description("app", "ab")),
+            expire_time: None,
+            sans: sans.iter().map(|s| s.to_string()).collect(),
+            leaf: None,
+        }
+    }
+
+    fn cert(adopt: &[&str]) -> CertificateConfig {
+        CertificateConfig {
+            name: "app".into(),
+            domains: vec!["app.example.test".into()],
+            target_https_proxies: vec!["cloud-run-iap-http-proxy".into()],
+            key_type: Default::default(),
+            zone: None,
+            reuse_key: false,
+            adopt: adopt.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    fn walkthrough(extra: Vec<ServedCertificate>) -> Observation {
+        let mut certificates = vec![
+            served("cloud-run-iap-cert", &["app.example.test"], false),
+            served("unrelated", &["other.test"], false),
+        ];
+        certificates.extend(extra);
+        Observation {
+            certificate: "app".into(),
+            names: vec!["app.example.test".into()],
+            proxies: vec![ProxyObservation {
+                name: "cloud-run-iap-http-proxy".into(),
+                self_link: String::new(),
+                certificates,
+                certificate_map: None,
+            }],
+        }
+    }
+
+    fn proxy(name: &str, certs: &[&str]) -> TargetHttpsProxy {
+        serde_json::from_value(serde_json::json!({
+            "name": name,
+            "selfLink": format!("https://compute.googleapis.com/compute/v1/projects/p/global/targetHttpsProxies/{name}"),
+            "sslCertificates": certs.iter().map(|c| format!("https://compute.googleapis.com/compute/v1/projects/p/global/sslCertificates/{c}")).collect::<Vec<_>>(),
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn the_walkthrough_preview_names_replace_keep_and_the_delete_command() {
+        let obs = walkthrough(vec![]);
+        let all = [proxy(
+            "cloud-run-iap-http-proxy",
+            &["cloud-run-iap-cert", "unrelated"],
+        )];
+        let lines = preview(&cert(&[]), &obs, &all, &[], &[], "proj");
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        let l = &lines[0].what;
+        assert_eq!(lines[0].status, Status::Ok);
+        assert!(l.contains("<new> replaces cloud-run-iap-cert (hand-made: taken off, kept in the project; delete it later with: gcloud compute ssl-certificates delete cloud-run-iap-cert --global --project proj)"), "{l}");
+        assert!(l.contains("keeps unrelated in place"), "{l}");
+        assert!(
+            l.contains("list [cloud-run-iap-cert, unrelated] -> [<new>, unrelated]"),
+            "{l}"
+        );
+    }
+
+    #[test]
+    fn adoption_preview_refuses_a_certificate_another_proxy_serves() {
+        let obs = walkthrough(vec![]);
+        let hand = served("cloud-run-iap-cert", &["app.example.test"], false).listed();
+        let all = [proxy(
+            "cloud-run-iap-http-proxy",
+            &["cloud-run-iap-cert", "unrelated"],
+        )];
+        let lines = preview(
+            &cert(&["cloud-run-iap-cert"]),
+            &obs,
+            &all,
+            &["cloud-run-iap-cert".into()],
+            &[Some(hand.clone())],
+            "proj",
+        );
+        assert!(lines[0].what.contains("hand-made, adopted"), "{lines:?}");
+        assert_eq!(lines[1].status, Status::Ok);
+        assert!(
+            lines[1].what.contains("deleted by the next renewal"),
+            "{lines:?}"
+        );
+        let all = [
+            proxy(
+                "cloud-run-iap-http-proxy",
+                &["cloud-run-iap-cert", "unrelated"],
+            ),
+            proxy("staging-proxy", &["cloud-run-iap-cert"]),
+        ];
+        let lines = preview(
+            &cert(&["cloud-run-iap-cert"]),
+            &obs,
+            &all,
+            &["cloud-run-iap-cert".into()],
+            &[Some(hand)],
+            "proj",
+        );
+        assert_eq!(lines[1].status, Status::Warn);
+        assert!(
+            lines[1]
+                .what
+                .contains("target HTTPS proxy staging-proxy still serves it and is not configured"),
+            "{lines:?}"
+        );
+    }
+
+    #[test]
+    fn a_competing_certificate_is_a_warning() {
+        let obs = walkthrough(vec![served(
+            "wide",
+            &["app.example.test", "www.other.test"],
+            false,
+        )]);
+        let lines = preview(&cert(&[]), &obs, &[], &[], &[], "proj");
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert!(
+            lines[0].what.contains("-> [<new>, unrelated, wide]"),
+            "{lines:?}"
+        );
+        assert_eq!(lines[1].status, Status::Warn);
+        assert!(
+            lines[1]
+                .what
+                .contains("also lists wide for app.example.test"),
+            "{lines:?}"
+        );
+        assert!(
+            lines[1]
+                .fix
+                .as_deref()
+                .unwrap_or("")
+                .contains("reissue wide without app.example.test")
+        );
+    }
+}
