@@ -189,14 +189,17 @@ pub async fn upload(
         },
     };
     let mut last = None;
+    // Set once Compute answered with an operation of an earlier life of this
+    // resource (see below): from then on every id is new.
+    let mut fresh: Option<String> = None;
     for attempt in 0..opts.attempts.max(1) {
         let n = attempt.to_string();
         // The first attempt's id is the same in every run, so an insert retried
         // after a crash gets the original operation instead of a twin.
-        let rid = if attempt == 0 {
-            request_id(&[resource, "insert", sha])
-        } else {
-            request_id(&[resource, "insert", sha, &n])
+        let rid = match (&fresh, attempt) {
+            (Some(f), _) => request_id(&[resource, "insert", sha, f, &n]),
+            (None, 0) => request_id(&[resource, "insert", sha]),
+            (None, _) => request_id(&[resource, "insert", sha, &n]),
         };
         let op = match gcp.insert_ssl_certificate(&body, &rid).await {
             Ok(op) => op,
@@ -211,6 +214,15 @@ pub async fn upload(
         opts.at(step::INSERT_REQUESTED)?;
         match gcp.wait_operation(op, opts.operation_timeout).await {
             Ok(_) => {
+                // A certificate uploaded, deleted (teardown, by hand) and uploaded
+                // again within Compute's requestId window gets the first upload's
+                // DONE operation back and nothing is created: look, and insert
+                // again under a new id when it is not there.
+                if gcp.get_ssl_certificate(resource).await?.is_none() {
+                    tracing::info!(certificate = %cert.name, resource, "the insert answered with the operation of an earlier upload whose certificate has since been deleted; uploading again under a new requestId");
+                    fresh = Some(format!("{:016x}", rand::random::<u64>()));
+                    continue;
+                }
                 opts.at(step::INSERT_DONE)?;
                 return Ok(true);
             }
