@@ -155,6 +155,34 @@ impl CertificateSource for IssueWithAcme {
     }
 }
 
+/// Removes the stored, not yet installed certificate of `cert_name` when its
+/// sslCertificate is one of `deleted`; returns the state files removed. Holds
+/// the certificate's lock, so a daemon renewing it is not pulled from under.
+pub async fn forget_deleted(
+    state: &crate::state::StateDir,
+    cert_name: &str,
+    deleted: &[String],
+) -> Result<Vec<String>, StackError> {
+    let fail = |e: &dyn std::fmt::Display| StackError::Certificate(e.to_string());
+    let _lock = crate::reconcile::lock_certificate(state, cert_name)
+        .await
+        .map_err(|e| fail(&e))?;
+    let Some(p) = crate::acme::store::load_pending(state, cert_name).map_err(|e| fail(&e))? else {
+        return Ok(Vec::new());
+    };
+    let resource = naming::certificate_resource_name(cert_name, &p.leaf.sha256_hex);
+    if !deleted.contains(&resource) {
+        return Ok(Vec::new());
+    }
+    crate::acme::store::remove_pending(state, cert_name).map_err(|e| fail(&e))?;
+    tracing::info!(
+        certificate = cert_name,
+        resource,
+        "teardown deleted this certificate: forgot its stored copy, so the next bootstrap or renew issues a new one instead of installing it again"
+    );
+    Ok(vec![format!("pending/{cert_name}.json")])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
