@@ -774,3 +774,119 @@ fn drawn_lifecycles_keep_gcp_and_the_state_directory_in_agreement() {
     }
     assert_eq!(*seqs.lock().unwrap(), 6, "every drawn case ran");
 }
+
+/// Log lines written through `tracing` while a test runs.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    fn lines(&self) -> Vec<String> {
+        String::from_utf8_lossy(&self.0.lock().unwrap())
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+/// With every Google call failing 503, the operator sees the first failure at
+/// once (a WARN naming the attempt, how many remain and when the next one
+/// comes), each retry after it, and a summary at the end; and a garbled body
+/// does not start a second ladder: one call sends at most `max_attempts`
+/// requests whatever mix of failures it meets.
+#[tokio::test(flavor = "current_thread")]
+async fn google_down_is_reported_at_the_first_failure_and_one_ladder_per_call() {
+    let cloud = Cloud::start().await;
+    let logs = Captured::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_max_level(tracing::Level::INFO)
+        .with_ansi(false)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let mut gcp = cloud.gcp();
+    gcp.retry = gclb_acme::gcp::RetryPolicy {
+        max_attempts: 4,
+        initial_delay: Duration::from_millis(5),
+        max_delay: Duration::from_millis(20),
+    };
+
+    cloud
+        .fault(json!({"method": "compute.sslCertificates.list", "status": 503}))
+        .await;
+    cloud.clear_requests().await;
+    let e = gcp.list_ssl_certificates(None).await.unwrap_err();
+    assert_eq!(e.code(), Some(503), "{e}");
+    assert_eq!(cloud.count("compute.sslCertificates.list", false).await, 4);
+    let lines = logs.lines();
+    let pos = |needle: &str| {
+        lines
+            .iter()
+            .position(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("no line with {needle:?} in\n{}", lines.join("\n")))
+    };
+    let first = pos("attempt 1 of 4");
+    assert!(lines[first].contains("WARN"), "{}", lines[first]);
+    assert!(lines[first].contains("retrying in"), "{}", lines[first]);
+    assert!(lines[first].contains("503"), "{}", lines[first]);
+    assert!(first < pos("attempt 2 of 4"));
+    assert!(first < pos("attempt 3 of 4"));
+    let end = pos("giving up after 4 attempts");
+    assert!(lines[end].contains("WARN"), "{}", lines[end]);
+    assert!(end > pos("attempt 3 of 4"));
+
+    // Two truncated 200s, then 503s: four requests in all, not 2 + 4.
+    let (s, _) = cloud.send_delete("emulator/faults").await;
+    assert!(s < 300);
+    cloud
+        .fault(json!({"method": "compute.sslCertificates.list", "kind": "corrupt", "count": 2}))
+        .await;
+    cloud
+        .fault(json!({"method": "compute.sslCertificates.list", "status": 503}))
+        .await;
+    cloud.clear_requests().await;
+    let e = gcp.list_ssl_certificates(None).await.unwrap_err();
+    assert_eq!(e.code(), Some(503), "{e}");
+    assert_eq!(cloud.count("compute.sslCertificates.list", false).await, 4);
+
+    // Recovering after failures is summarised too.
+    let (s, _) = cloud.send_delete("emulator/faults").await;
+    assert!(s < 300);
+    cloud
+        .fault(json!({"method": "compute.sslCertificates.list", "status": 503, "count": 1}))
+        .await;
+    assert_eq!(gcp.list_ssl_certificates(None).await.unwrap().len(), 0);
+    assert!(
+        logs.lines()
+            .iter()
+            .any(|l| l.contains("succeeded after retries") && l.contains("attempts=2")),
+        "{}",
+        logs.lines().join("\n")
+    );
+}
+
+trait SendDelete {
+    async fn send_delete(&self, path: &str) -> (u16, ());
+}
+
+impl SendDelete for Cloud {
+    async fn send_delete(&self, path: &str) -> (u16, ()) {
+        let r = self
+            .http
+            .delete(format!("{}{path}", self.emu.base_url()))
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), ())
+    }
+}

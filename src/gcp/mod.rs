@@ -640,6 +640,40 @@ mod tests {
     }
 
     #[test]
+    fn mutation_ids_differ_by_method_collection_resource_and_body() {
+        let base = "https://compute.googleapis.com/compute/v1/projects/p/global";
+        let https = format!("{base}/targetHttpsProxies/x");
+        let http = format!("{base}/targetHttpProxies/x");
+        let id = |intent: &str, m: &str, u: &str, b: &[u8]| mutation_id(intent, m, u, b);
+        // The walkthrough's case: one name, two collections, one intent.
+        assert_ne!(
+            id("i", "DELETE", &https, b""),
+            id("i", "DELETE", &http, b"")
+        );
+        assert_ne!(
+            id("i", "DELETE", &https, b""),
+            id("i", "DELETE", &format!("{base}/targetHttpsProxies/y"), b"")
+        );
+        assert_ne!(id("i", "POST", &https, b""), id("i", "DELETE", &https, b""));
+        assert_ne!(
+            id("i", "POST", &https, b"{}"),
+            id("i", "POST", &https, b"{1}")
+        );
+        assert_ne!(id("i", "POST", &https, b""), id("j", "POST", &https, b""));
+        // The same mutation repeated (after a crash) keeps its id; the query
+        // (where the id itself goes) is not part of it.
+        assert_eq!(
+            id("i", "POST", &https, b"{}"),
+            id("i", "POST", &format!("{https}?requestId=z"), b"{}")
+        );
+        let g = Gcp::new(Endpoints::default(), "p".into(), Auth::None).unwrap();
+        let u = g.with_request_id::<()>("i", &Method::DELETE, &https, None);
+        assert!(u.starts_with(&format!("{https}?requestId=")), "{u}");
+        let u2 = g.with_request_id::<()>("i", &Method::DELETE, &format!("{https}?a=b"), None);
+        assert!(u2.contains("?a=b&requestId="), "{u2}");
+    }
+
+    #[test]
     fn retry_delays_are_capped_and_jittered() {
         let p = RetryPolicy {
             max_attempts: 10,
