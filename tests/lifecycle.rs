@@ -410,6 +410,22 @@ impl World {
         }
     }
 
+    /// Points both proxies (one name, two collections) at the URL map `um` by
+    /// hand, when they exist: drift bootstrap repairs with `setUrlMap`.
+    async fn repoint_proxies_by_hand(&self) {
+        for coll in ["targetHttpsProxies", "targetHttpProxies"] {
+            let (s, b) = self
+                .cloud()
+                .post(
+                    &format!("compute/v1/projects/{PROJECT}/{coll}/{HTTPS_PROXY}/setUrlMap"),
+                    json!({"urlMap": support::lb::link("urlMaps", "um")}),
+                )
+                .await;
+            assert!(s == 200 || s == 404, "{coll} setUrlMap: {s} {b}");
+        }
+        tokio::time::sleep(Duration::from_millis(60)).await;
+    }
+
     /// Sets the service's ingress by hand, labels untouched.
     async fn set_ingress_by_hand(&self, ingress: &str) {
         let r = self
@@ -447,6 +463,19 @@ async fn walkthrough_names_bootstrap_renew_teardown_bootstrap_renew() {
     w.assert_up("first bootstrap").await;
     w.renew().await.unwrap();
     w.assert_renewed("first renew").await;
+    // Both proxies pointed elsewhere: one repair each, in one run.
+    w.repoint_proxies_by_hand().await;
+    let r = w.bootstrap().await.unwrap();
+    assert_eq!(
+        r.applied
+            .iter()
+            .filter(|a| a.starts_with("point target"))
+            .count(),
+        2,
+        "{:#?}",
+        r.applied
+    );
+    w.assert_up("bootstrap after drift").await;
 
     let r = w.teardown().await.unwrap();
     w.assert_down("teardown", &r, "INGRESS_TRAFFIC_ALL").await;
@@ -665,6 +694,7 @@ enum Op {
     DeleteProxyByHand,
     HandmadeCertificate,
     IngressAllByHand,
+    RepointProxiesByHand,
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -675,6 +705,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => Just(Op::DeleteProxyByHand),
         1 => Just(Op::HandmadeCertificate),
         1 => Just(Op::IngressAllByHand),
+        1 => Just(Op::RepointProxiesByHand),
     ]
 }
 
@@ -718,6 +749,7 @@ async fn run_sequence(ops: &[Op]) -> Result<(), String> {
                 }
             }
             Op::IngressAllByHand => w.set_ingress_by_hand("INGRESS_TRAFFIC_ALL").await,
+            Op::RepointProxiesByHand => w.repoint_proxies_by_hand().await,
         }
         if handmade && !w.certificates().await.contains_key(HANDMADE) {
             return Err(format!("{ctx}: the hand-made certificate was deleted"));

@@ -673,6 +673,47 @@ mod tests {
         assert!(u2.contains("?a=b&requestId="), "{u2}");
     }
 
+    /// Every Compute mutation gets its id from `with_request_id` (each one names
+    /// its method twice: for the id and for the request), and no file builds a
+    /// `requestId` parameter by hand.
+    #[test]
+    fn every_compute_mutation_takes_its_id_from_with_request_id() {
+        let files = [
+            ("compute.rs", include_str!("compute.rs")),
+            ("lb.rs", include_str!("lb.rs")),
+        ];
+        for (name, src) in files {
+            let code = src.split("#[cfg(test)]").next().unwrap_or(src);
+            let mutating = [
+                "Method::POST",
+                "Method::DELETE",
+                "Method::PATCH",
+                "Method::PUT",
+            ]
+            .iter()
+            .map(|m| code.matches(m).count())
+            .sum::<usize>();
+            let ids = code.matches("self.with_request_id").count();
+            assert!(ids > 0, "{name}");
+            assert_eq!(mutating, 2 * ids, "{name}: a mutation without a requestId");
+        }
+        for (name, src) in [
+            ("compute.rs", include_str!("compute.rs")),
+            ("lb.rs", include_str!("lb.rs")),
+            ("dns.rs", include_str!("dns.rs")),
+            ("iap.rs", include_str!("iap.rs")),
+            ("run.rs", include_str!("run.rs")),
+            ("operation.rs", include_str!("operation.rs")),
+            ("serviceusage.rs", include_str!("serviceusage.rs")),
+            ("resourcemanager.rs", include_str!("resourcemanager.rs")),
+        ] {
+            assert!(
+                !src.contains("requestId="),
+                "{name} builds a requestId by hand"
+            );
+        }
+    }
+
     #[test]
     fn retry_delays_are_capped_and_jittered() {
         let p = RetryPolicy {
