@@ -922,3 +922,40 @@ impl SendDelete for Cloud {
         (r.status().as_u16(), ())
     }
 }
+
+/// Renew stopped right after uploading (as by a crash), then the unused upload
+/// deleted by hand: the state directory still holds the certificate, and the
+/// next renew uploads it again under a new requestId and installs it, instead
+/// of failing on its name for ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn renew_reuploads_a_pending_certificate_deleted_by_hand() {
+    let w = world().await;
+    w.bootstrap().await.unwrap();
+    w.renew().await.unwrap();
+    let served = w.served().await.unwrap();
+
+    let mut r = w.lab.renewer(&w.config).await;
+    r.install.verify = None;
+    r.install.hook = Some(Arc::new(|s: &str| {
+        s == gclb_acme::lb::install::step::INSERT_DONE
+    }));
+    let e = r.renew(&w.config.certificates[0], true).await.unwrap_err();
+    assert!(e.is_aborted(), "{e}");
+    let pending = w.pending_resource().expect("pending after the crash");
+    assert!(w.ours().await.contains(&pending));
+    assert_eq!(w.served().await.unwrap(), served, "not swapped yet");
+
+    let del = w
+        .cloud()
+        .send_delete(&format!(
+            "compute/v1/projects/{PROJECT}/global/sslCertificates/{pending}"
+        ))
+        .await;
+    assert_eq!(del.0, 200);
+    tokio::time::sleep(Duration::from_millis(60)).await;
+    assert!(!w.ours().await.contains(&pending));
+
+    w.renew().await.unwrap();
+    w.assert_renewed("renew after the hand delete").await;
+    assert_eq!(w.served().await.unwrap(), vec![pending]);
+}
