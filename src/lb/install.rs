@@ -364,6 +364,7 @@ async fn swap(
     opts: &InstallOptions,
 ) -> Result<(bool, String), LbError> {
     let mut last = None;
+    let mut fresh: Option<String> = None;
     for attempt in 0..opts.attempts.max(1) {
         let p = get_proxy(gcp, cert, proxy).await?;
         let list = match rewrite_for(gcp, cert, &p, new_url, cache).await? {
@@ -374,10 +375,24 @@ async fn swap(
         // change gets the original operation, and any other change is new.
         let joined = list.join(" ");
         let n = attempt.to_string();
-        let rid = request_id(&[proxy, "setSslCertificates", &joined, &n]);
+        let rid = match &fresh {
+            Some(f) => request_id(&[proxy, "setSslCertificates", &joined, &n, f]),
+            None => request_id(&[proxy, "setSslCertificates", &joined, &n]),
+        };
         let op = gcp.set_ssl_certificates(proxy, &list, &rid).await?;
         match gcp.wait_operation(op, opts.operation_timeout).await {
             Ok(_) => {
+                // The same list set on this proxy in an earlier life (a proxy
+                // deleted and created again) gets that DONE operation back and
+                // changes nothing: look, and set it again under a new id.
+                let now = get_proxy(gcp, cert, proxy).await?;
+                let names =
+                    |l: &[String]| l.iter().map(|u| name_of(u).to_string()).collect::<Vec<_>>();
+                if names(&now.ssl_certificates) != names(&list) {
+                    tracing::info!(certificate = %cert.name, proxy, "setSslCertificates answered with an earlier operation and the list is not set; setting it again under a new requestId");
+                    fresh = Some(format!("{:016x}", rand::random::<u64>()));
+                    continue;
+                }
                 tracing::info!(certificate = %cert.name, proxy, new = name_of(new_url), "proxy now serves the new certificate");
                 opts.at(&step::swapped(proxy))?;
                 return Ok((true, p.self_link));
@@ -435,9 +450,13 @@ async fn delete(gcp: &Gcp, name: &str, opts: &InstallOptions) -> Result<(), LbEr
     let mut delay = opts.cleanup_initial;
     let attempts = opts.cleanup_attempts.max(1);
     let mut last = None;
+    // A delete is idempotent by itself (404 is done), so its id need not
+    // survive a crash; a fixed one would get back the DONE operation of an
+    // earlier delete of a certificate uploaded again since, and leave it.
+    let run: u64 = rand::random();
     for attempt in 0..attempts {
         let n = attempt.to_string();
-        let rid = request_id(&[name, "delete", &n]);
+        let rid = request_id(&[name, "delete", &n, &format!("{run:016x}")]);
         let result = match gcp.delete_ssl_certificate(name, &rid).await {
             Ok(op) => gcp
                 .wait_operation(op, opts.operation_timeout)
