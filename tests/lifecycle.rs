@@ -959,3 +959,44 @@ async fn renew_reuploads_a_pending_certificate_deleted_by_hand() {
     w.assert_renewed("renew after the hand delete").await;
     assert_eq!(w.served().await.unwrap(), vec![pending]);
 }
+
+/// The same certificate installed twice on a proxy of one name, the proxy
+/// deleted and created again in between (a hand rebuild): the second swap sets
+/// the same list and used to carry the same requestId, so Compute answered with
+/// the first swap's operation and the new proxy never got the certificate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_swap_on_a_recreated_proxy_is_not_taken_for_a_replay() {
+    let lab = Lab::start().await;
+    let names = support::lb::NAMES;
+    let foreign = lab.upload(&names, 1, 90, None, "handmade-one").await;
+    lab.proxy("p1", &[&foreign]).await;
+    let config = lab.config(&["p1"]);
+    let cert = &config.certificates[0];
+    let issued = support::lb::self_signed(&names, 0, 90);
+    let resource = naming::certificate_resource_name(CERT, &issued.leaf.sha256_hex);
+    let mut opts = support::lb::fast_install();
+    opts.verify = None;
+    let gcp = lab.cloud.gcp();
+    gclb_acme::lb::install(&gcp, cert, &issued, &opts)
+        .await
+        .unwrap();
+    assert_eq!(lab.served("p1").await, [foreign.clone(), resource.clone()]);
+
+    // Rebuilt by hand as it was before the install.
+    let del = lab
+        .cloud
+        .send_delete(&format!(
+            "compute/v1/projects/{PROJECT}/global/targetHttpsProxies/p1"
+        ))
+        .await;
+    assert_eq!(del.0, 200);
+    tokio::time::sleep(Duration::from_millis(60)).await;
+    lab.proxy("p1", &[&foreign]).await;
+    tokio::time::sleep(Duration::from_millis(60)).await;
+
+    let report = gclb_acme::lb::install(&gcp, cert, &issued, &opts)
+        .await
+        .unwrap();
+    assert_eq!(report.swapped, ["p1"]);
+    assert_eq!(lab.served("p1").await, [foreign, resource]);
+}
