@@ -781,8 +781,13 @@ async fn run_sequence(ops: &[Op]) -> Result<(), String> {
 /// it runs and in the failure.
 #[test]
 fn drawn_lifecycles_keep_gcp_and_the_state_directory_in_agreement() {
+    // GCLB_ACME_SOAK=long draws more (a soak, not the default run).
+    let cases = match std::env::var("GCLB_ACME_SOAK").as_deref() {
+        Ok("long") => 40,
+        _ => 6,
+    };
     let mut runner = TestRunner::new(PropConfig {
-        cases: 6,
+        cases,
         max_shrink_iters: 0,
         failure_persistence: None,
         ..PropConfig::default()
@@ -804,7 +809,11 @@ fn drawn_lifecycles_keep_gcp_and_the_state_directory_in_agreement() {
         Err(TestError::Fail(why, ops)) => panic!("{why}\nfailing sequence: {ops:?}"),
         Err(e) => panic!("{e}"),
     }
-    assert_eq!(*seqs.lock().unwrap(), 6, "every drawn case ran");
+    assert_eq!(
+        *seqs.lock().unwrap(),
+        cases as usize,
+        "every drawn case ran"
+    );
 }
 
 /// Log lines written through `tracing` while a test runs.
