@@ -532,10 +532,22 @@ async fn bootstrap_after_a_teardown_that_kept_the_issued_certificate() {
     w.renew().await.unwrap();
     w.assert_renewed("second renew").await;
 
-    // And with the state directory, teardown forgets what it deleted.
+    // And with the state directory, teardown forgets what it deleted: the
+    // pending copy and the renewal bookkeeping of the served certificate.
     w.bootstrap().await.unwrap();
     let pending = w.pending_resource();
+    let book = gclb_acme::daemon::book::Book {
+        failures: 3,
+        ..Default::default()
+    };
+    book.save(&w.state, CERT).unwrap();
     let r = w.teardown().await.unwrap();
+    assert_eq!(w.state.read(&format!("daemon/{CERT}.json")).unwrap(), None);
+    assert!(
+        r.forgotten.contains(&format!("daemon/{CERT}.json")),
+        "{:?}",
+        r.forgotten
+    );
     w.assert_down("teardown with state", &r, "INGRESS_TRAFFIC_ALL")
         .await;
     if let Some(p) = pending {

@@ -164,15 +164,28 @@ pub async fn forget_deleted(
     deleted: &[String],
 ) -> Result<Vec<String>, StackError> {
     let fail = |e: &dyn std::fmt::Display| StackError::Certificate(e.to_string());
+    if deleted.is_empty() {
+        return Ok(Vec::new());
+    }
     let _lock = crate::reconcile::lock_certificate(state, cert_name)
         .await
         .map_err(|e| fail(&e))?;
+    let mut forgotten = Vec::new();
+    // The renewal bookkeeping (back-off, the ARI window of the served
+    // certificate) described what teardown removed.
+    if crate::daemon::book::Book::forget(state, cert_name).map_err(|e| fail(&e))? {
+        tracing::info!(
+            certificate = cert_name,
+            "teardown deleted the served certificate: forgot its renewal bookkeeping"
+        );
+        forgotten.push(format!("daemon/{cert_name}.json"));
+    }
     let Some(p) = crate::acme::store::load_pending(state, cert_name).map_err(|e| fail(&e))? else {
-        return Ok(Vec::new());
+        return Ok(forgotten);
     };
     let resource = naming::certificate_resource_name(cert_name, &p.leaf.sha256_hex);
     if !deleted.contains(&resource) {
-        return Ok(Vec::new());
+        return Ok(forgotten);
     }
     crate::acme::store::remove_pending(state, cert_name).map_err(|e| fail(&e))?;
     tracing::info!(
@@ -180,7 +193,8 @@ pub async fn forget_deleted(
         resource,
         "teardown deleted this certificate: forgot its stored copy, so the next bootstrap or renew issues a new one instead of installing it again"
     );
-    Ok(vec![format!("pending/{cert_name}.json")])
+    forgotten.push(format!("pending/{cert_name}.json"));
+    Ok(forgotten)
 }
 
 #[cfg(test)]
