@@ -1021,3 +1021,71 @@ async fn a_swap_on_a_recreated_proxy_is_not_taken_for_a_replay() {
     assert_eq!(report.swapped, ["p1"]);
     assert_eq!(lab.served("p1").await, [foreign, resource]);
 }
+
+/// The same lifecycle through the real binary, as a user runs it: bootstrap,
+/// renew, teardown --yes, bootstrap, renew, teardown --yes. Teardown from the
+/// command line forgets in the state directory what it deleted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_runs_the_walkthrough_lifecycle() {
+    let w = world().await;
+    let secret = w.lab.tmp.path().join("oauth-secret");
+    let stack = stack_toml(&secret, "")
+        .lines()
+        .map(|l| {
+            // Nest the stack's tables under [stack].
+            if l == "[iap]" || l == "[names]" {
+                format!("[stack.{}", &l[1..])
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let body = format!(
+        "[daemon]\nverify_after_swap = false\n\n[[certificates]]\nname = \"{CERT}\"\ndomains = [\"example.test\", \"*.example.test\"]\ntarget_https_proxies = [\"{HTTPS_PROXY}\"]\n\n[stack]\n{stack}\n"
+    );
+    let config = support::fleet::write_config(&w.lab, &body);
+    let config = config.to_str().unwrap().to_string();
+    let home = tempfile::tempdir().unwrap();
+    let log = w.lab.tmp.path().join("cli.log");
+    let run = |args: &[&str]| {
+        let mut full = vec!["--config", config.as_str()];
+        full.extend_from_slice(args);
+        let status = support::fleet::command(&w.lab, home.path(), &log, &full)
+            .status()
+            .unwrap();
+        assert!(
+            status.success(),
+            "gclb-acme {args:?}: {status}\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+    };
+    for round in 0..2 {
+        run(&["bootstrap"]);
+        w.assert_up(&format!("round {round}: bootstrap")).await;
+        if round == 0 {
+            run(&["renew", "--certificate", CERT, "--force"]);
+            w.assert_renewed(&format!("round {round}: renew")).await;
+        } else {
+            // Straight to teardown: the certificate bootstrap issued is still
+            // pending in the state directory, and teardown deletes it.
+            assert!(w.pending_resource().is_some());
+        }
+        run(&["teardown", "--yes"]);
+        let ctx = format!("round {round}: teardown");
+        assert_eq!(w.stack_resources().await, Vec::<String>::new(), "{ctx}");
+        assert_eq!(w.ours().await, BTreeSet::new(), "{ctx}");
+        assert_eq!(
+            w.run_service().await["ingress"],
+            "INGRESS_TRAFFIC_ALL",
+            "{ctx}"
+        );
+        assert_eq!(w.pending_resource(), None, "{ctx}");
+    }
+    run(&["bootstrap"]);
+    w.assert_up("bootstrap after two teardowns").await;
+    run(&["renew", "--certificate", CERT]);
+    w.assert_renewed("renew after two teardowns").await;
+    let (_, shared) = w.shared_request_ids().await;
+    assert_eq!(shared, Vec::<String>::new());
+}
