@@ -79,6 +79,12 @@ impl Book {
     pub fn save(&self, state: &StateDir, name: &str) -> Result<(), StateError> {
         state.write_json(&file(name), self)
     }
+
+    /// Removes the bookkeeping (teardown deleted what it described); whether
+    /// there was any.
+    pub fn forget(state: &StateDir, name: &str) -> Result<bool, StateError> {
+        state.remove(&file(name))
+    }
 }
 
 #[cfg(test)]
@@ -105,5 +111,7 @@ mod tests {
         assert_eq!(Book::load(&state, "app"), b);
         state.write("daemon/app.json", b"{garbage").unwrap();
         assert_eq!(Book::load(&state, "app"), Book::default());
+        assert!(Book::forget(&state, "app").unwrap());
+        assert!(!Book::forget(&state, "app").unwrap());
     }
 }

@@ -189,12 +189,13 @@ impl Gcp {
     pub async fn insert_ssl_certificate(
         &self,
         cert: &NewSslCertificate,
-        request_id: &str,
+        intent: &str,
     ) -> Result<Operation, GcpError> {
-        let url = format!(
-            "{}?requestId={}",
-            self.global("sslCertificates"),
-            enc(request_id)
+        let url = self.with_request_id(
+            intent,
+            &Method::POST,
+            &self.global("sslCertificates"),
+            Some(cert),
         );
         self.call(
             Call::new(Api::Compute, "sslCertificates.insert"),
@@ -209,13 +210,13 @@ impl Gcp {
     pub async fn delete_ssl_certificate(
         &self,
         name: &str,
-        request_id: &str,
+        intent: &str,
     ) -> Result<Operation, GcpError> {
-        let url = format!(
-            "{}/{}?requestId={}",
-            self.global("sslCertificates"),
-            enc(name),
-            enc(request_id)
+        let url = self.with_request_id::<()>(
+            intent,
+            &Method::DELETE,
+            &format!("{}/{}", self.global("sslCertificates"), enc(name)),
+            None,
         );
         self.call::<(), _>(
             Call::new(Api::Compute, "sslCertificates.delete"),
@@ -250,18 +251,22 @@ impl Gcp {
         &self,
         proxy: &str,
         certificates: &[String],
-        request_id: &str,
+        intent: &str,
     ) -> Result<Operation, GcpError> {
-        let url = self.url(
-            Api::Compute,
-            &format!(
-                "projects/{}/targetHttpsProxies/{}/setSslCertificates?requestId={}",
-                self.project,
-                enc(proxy),
-                enc(request_id)
-            ),
-        );
         let body = serde_json::json!({ "sslCertificates": certificates });
+        let url = self.with_request_id(
+            intent,
+            &Method::POST,
+            &self.url(
+                Api::Compute,
+                &format!(
+                    "projects/{}/targetHttpsProxies/{}/setSslCertificates",
+                    self.project,
+                    enc(proxy)
+                ),
+            ),
+            Some(&body),
+        );
         self.call(
             Call::new(Api::Compute, "targetHttpsProxies.setSslCertificates"),
             Method::POST,

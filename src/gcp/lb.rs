@@ -344,9 +344,9 @@ impl Gcp {
         &self,
         c: Collection,
         body: &B,
-        request_id: &str,
+        intent: &str,
     ) -> Result<Operation, GcpError> {
-        let url = format!("{}?requestId={}", self.lb_global(c), enc(request_id));
+        let url = self.with_request_id(intent, &Method::POST, &self.lb_global(c), Some(body));
         self.call(
             Call::new(Api::Compute, c.op("insert")),
             Method::POST,
@@ -361,13 +361,13 @@ impl Gcp {
         &self,
         c: Collection,
         name: &str,
-        request_id: &str,
+        intent: &str,
     ) -> Result<Operation, GcpError> {
-        let url = format!(
-            "{}/{}?requestId={}",
-            self.lb_global(c),
-            enc(name),
-            enc(request_id)
+        let url = self.with_request_id::<()>(
+            intent,
+            &Method::DELETE,
+            &format!("{}/{}", self.lb_global(c), enc(name)),
+            None,
         );
         self.call::<(), _>(
             Call::new(Api::Compute, c.op("delete")),
@@ -385,13 +385,13 @@ impl Gcp {
         c: Collection,
         name: &str,
         patch: &Value,
-        request_id: &str,
+        intent: &str,
     ) -> Result<Operation, GcpError> {
-        let url = format!(
-            "{}/{}?requestId={}",
-            self.lb_global(c),
-            enc(name),
-            enc(request_id)
+        let url = self.with_request_id(
+            intent,
+            &Method::PATCH,
+            &format!("{}/{}", self.lb_global(c), enc(name)),
+            Some(patch),
         );
         self.call(
             Call::new(Api::Compute, c.op("patch")),
@@ -414,9 +414,9 @@ impl Gcp {
     pub async fn insert_backend_service(
         &self,
         b: &BackendService,
-        request_id: &str,
+        intent: &str,
     ) -> Result<Operation, GcpError> {
-        self.insert_global(Collection::BackendServices, b, request_id)
+        self.insert_global(Collection::BackendServices, b, intent)
             .await
     }
 
@@ -461,7 +461,7 @@ impl Gcp {
         c: Collection,
         proxy: &str,
         url_map: &str,
-        request_id: &str,
+        intent: &str,
     ) -> Result<Operation, GcpError> {
         let (path, op) = match c {
             Collection::TargetHttpsProxies => {
@@ -469,16 +469,16 @@ impl Gcp {
             }
             _ => ("targetHttpProxies", "targetHttpProxies.setUrlMap"),
         };
-        let url = self.url(
-            Api::Compute,
-            &format!(
-                "projects/{}/{path}/{}/setUrlMap?requestId={}",
-                self.project,
-                enc(proxy),
-                enc(request_id)
-            ),
-        );
         let body = serde_json::json!({ "urlMap": url_map });
+        let url = self.with_request_id(
+            intent,
+            &Method::POST,
+            &self.url(
+                Api::Compute,
+                &format!("projects/{}/{path}/{}/setUrlMap", self.project, enc(proxy)),
+            ),
+            Some(&body),
+        );
         self.call(Call::new(Api::Compute, op), Method::POST, &url, Some(&body))
             .await
     }
@@ -498,9 +498,9 @@ impl Gcp {
         &self,
         region: &str,
         neg: &NetworkEndpointGroup,
-        request_id: &str,
+        intent: &str,
     ) -> Result<Operation, GcpError> {
-        let url = format!("{}?requestId={}", self.lb_negs(region), enc(request_id));
+        let url = self.with_request_id(intent, &Method::POST, &self.lb_negs(region), Some(neg));
         self.call(
             Call::new(Api::Compute, "regionNetworkEndpointGroups.insert"),
             Method::POST,
@@ -515,13 +515,13 @@ impl Gcp {
         &self,
         region: &str,
         name: &str,
-        request_id: &str,
+        intent: &str,
     ) -> Result<Operation, GcpError> {
-        let url = format!(
-            "{}/{}?requestId={}",
-            self.lb_negs(region),
-            enc(name),
-            enc(request_id)
+        let url = self.with_request_id::<()>(
+            intent,
+            &Method::DELETE,
+            &format!("{}/{}", self.lb_negs(region), enc(name)),
+            None,
         );
         self.call::<(), _>(
             Call::new(Api::Compute, "regionNetworkEndpointGroups.delete"),

@@ -273,61 +273,48 @@ impl Gcp {
         url: &str,
         body: Option<&B>,
     ) -> Result<T, GcpError> {
-        let mut attempt = 0u32;
-        loop {
-            attempt += 1;
-            let bytes = self.call_raw(call, method.clone(), url, body).await?;
-            let bytes = if bytes.is_empty() {
-                &b"{}"[..]
-            } else {
-                &bytes[..]
-            };
-            let e = match serde_json::from_slice(bytes) {
-                Ok(v) => return Ok(v),
-                Err(e) => e,
-            };
-            let err = GcpError::Decode {
-                method: method.to_string(),
-                url: url.to_string(),
-                status: 200,
-                message: format!(
-                    "{} at line {} column {}",
-                    classify_json(&e),
-                    e.line(),
-                    e.column()
-                ),
-            };
-            // A truncated or garbled 2xx body is a transport accident: retry it
-            // like one (every retried call is idempotent: request ids, reads).
-            // An answer of the wrong shape would come back the same: do not.
-            let transient = matches!(
-                e.classify(),
-                serde_json::error::Category::Eof | serde_json::error::Category::Syntax
-            );
-            if !(call.retry && transient) || attempt >= self.retry.max_attempts {
-                return Err(err);
-            }
-            let delay = self.retry.delay(attempt - 1);
-            tracing::debug!(
-                api = call.api.as_str(),
-                op = call.op,
-                attempt,
-                delay_ms = delay.as_millis() as u64,
-                error = %err,
-                "retrying Google API call"
-            );
-            tokio::time::sleep(delay).await;
-        }
+        self.call_with(call, method.clone(), url, body, |bytes| {
+            let bytes = if bytes.is_empty() { &b"{}"[..] } else { bytes };
+            serde_json::from_slice(bytes).map_err(|e| {
+                // A truncated or garbled 2xx body is a transport accident: retry it
+                // like one (every retried call is idempotent: request ids, reads).
+                // An answer of the wrong shape would come back the same: do not.
+                let transient = matches!(
+                    e.classify(),
+                    serde_json::error::Category::Eof | serde_json::error::Category::Syntax
+                );
+                let err = GcpError::Decode {
+                    method: method.to_string(),
+                    url: url.to_string(),
+                    status: 200,
+                    message: format!(
+                        "{} at line {} column {}",
+                        classify_json(&e),
+                        e.line(),
+                        e.column()
+                    ),
+                };
+                Box::new((err, transient))
+            })
+        })
+        .await
     }
 
-    /// Sends a request with retries; returns the body of a 2xx answer.
-    pub(crate) async fn call_raw<B: Serialize + ?Sized>(
+    /// The one retry loop of a call: transient HTTP errors, transport errors and
+    /// (through `accept`) garbled 2xx bodies all count against the same
+    /// `max_attempts`, so a call never nests one ladder inside another. The first
+    /// failure is a WARN at once (an operator tailing the journal sees an outage
+    /// start), each further retry an INFO, and the end a summary: success after
+    /// N attempts, or giving up.
+    async fn call_with<B: Serialize + ?Sized, T>(
         &self,
         call: Call,
         method: Method,
         url: &str,
         body: Option<&B>,
-    ) -> Result<Vec<u8>, GcpError> {
+        // The error, and whether it is a transient accident worth a retry.
+        accept: impl Fn(&[u8]) -> Result<T, Box<(GcpError, bool)>>,
+    ) -> Result<T, GcpError> {
         let body = match body {
             Some(b) => Some(serde_json::to_vec(b).map_err(|e| GcpError::Decode {
                 method: method.to_string(),
@@ -337,6 +324,8 @@ impl Gcp {
             })?),
             None => None,
         };
+        let first = Instant::now();
+        let max = self.retry.max_attempts.max(1);
         let mut attempt = 0u32;
         loop {
             attempt += 1;
@@ -350,28 +339,98 @@ impl Gcp {
             };
             self.stats
                 .record(call.api, call.op, code, started.elapsed());
-            let (err, retry_after) = match result {
-                Ok(b) => return Ok(b),
-                Err(e) => e,
+            let (err, retryable, retry_after) = match result {
+                Ok(b) => match accept(&b) {
+                    Ok(v) => {
+                        if attempt > 1 {
+                            tracing::info!(
+                                api = call.api.as_str(),
+                                op = call.op,
+                                attempts = attempt,
+                                elapsed_ms = first.elapsed().as_millis() as u64,
+                                "Google API call succeeded after retries"
+                            );
+                        }
+                        return Ok(v);
+                    }
+                    Err(b) => {
+                        let (e, transient) = *b;
+                        (e, transient, None)
+                    }
+                },
+                Err((e, retry_after)) => {
+                    let r = e.is_retryable() && !matches!(e, GcpError::Credentials(_));
+                    (e, r, retry_after)
+                }
             };
-            let retryable =
-                call.retry && err.is_retryable() && !matches!(err, GcpError::Credentials(_));
-            if !retryable || attempt >= self.retry.max_attempts {
+            if !(call.retry && retryable) {
+                return Err(err);
+            }
+            if attempt >= max {
+                tracing::warn!(
+                    api = call.api.as_str(),
+                    op = call.op,
+                    attempts = attempt,
+                    elapsed_ms = first.elapsed().as_millis() as u64,
+                    error = %err,
+                    "Google API call failed; giving up after {attempt} attempts"
+                );
                 return Err(err);
             }
             let delay = retry_after
                 .unwrap_or_else(|| self.retry.delay(attempt - 1))
                 .min(self.retry.max_delay.max(Duration::from_millis(1)));
-            tracing::debug!(
-                api = call.api.as_str(),
-                op = call.op,
-                attempt,
-                delay_ms = delay.as_millis() as u64,
-                error = %err,
-                "retrying Google API call"
-            );
+            if attempt == 1 {
+                tracing::warn!(
+                    api = call.api.as_str(),
+                    op = call.op,
+                    attempt,
+                    max_attempts = max,
+                    delay_ms = delay.as_millis() as u64,
+                    error = %err,
+                    "Google API call failed (attempt 1 of {max}); retrying in {:.1}s, up to {} more time(s) with back-off up to {}s",
+                    delay.as_secs_f64(),
+                    max - 1,
+                    self.retry.max_delay.as_secs()
+                );
+            } else {
+                tracing::info!(
+                    api = call.api.as_str(),
+                    op = call.op,
+                    attempt,
+                    max_attempts = max,
+                    delay_ms = delay.as_millis() as u64,
+                    error = %err,
+                    "Google API call failed again (attempt {attempt} of {max}); retrying in {:.1}s",
+                    delay.as_secs_f64()
+                );
+            }
             tokio::time::sleep(delay).await;
         }
+    }
+
+    /// `url` with the `requestId` of one intended mutation appended. The id is
+    /// derived from `intent` (what the caller means: stable when it repeats the
+    /// same step after a crash, different when it means a new change) together
+    /// with the method, the URL (API, collection and resource) and the body, so
+    /// two different mutations can never share an id, whatever the caller
+    /// passes: Compute would take the second for a replay of the first and
+    /// answer with the first's operation without doing anything.
+    pub(crate) fn with_request_id<B: Serialize + ?Sized>(
+        &self,
+        intent: &str,
+        method: &Method,
+        url: &str,
+        body: Option<&B>,
+    ) -> String {
+        // Serializing our own request structs cannot fail; an empty body then
+        // still yields an id bound to method and URL.
+        let body = body
+            .and_then(|b| serde_json::to_vec(b).ok())
+            .unwrap_or_default();
+        let id = mutation_id(intent, method.as_str(), url, &body);
+        let sep = if url.contains('?') { '&' } else { '?' };
+        format!("{url}{sep}requestId={}", enc(&id))
     }
 
     async fn once(
@@ -500,6 +559,17 @@ pub fn request_id(parts: &[&str]) -> String {
     )
 }
 
+/// The `requestId` of one mutation: `intent` bound to the method, the URL
+/// without its query (API, project, collection, resource) and the body.
+pub fn mutation_id(intent: &str, method: &str, url: &str, body: &[u8]) -> String {
+    let path = url.split('?').next().unwrap_or(url);
+    let digest: String = sha2::Sha256::digest(body)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    request_id(&[intent, method, path, &digest])
+}
+
 /// Finds the project without configuration: `GOOGLE_CLOUD_PROJECT`, the
 /// `project_id` of `GOOGLE_APPLICATION_CREDENTIALS`, then the metadata server.
 pub async fn discover_project() -> Result<String, GcpError> {
@@ -567,6 +637,81 @@ mod tests {
         assert_eq!(a.len(), 36);
         assert_eq!(&a[14..15], "4");
         assert!(matches!(&a[19..20], "8" | "9" | "a" | "b"));
+    }
+
+    #[test]
+    fn mutation_ids_differ_by_method_collection_resource_and_body() {
+        let base = "https://compute.googleapis.com/compute/v1/projects/p/global";
+        let https = format!("{base}/targetHttpsProxies/x");
+        let http = format!("{base}/targetHttpProxies/x");
+        let id = |intent: &str, m: &str, u: &str, b: &[u8]| mutation_id(intent, m, u, b);
+        // The walkthrough's case: one name, two collections, one intent.
+        assert_ne!(
+            id("i", "DELETE", &https, b""),
+            id("i", "DELETE", &http, b"")
+        );
+        assert_ne!(
+            id("i", "DELETE", &https, b""),
+            id("i", "DELETE", &format!("{base}/targetHttpsProxies/y"), b"")
+        );
+        assert_ne!(id("i", "POST", &https, b""), id("i", "DELETE", &https, b""));
+        assert_ne!(
+            id("i", "POST", &https, b"{}"),
+            id("i", "POST", &https, b"{1}")
+        );
+        assert_ne!(id("i", "POST", &https, b""), id("j", "POST", &https, b""));
+        // The same mutation repeated (after a crash) keeps its id; the query
+        // (where the id itself goes) is not part of it.
+        assert_eq!(
+            id("i", "POST", &https, b"{}"),
+            id("i", "POST", &format!("{https}?requestId=z"), b"{}")
+        );
+        let g = Gcp::new(Endpoints::default(), "p".into(), Auth::None).unwrap();
+        let u = g.with_request_id::<()>("i", &Method::DELETE, &https, None);
+        assert!(u.starts_with(&format!("{https}?requestId=")), "{u}");
+        let u2 = g.with_request_id::<()>("i", &Method::DELETE, &format!("{https}?a=b"), None);
+        assert!(u2.contains("?a=b&requestId="), "{u2}");
+    }
+
+    /// Every Compute mutation gets its id from `with_request_id` (each one names
+    /// its method twice: for the id and for the request), and no file builds a
+    /// `requestId` parameter by hand.
+    #[test]
+    fn every_compute_mutation_takes_its_id_from_with_request_id() {
+        let files = [
+            ("compute.rs", include_str!("compute.rs")),
+            ("lb.rs", include_str!("lb.rs")),
+        ];
+        for (name, src) in files {
+            let code = src.split("#[cfg(test)]").next().unwrap_or(src);
+            let mutating = [
+                "Method::POST",
+                "Method::DELETE",
+                "Method::PATCH",
+                "Method::PUT",
+            ]
+            .iter()
+            .map(|m| code.matches(m).count())
+            .sum::<usize>();
+            let ids = code.matches("self.with_request_id").count();
+            assert!(ids > 0, "{name}");
+            assert_eq!(mutating, 2 * ids, "{name}: a mutation without a requestId");
+        }
+        for (name, src) in [
+            ("compute.rs", include_str!("compute.rs")),
+            ("lb.rs", include_str!("lb.rs")),
+            ("dns.rs", include_str!("dns.rs")),
+            ("iap.rs", include_str!("iap.rs")),
+            ("run.rs", include_str!("run.rs")),
+            ("operation.rs", include_str!("operation.rs")),
+            ("serviceusage.rs", include_str!("serviceusage.rs")),
+            ("resourcemanager.rs", include_str!("resourcemanager.rs")),
+        ] {
+            assert!(
+                !src.contains("requestId="),
+                "{name} builds a requestId by hand"
+            );
+        }
     }
 
     #[test]

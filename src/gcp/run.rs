@@ -38,6 +38,26 @@ pub struct RunService {
     pub other: Map<String, Value>,
 }
 
+impl RunService {
+    /// The service's labels (empty when it has none).
+    pub fn labels(&self) -> Map<String, Value> {
+        self.other
+            .get("labels")
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// One label's value.
+    pub fn label(&self, key: &str) -> Option<String> {
+        self.other
+            .get("labels")
+            .and_then(|l| l.get(key))
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct ServiceList {
@@ -109,18 +129,29 @@ impl Gcp {
     }
 
     /// Sets the service's ingress (`updateMask=ingress`) and waits until the
-    /// update is done.
+    /// update is done. With `labels`, the service's labels are replaced by them
+    /// in the same update (`updateMask=ingress,labels`), so a note about the
+    /// change cannot be lost between two calls.
     pub async fn set_run_ingress(
         &self,
         region: &str,
         service: &str,
         ingress: &str,
+        labels: Option<&Map<String, Value>>,
     ) -> Result<RunService, GcpError> {
+        let mut body = serde_json::json!({ "ingress": ingress });
+        let mask = match labels {
+            Some(l) => {
+                body["labels"] = Value::Object(l.clone());
+                "ingress,labels"
+            }
+            None => "ingress",
+        };
         let url = format!(
-            "{}?updateMask=ingress",
-            self.run_service_url(region, service)
+            "{}?updateMask={}",
+            self.run_service_url(region, service),
+            super::enc(mask)
         );
-        let body = serde_json::json!({ "ingress": ingress });
         let op: LongRunning = self
             .call(
                 Call::new(Api::Run, "services.patch"),

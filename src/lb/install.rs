@@ -362,14 +362,17 @@ pub async fn upload(
         },
     };
     let mut last = None;
+    // Set once Compute answered with an operation of an earlier life of this
+    // resource (see below): from then on every id is new.
+    let mut fresh: Option<String> = None;
     for attempt in 0..opts.attempts.max(1) {
         let n = attempt.to_string();
         // The first attempt's id is the same in every run, so an insert retried
         // after a crash gets the original operation instead of a twin.
-        let rid = if attempt == 0 {
-            request_id(&[resource, "insert", sha])
-        } else {
-            request_id(&[resource, "insert", sha, &n])
+        let rid = match (&fresh, attempt) {
+            (Some(f), _) => request_id(&[resource, "insert", sha, f, &n]),
+            (None, 0) => request_id(&[resource, "insert", sha]),
+            (None, _) => request_id(&[resource, "insert", sha, &n]),
         };
         let op = match gcp.insert_ssl_certificate(&body, &rid).await {
             Ok(op) => op,
@@ -384,6 +387,15 @@ pub async fn upload(
         opts.at(step::INSERT_REQUESTED)?;
         match gcp.wait_operation(op, opts.operation_timeout).await {
             Ok(_) => {
+                // A certificate uploaded, deleted (teardown, by hand) and uploaded
+                // again within Compute's requestId window gets the first upload's
+                // DONE operation back and nothing is created: look, and insert
+                // again under a new id when it is not there.
+                if gcp.get_ssl_certificate(resource).await?.is_none() {
+                    tracing::info!(certificate = %cert.name, resource, "the insert answered with the operation of an earlier upload whose certificate has since been deleted; uploading again under a new requestId");
+                    fresh = Some(format!("{:016x}", rand::random::<u64>()));
+                    continue;
+                }
                 opts.at(step::INSERT_DONE)?;
                 return Ok(true);
             }
@@ -541,6 +553,7 @@ async fn swap(
     opts: &InstallOptions,
 ) -> Result<(bool, String), LbError> {
     let mut last = None;
+    let mut fresh: Option<String> = None;
     for attempt in 0..opts.attempts.max(1) {
         let p = get_proxy(gcp, cert, proxy).await?;
         let (list, t) = match rewrite_for(gcp, cert, &p, new_url, cache).await? {
@@ -551,10 +564,24 @@ async fn swap(
         // change gets the original operation, and any other change is new.
         let joined = list.join(" ");
         let n = attempt.to_string();
-        let rid = request_id(&[proxy, "setSslCertificates", &joined, &n]);
+        let rid = match &fresh {
+            Some(f) => request_id(&[proxy, "setSslCertificates", &joined, &n, f]),
+            None => request_id(&[proxy, "setSslCertificates", &joined, &n]),
+        };
         let op = gcp.set_ssl_certificates(proxy, &list, &rid).await?;
         match gcp.wait_operation(op, opts.operation_timeout).await {
             Ok(_) => {
+                // The same list set on this proxy in an earlier life (a proxy
+                // deleted and created again) gets that DONE operation back and
+                // changes nothing: look, and set it again under a new id.
+                let now = get_proxy(gcp, cert, proxy).await?;
+                let names_of =
+                    |l: &[String]| l.iter().map(|u| name_of(u).to_string()).collect::<Vec<_>>();
+                if names_of(&now.ssl_certificates) != names_of(&list) {
+                    tracing::info!(certificate = %cert.name, proxy, "setSslCertificates answered with an earlier operation and the list is not set; setting it again under a new requestId");
+                    fresh = Some(format!("{:016x}", rand::random::<u64>()));
+                    continue;
+                }
                 // Said from the list set, not assumed (issue #20).
                 let names: Vec<String> = list.iter().map(|u| name_of(u).to_string()).collect();
                 let placed = takeover::placement(proxy, &names, name_of(new_url), &t.competing);
@@ -619,9 +646,13 @@ async fn delete(gcp: &Gcp, name: &str, opts: &InstallOptions) -> Result<(), LbEr
     let mut delay = opts.cleanup_initial;
     let attempts = opts.cleanup_attempts.max(1);
     let mut last = None;
+    // A delete is idempotent by itself (404 is done), so its id need not
+    // survive a crash; a fixed one would get back the DONE operation of an
+    // earlier delete of a certificate uploaded again since, and leave it.
+    let run: u64 = rand::random();
     for attempt in 0..attempts {
         let n = attempt.to_string();
-        let rid = request_id(&[name, "delete", &n]);
+        let rid = request_id(&[name, "delete", &n, &format!("{run:016x}")]);
         let result = match gcp.delete_ssl_certificate(name, &rid).await {
             Ok(op) => gcp
                 .wait_operation(op, opts.operation_timeout)

@@ -114,13 +114,34 @@ async fn step<C: CertificateSource>(
 ) -> Result<(), StackError> {
     let err = |w: String| gcp_err(w);
     match a {
-        Action::SetRunIngress { .. } => {
-            gcp.set_run_ingress(&d.region, &d.service, INGRESS_INTERNAL_LOAD_BALANCER)
+        Action::SetRunIngress { labels, .. } => {
+            gcp.set_run_ingress(
+                &d.region,
+                &d.service,
+                INGRESS_INTERNAL_LOAD_BALANCER,
+                labels.as_ref(),
+            )
+            .await
+            .map_err(err(format!(
+                "setting the ingress of Cloud Run service {}",
+                d.service
+            )))?;
+        }
+        Action::RestoreRunIngress { to, labels } => {
+            match gcp
+                .set_run_ingress(&d.region, &d.service, to, Some(labels))
                 .await
-                .map_err(err(format!(
-                    "setting the ingress of Cloud Run service {}",
-                    d.service
-                )))?;
+            {
+                Ok(_) => {}
+                // The service is gone: nothing to restore.
+                Err(e) if e.is_not_found() => {}
+                Err(e) => {
+                    return Err(err(format!(
+                        "restoring the ingress of Cloud Run service {} to {to}",
+                        d.service
+                    ))(e));
+                }
+            }
         }
         Action::CreateIapAgent => {
             gcp.generate_service_identity("iap.googleapis.com")

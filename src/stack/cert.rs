@@ -155,6 +155,48 @@ impl CertificateSource for IssueWithAcme {
     }
 }
 
+/// Removes the stored, not yet installed certificate of `cert_name` when its
+/// sslCertificate is one of `deleted`; returns the state files removed. Holds
+/// the certificate's lock, so a daemon renewing it is not pulled from under.
+pub async fn forget_deleted(
+    state: &crate::state::StateDir,
+    cert_name: &str,
+    deleted: &[String],
+) -> Result<Vec<String>, StackError> {
+    let fail = |e: &dyn std::fmt::Display| StackError::Certificate(e.to_string());
+    if deleted.is_empty() {
+        return Ok(Vec::new());
+    }
+    let _lock = crate::reconcile::lock_certificate(state, cert_name)
+        .await
+        .map_err(|e| fail(&e))?;
+    let mut forgotten = Vec::new();
+    // The renewal bookkeeping (back-off, the ARI window of the served
+    // certificate) described what teardown removed.
+    if crate::daemon::book::Book::forget(state, cert_name).map_err(|e| fail(&e))? {
+        tracing::info!(
+            certificate = cert_name,
+            "teardown deleted the served certificate: forgot its renewal bookkeeping"
+        );
+        forgotten.push(format!("daemon/{cert_name}.json"));
+    }
+    let Some(p) = crate::acme::store::load_pending(state, cert_name).map_err(|e| fail(&e))? else {
+        return Ok(forgotten);
+    };
+    let resource = naming::certificate_resource_name(cert_name, &p.leaf.sha256_hex);
+    if !deleted.contains(&resource) {
+        return Ok(forgotten);
+    }
+    crate::acme::store::remove_pending(state, cert_name).map_err(|e| fail(&e))?;
+    tracing::info!(
+        certificate = cert_name,
+        resource,
+        "teardown deleted this certificate: forgot its stored copy, so the next bootstrap or renew issues a new one instead of installing it again"
+    );
+    forgotten.push(format!("pending/{cert_name}.json"));
+    Ok(forgotten)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

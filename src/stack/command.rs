@@ -70,7 +70,7 @@ pub fn teardown(config_path: &Path, args: &TeardownArgs) -> ExitCode {
         Err(c) => return c,
     };
     rt.block_on(async {
-        let (gcp, desired, _) = match setup(config_path).await {
+        let (gcp, desired, config) = match setup(config_path).await {
             Ok(x) => x,
             Err(c) => return c,
         };
@@ -106,7 +106,19 @@ pub fn teardown(config_path: &Path, args: &TeardownArgs) -> ExitCode {
             dry_run: args.dry_run,
             quiet: false,
         };
-        match super::teardown(&gcp, &desired, opts).await {
+        // A dry run writes nothing, the state directory included.
+        let state = if args.dry_run {
+            None
+        } else {
+            match crate::state::StateDir::open(&config.state.dir) {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(EXIT_FAILURE);
+                }
+            }
+        };
+        match super::teardown_with_state(&gcp, &desired, opts, state.as_ref()).await {
             Ok(_) => ExitCode::SUCCESS,
             Err(e) => fail(e),
         }

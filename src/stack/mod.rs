@@ -281,6 +281,11 @@ pub struct Report {
     pub ip: Option<String>,
     /// Wall time of the whole run.
     pub elapsed: std::time::Duration,
+    /// sslCertificates this run deleted (teardown).
+    pub deleted_certificates: Vec<String>,
+    /// State-directory files teardown removed because they described a
+    /// certificate it deleted.
+    pub forgotten: Vec<String>,
 }
 
 pub(crate) struct Out {
@@ -401,6 +406,13 @@ where
         for a in &p.actions {
             apply::run(gcp, desired, a, &mut ctx, certs, out).await?;
             report.applied.push(a.to_string());
+            if let Action::Delete {
+                what: Target::Global(crate::gcp::lb::Collection::SslCertificates),
+                name,
+            } = a
+            {
+                report.deleted_certificates.push(name.clone());
+            }
         }
         let (observed, next) = replan().await?;
         last = Some(observed);
@@ -439,7 +451,31 @@ fn summary(d: &Desired, o: &ObservedStack, r: &Report, out: &Out) {
 
 /// Removes what bootstrap created (only resources carrying our marker, our DNS
 /// records, the IAM members we added). With `dry_run`, prints the plan only.
+/// Leaves the state directory alone: see [`teardown_with_state`].
 pub async fn teardown(gcp: &Gcp, desired: &Desired, opts: Options) -> Result<Report, StackError> {
+    teardown_with_state(gcp, desired, opts, None).await
+}
+
+/// [`teardown`], then forgets in `state` what it deleted: an issued certificate
+/// still waiting there to be installed whose sslCertificate teardown removed
+/// would otherwise be installed again by the next bootstrap or renew.
+pub async fn teardown_with_state(
+    gcp: &Gcp,
+    desired: &Desired,
+    opts: Options,
+    state: Option<&crate::state::StateDir>,
+) -> Result<Report, StackError> {
+    let mut report = teardown_gcp(gcp, desired, opts).await?;
+    if let Some(state) = state
+        && !opts.dry_run
+    {
+        report.forgotten =
+            cert::forget_deleted(state, &desired.certificate, &report.deleted_certificates).await?;
+    }
+    Ok(report)
+}
+
+async fn teardown_gcp(gcp: &Gcp, desired: &Desired, opts: Options) -> Result<Report, StackError> {
     let started = Instant::now();
     let out = Out { quiet: opts.quiet };
     let mut report = Report::default();

@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+use serde_json::{Map, Value};
+
 use crate::gcp::dns::ResourceRecordSet;
 use crate::gcp::lb::{
     Address, Backend, BackendIap, BackendService, CloudRunTarget, Collection, ForwardingRule,
@@ -48,6 +50,16 @@ pub enum Action {
     /// Restrict the Cloud Run service to internal + load balancer traffic.
     SetRunIngress {
         from: Option<String>,
+        /// The service's labels with [`INGRESS_LABEL`] recording `from`, written
+        /// in the same update; `None` when a value is recorded already (the
+        /// first one is what teardown restores).
+        labels: Option<Map<String, Value>>,
+    },
+    /// Teardown: put back the ingress bootstrap recorded, and drop the record.
+    RestoreRunIngress {
+        to: String,
+        /// The service's labels without [`INGRESS_LABEL`].
+        labels: Map<String, Value>,
     },
     /// Create IAP's service agent (Service Usage `generateServiceIdentity`).
     CreateIapAgent,
@@ -132,11 +144,19 @@ pub enum Action {
 impl fmt::Display for Action {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Action::SetRunIngress { from } => write!(
+            Action::SetRunIngress { from, labels } => write!(
                 f,
-                "set Cloud Run ingress to {INGRESS_INTERNAL_LOAD_BALANCER} (was {})",
-                from.as_deref().unwrap_or("unset")
+                "set Cloud Run ingress to {INGRESS_INTERNAL_LOAD_BALANCER} (was {}{})",
+                from.as_deref().unwrap_or("unset"),
+                if labels.is_some() {
+                    "; recorded in label gclb-acme-ingress-before for teardown"
+                } else {
+                    ""
+                }
             ),
+            Action::RestoreRunIngress { to, .. } => {
+                write!(f, "restore Cloud Run ingress to {to} (as before bootstrap)")
+            }
             Action::CreateIapAgent => write!(f, "create the IAP service agent"),
             Action::GrantRunInvoker { member } => {
                 write!(
@@ -218,6 +238,79 @@ impl fmt::Display for Action {
     }
 }
 
+/// The Cloud Run label in which bootstrap records the ingress it replaced, so
+/// teardown can put it back (label values: lower case; `unset` for none).
+pub const INGRESS_LABEL: &str = "gclb-acme-ingress-before";
+
+fn ingress_label_value(ingress: Option<&str>) -> String {
+    ingress.unwrap_or("unset").to_ascii_lowercase()
+}
+
+/// The ingress a recorded label value stands for; `None` for a value that is
+/// not one of Cloud Run's (edited by hand).
+fn ingress_from_label(v: &str) -> Option<String> {
+    const KNOWN: [&str; 4] = [
+        "INGRESS_TRAFFIC_ALL",
+        "INGRESS_TRAFFIC_INTERNAL_ONLY",
+        "INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER",
+        "INGRESS_TRAFFIC_NONE",
+    ];
+    let up = v.to_ascii_uppercase();
+    match up.as_str() {
+        // Unset means Cloud Run's default.
+        "UNSET" | "INGRESS_TRAFFIC_UNSPECIFIED" => Some("INGRESS_TRAFFIC_ALL".into()),
+        u if KNOWN.contains(&u) => Some(up),
+        _ => None,
+    }
+}
+
+/// Names that make two resources of the stack one: refused (the second create
+/// would find the first and bootstrap would wire the stack to the wrong thing).
+/// The same name in two collections is legal but easy to misread in `gcloud`
+/// and in logs: a note.
+pub fn name_collisions(d: &Desired) -> (Vec<String>, Vec<String>) {
+    let n = &d.names;
+    let mut errors = Vec::new();
+    let mut warnings = Vec::new();
+    let named: [(&str, &str, &str); 9] = [
+        ("neg", "regionNetworkEndpointGroups", &n.neg),
+        ("backend", "backendServices", &n.backend),
+        ("url_map", "urlMaps", &n.url_map),
+        ("http_url_map", "urlMaps", &n.http_url_map),
+        ("ip", "addresses", &n.ip),
+        ("https_proxy", "targetHttpsProxies", &n.https_proxy),
+        ("http_proxy", "targetHttpProxies", &n.http_proxy),
+        ("forwarding_rule", "forwardingRules", &n.forwarding_rule),
+        (
+            "http_forwarding_rule",
+            "forwardingRules",
+            &n.http_forwarding_rule,
+        ),
+    ];
+    for (i, (ka, ca, na)) in named.iter().enumerate() {
+        for (kb, cb, nb) in &named[i + 1..] {
+            if na != nb {
+                continue;
+            }
+            // The redirect half exists only with http_redirect.
+            let redirect_only = |k: &str| k.starts_with("http_");
+            if !d.http_redirect && (redirect_only(ka) || redirect_only(kb)) {
+                continue;
+            }
+            if ca == cb {
+                errors.push(format!(
+                    "stack.names.{ka} and stack.names.{kb} are both \"{na}\", but they must be two different {ca}: give one another name"
+                ));
+            } else {
+                warnings.push(format!(
+                    "stack.names.{ka} and stack.names.{kb} are both \"{na}\" ({ca} and {cb}): legal, as they live in different collections, but easy to confuse; consider distinct names"
+                ));
+            }
+        }
+    }
+    (errors, warnings)
+}
+
 /// The ordered actions plus what the user should know.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Plan {
@@ -268,6 +361,18 @@ fn iap_drift(d: &Desired, seen: Option<&BackendIap>) -> Option<String> {
 pub fn plan(d: &Desired, o: &ObservedStack) -> Result<Plan, StackError> {
     let n = &d.names;
     let mut p = Plan::default();
+    let (collide, confusing) = name_collisions(d);
+    if !collide.is_empty() {
+        return Err(StackError::Config(format!(
+            "bootstrap refused before changing anything:\n{}",
+            collide
+                .iter()
+                .map(|c| format!("  - {c}"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        )));
+    }
+    p.notes.extend(confusing);
     let mut bad: Vec<String> = Vec::new();
     let marker = d.marker();
     let foreign = |p: &mut Plan, kind: &str, name: &str, desc: Option<&str>| {
@@ -287,8 +392,17 @@ pub fn plan(d: &Desired, o: &ObservedStack) -> Result<Plan, StackError> {
         });
     };
     if run.ingress.as_deref() != Some(INGRESS_INTERNAL_LOAD_BALANCER) {
+        let labels = run.label(INGRESS_LABEL).is_none().then(|| {
+            let mut l = run.labels();
+            l.insert(
+                INGRESS_LABEL.into(),
+                Value::String(ingress_label_value(run.ingress.as_deref())),
+            );
+            l
+        });
         p.actions.push(Action::SetRunIngress {
             from: run.ingress.clone(),
+            labels,
         });
     }
     if d.iap.enabled
@@ -841,6 +955,30 @@ pub fn teardown_plan(d: &Desired, o: &ObservedStack) -> Plan {
         p.actions.push(Action::RevokeRunInvoker {
             member: agent.clone(),
         });
+    }
+    // Last: with the load balancer gone, the ingress bootstrap set would leave
+    // the service unreachable.
+    if let Some(run) = &o.run {
+        let lb_only = run.ingress.as_deref() == Some(INGRESS_INTERNAL_LOAD_BALANCER);
+        match run.label(INGRESS_LABEL).map(|v| (ingress_from_label(&v), v)) {
+            Some((Some(to), _)) => {
+                let mut labels = run.labels();
+                labels.remove(INGRESS_LABEL);
+                p.actions.push(Action::RestoreRunIngress { to, labels });
+            }
+            Some((None, v)) => p.notes.push(format!(
+                "Cloud Run service {} has label {INGRESS_LABEL}={v}, which names no ingress setting: its ingress is left at {}; set it yourself (gcloud run services update {} --region {} --ingress all) and remove the label",
+                d.service,
+                run.ingress.as_deref().unwrap_or("unset"),
+                d.service,
+                d.region
+            )),
+            None if lb_only => p.notes.push(format!(
+                "Cloud Run service {} keeps ingress {INGRESS_INTERNAL_LOAD_BALANCER}: bootstrap recorded no earlier value (it was already so, or an older gclb-acme set it), so teardown does not guess; without the load balancer only internal traffic reaches it: to open it, run gcloud run services update {} --region {} --ingress all",
+                d.service, d.service, d.region
+            )),
+            None => {}
+        }
     }
     p
 }

@@ -401,3 +401,94 @@ fn teardown_of_nothing_is_empty() {
     o.iap_agent = Some(AGENT.into());
     assert_eq!(teardown_plan(&d, &o), Plan::default());
 }
+
+#[test]
+fn bootstrap_records_the_ingress_it_replaces_once() {
+    let d = desired();
+    let mut o = empty(&d);
+    o.run
+        .as_mut()
+        .unwrap()
+        .other
+        .insert("labels".into(), serde_json::json!({"team": "web"}));
+    let p = plan(&d, &o).unwrap();
+    let Action::SetRunIngress { from, labels } = &p.actions[0] else {
+        panic!("{:?}", p.actions[0])
+    };
+    assert_eq!(from.as_deref(), Some("INGRESS_TRAFFIC_ALL"));
+    let labels = labels.as_ref().expect("recorded");
+    assert_eq!(labels["team"], "web", "other labels are kept");
+    assert_eq!(labels[INGRESS_LABEL], "ingress_traffic_all");
+    // Recorded already (a bootstrap after a hand edit): the first record stays.
+    o.run.as_mut().unwrap().other.insert(
+        "labels".into(),
+        serde_json::json!({INGRESS_LABEL: "ingress_traffic_internal_only"}),
+    );
+    let p = plan(&d, &o).unwrap();
+    assert!(matches!(
+        &p.actions[0],
+        Action::SetRunIngress { labels: None, .. }
+    ));
+}
+
+#[test]
+fn teardown_restores_the_recorded_ingress_or_says_why_not() {
+    let d = desired();
+    let mut o = complete(&d);
+    o.run.as_mut().unwrap().other.insert(
+        "labels".into(),
+        serde_json::json!({INGRESS_LABEL: "ingress_traffic_all", "team": "web"}),
+    );
+    let p = teardown_plan(&d, &o);
+    let Some(Action::RestoreRunIngress { to, labels }) = p.actions.last() else {
+        panic!("{:#?}", p.actions)
+    };
+    assert_eq!(to, "INGRESS_TRAFFIC_ALL");
+    assert_eq!(labels.len(), 1);
+    assert_eq!(labels["team"], "web");
+    // Nothing recorded: left, with the reason and the command.
+    let o = complete(&d);
+    let p = teardown_plan(&d, &o);
+    assert!(
+        !p.actions
+            .iter()
+            .any(|a| matches!(a, Action::RestoreRunIngress { .. }))
+    );
+    assert!(
+        p.notes
+            .iter()
+            .any(|n| n.contains("recorded no earlier value") && n.contains("--ingress all")),
+        "{:#?}",
+        p.notes
+    );
+    // A hand-edited record that names no ingress: left, and said.
+    let mut o = complete(&d);
+    o.run
+        .as_mut()
+        .unwrap()
+        .other
+        .insert("labels".into(), serde_json::json!({INGRESS_LABEL: "open"}));
+    let p = teardown_plan(&d, &o);
+    assert!(p.notes.iter().any(|n| n.contains("names no ingress")));
+}
+
+#[test]
+fn name_collisions_refuse_in_one_collection_and_warn_across() {
+    let mut d = desired();
+    d.names.http_proxy = d.names.https_proxy.clone();
+    let (errors, warnings) = name_collisions(&d);
+    assert_eq!(errors, Vec::<String>::new());
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    let p = plan(&d, &empty(&d)).unwrap();
+    assert!(p.notes.iter().any(|n| n.contains("stack.names.http_proxy")));
+
+    d.names.http_url_map = d.names.url_map.clone();
+    let e = plan(&d, &empty(&d)).unwrap_err().to_string();
+    assert!(
+        e.contains("stack.names.url_map and stack.names.http_url_map") && e.contains("urlMaps"),
+        "{e}"
+    );
+    // Without the redirect half, its names do not matter.
+    d.http_redirect = false;
+    assert_eq!(name_collisions(&d), (vec![], vec![]));
+}
