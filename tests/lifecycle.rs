@@ -989,7 +989,11 @@ async fn renew_reuploads_a_pending_certificate_deleted_by_hand() {
 async fn a_swap_on_a_recreated_proxy_is_not_taken_for_a_replay() {
     let lab = Lab::start().await;
     let names = support::lb::NAMES;
-    let foreign = lab.upload(&names, 1, 90, None, "handmade-one").await;
+    // A certificate for other names: it keeps its place beside ours (one for the
+    // same names would be superseded, and the list would not show the replay).
+    let foreign = lab
+        .upload(&["other.example.org"], 1, 90, None, "handmade-one")
+        .await;
     lab.proxy("p1", &[&foreign]).await;
     let config = lab.config(&["p1"]);
     let cert = &config.certificates[0];
