@@ -1,0 +1,311 @@
+//! A second ACME server beside Pebble: acme2certifier (openssl_ca_handler, DNS-01
+//! validated against pebble-challtestsrv, HTTPS on loopback). Each behaviour the
+//! two differ in is tested against both: issuance and the uploaded chain, a
+//! failed validation (acme2certifier leaves the order `pending`), and a renewal
+//! with ARI `replaces` (acme2certifier advertises ARI but does not echo
+//! `replaces`; Pebble 2.4 has no ARI). docs/cas.md has the table.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use gclb_acme::acme::{
+    AcmeClient, AcmeError, ClientOptions, Endpoint, IssueRequest, IssuedCertificate, PollConfig,
+    RetryConfig,
+};
+use gclb_acme::certs;
+use gclb_acme::config::{AcmeConfig, KeyType};
+use gclb_acme::state::StateDir;
+use support::acme2certifier::{A2cOptions, Acme2Certifier};
+use support::challtestsrv::{ChallTestSrv, TestSolver};
+use support::pebble::{Pebble, PebbleOptions};
+use x509_parser::prelude::{FromDer, X509Certificate};
+
+/// One of the two servers, with what the tests need from it.
+enum Ca {
+    Pebble(Pebble),
+    A2c(Acme2Certifier),
+}
+
+impl Ca {
+    async fn start(which: &str, srv: &ChallTestSrv) -> Ca {
+        match which {
+            "pebble" => {
+                let mut o = PebbleOptions::new(srv.dns_addr);
+                // Fresh challenges every order: the failure test needs one.
+                o.authz_reuse_percent = Some(0);
+                Ca::Pebble(Pebble::start(o).await)
+            }
+            "acme2certifier" => Ca::A2c(Acme2Certifier::start(A2cOptions::new(srv.dns_addr)).await),
+            other => panic!("unknown CA {other}"),
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            Ca::Pebble(_) => "pebble",
+            Ca::A2c(_) => "acme2certifier",
+        }
+    }
+
+    fn directory(&self) -> String {
+        match self {
+            Ca::Pebble(p) => p.directory_url.clone(),
+            Ca::A2c(a) => a.directory_url.clone(),
+        }
+    }
+
+    fn roots(&self) -> PathBuf {
+        match self {
+            Ca::Pebble(p) => p.listener_ca_path.clone(),
+            Ca::A2c(a) => a.listener_ca_path.clone(),
+        }
+    }
+
+    fn log(&self) -> String {
+        match self {
+            Ca::Pebble(p) => p.log(),
+            Ca::A2c(a) => a.log_tail(80),
+        }
+    }
+
+    /// The self-signed root the issued chain leads to.
+    fn issuing_root(&self) -> String {
+        match self {
+            Ca::Pebble(p) => p.issuing_root_pem.clone(),
+            Ca::A2c(a) => a.root_pem.clone(),
+        }
+    }
+}
+
+/// The production poll schedule and timeout (180 s): a failure that waited for
+/// the timeout would show in the measured time and in the error's kind.
+fn options() -> ClientOptions {
+    ClientOptions {
+        retry: RetryConfig {
+            attempts: 5,
+            initial: Duration::from_millis(100),
+            max_delay: Duration::from_secs(2),
+        },
+        poll: PollConfig::default(),
+    }
+}
+
+async fn connect(ca: &Ca, state: &Path) -> AcmeClient {
+    let config = AcmeConfig {
+        directory: ca.directory(),
+        contact: vec!["mailto:ops@example.test".into()],
+        accept_terms: true,
+        ca_roots: vec![ca.roots()],
+        eab: None,
+        profile: None,
+    };
+    AcmeClient::connect_with(&config, StateDir::open(state).unwrap(), options())
+        .await
+        .unwrap_or_else(|e| panic!("connect to {}: {e}\n{}", ca.name(), ca.log()))
+}
+
+fn request(name: &str, names: &[&str]) -> IssueRequest {
+    IssueRequest {
+        certificate: name.into(),
+        names: names.iter().map(|s| s.to_string()).collect(),
+        key_type: KeyType::EcdsaP256,
+        reuse_key: false,
+        profile: None,
+        replaces: None,
+    }
+}
+
+/// The uploaded chain: leaf and intermediate(s), each signed by the next, the
+/// last signed by the CA's root, and no self-signed certificate in it.
+fn check_serving_chain(ca: &Ca, issued: &IssuedCertificate) {
+    let ders = certs::split_chain(&issued.chain_pem).unwrap();
+    assert!(
+        (2..=certs::MAX_CHAIN).contains(&ders.len()),
+        "{}: {} certificates",
+        ca.name(),
+        ders.len()
+    );
+    let root = certs::split_chain(&ca.issuing_root()).unwrap();
+    let mut all: Vec<Vec<u8>> = ders.iter().map(|d| d.to_vec()).collect();
+    all.push(root[0].to_vec());
+    let parsed: Vec<X509Certificate<'_>> = all
+        .iter()
+        .map(|d| X509Certificate::from_der(d).unwrap().1)
+        .collect();
+    for pair in parsed.windows(2) {
+        pair[0]
+            .verify_signature(Some(pair[1].public_key()))
+            .unwrap_or_else(|e| panic!("{}: chain does not verify: {e}", ca.name()));
+    }
+    for c in &parsed[..parsed.len() - 1] {
+        assert_ne!(
+            c.subject(),
+            c.issuer(),
+            "{}: a self-signed certificate in the uploaded chain",
+            ca.name()
+        );
+    }
+}
+
+async fn issues_and_uploads_leaf_and_intermediate(which: &str) {
+    let srv = ChallTestSrv::start().await;
+    let ca = Ca::start(which, &srv).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let client = connect(&ca, tmp.path()).await;
+    let solver = TestSolver::new(&srv);
+    let issued = client
+        .issue(
+            &request("www", &["www.example.test", "example.test"]),
+            &solver,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{which}: {e}\n{}", ca.log()));
+    check_serving_chain(&ca, &issued);
+    assert_eq!(certs::split_chain(&issued.chain_pem).unwrap().len(), 2);
+    let log = solver.log();
+    assert_eq!(log.cleaned, log.presented, "{which}: every record removed");
+    assert_eq!(client.stats().successes(Endpoint::NewOrder), 1);
+}
+
+#[tokio::test]
+async fn pebble_issues_and_the_chain_is_leaf_and_intermediate() {
+    issues_and_uploads_leaf_and_intermediate("pebble").await;
+}
+
+#[tokio::test]
+async fn acme2certifier_issues_and_its_root_is_not_uploaded() {
+    // acme2certifier returns leaf, intermediate and root (checked below against
+    // its raw answer in the log of the order flow: three certificates in, two out).
+    issues_and_uploads_leaf_and_intermediate("acme2certifier").await;
+}
+
+/// A wrong TXT value: the error must be the CA's verdict on the authorization,
+/// quickly, not a timeout. Prints the time from the challenge request to the
+/// error (the CA's own validation time included).
+async fn a_failed_validation_is_reported_with_the_cas_words(which: &str) -> Duration {
+    let srv = ChallTestSrv::start().await;
+    let ca = Ca::start(which, &srv).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let client = connect(&ca, tmp.path()).await;
+    let mut solver = TestSolver::new(&srv);
+    solver.wrong_value = true;
+    let started = Instant::now();
+    let e = client
+        .issue(&request("bad", &["bad.example.test"]), &solver)
+        .await
+        .expect_err("a wrong TXT value must fail");
+    let took = started.elapsed();
+    eprintln!("{which}: failed validation reported after {took:?}: {e}");
+    let challenge = client
+        .stats()
+        .snapshot()
+        .get(&Endpoint::Challenge)
+        .map(|s| s.total)
+        .unwrap_or_default();
+    println!(
+        "FIGURE {which}: time to a clear failure for a failed validation: {} ms from the \
+         start of the issuance; the challenge request (the CA validating) took {} ms",
+        took.as_millis(),
+        challenge.as_millis()
+    );
+    match &e {
+        AcmeError::Authorization {
+            identifier,
+            problem,
+        } => {
+            assert_eq!(identifier, "bad.example.test", "{which}");
+            let detail = problem.detail.as_deref().unwrap_or("");
+            match ca {
+                // Pebble puts its problem in the challenge.
+                Ca::Pebble(_) => {
+                    assert_eq!(
+                        problem.r#type.as_deref(),
+                        Some("urn:ietf:params:acme:error:unauthorized"),
+                        "{e}"
+                    );
+                    assert!(detail.contains("Correct value not found"), "{e}");
+                }
+                // acme2certifier answers the challenge request `invalid` and
+                // marks the authorization invalid, with no problem document
+                // anywhere (its reason stays in its own log): we say exactly that.
+                Ca::A2c(a) => {
+                    assert_eq!(problem.r#type, None, "{e}");
+                    assert!(
+                        detail.contains("authorization invalid")
+                            && detail.contains("dns-01 challenge invalid")
+                            && detail.contains("gave no reason"),
+                        "{e}"
+                    );
+                    assert!(
+                        a.log().contains("DNS record not found or incorrect"),
+                        "acme2certifier logged why"
+                    );
+                }
+            }
+        }
+        other => panic!(
+            "{which}: expected the CA's authorization failure, got {other:?}\n{}",
+            ca.log()
+        ),
+    }
+    assert!(!e.is_retryable(), "{which}");
+    let log = solver.log();
+    assert_eq!(log.cleaned, log.presented, "{which}: cleaned up");
+    let state = StateDir::open(tmp.path()).unwrap();
+    assert!(
+        state.list("orders").unwrap().is_empty(),
+        "{which}: the failed order is forgotten"
+    );
+    took
+}
+
+#[tokio::test]
+async fn pebble_failed_validation_is_reported_with_the_cas_words() {
+    a_failed_validation_is_reported_with_the_cas_words("pebble").await;
+}
+
+#[tokio::test]
+async fn acme2certifier_failed_validation_is_reported_with_the_cas_words() {
+    a_failed_validation_is_reported_with_the_cas_words("acme2certifier").await;
+}
+
+/// acme2certifier refuses to finalize (its CA handler is misconfigured: HTTP 500
+/// `serverInternal`, "enrollment failed") and turns the order invalid: the error
+/// carries its finalize answer, not a bare "the order is invalid".
+#[tokio::test]
+async fn acme2certifier_failed_enrollment_is_reported_with_the_cas_words() {
+    let srv = ChallTestSrv::start().await;
+    let mut opts = A2cOptions::new(srv.dns_addr);
+    opts.break_enrollment = true;
+    let ca = Ca::A2c(Acme2Certifier::start(opts).await);
+    let tmp = tempfile::tempdir().unwrap();
+    let client = connect(&ca, tmp.path()).await;
+    let solver = TestSolver::new(&srv);
+    let started = Instant::now();
+    let e = client
+        .issue(&request("www", &["www.example.test"]), &solver)
+        .await
+        .expect_err("enrollment is broken");
+    println!(
+        "FIGURE acme2certifier: time to a clear failure for a refused finalize: {} ms",
+        started.elapsed().as_millis()
+    );
+    match &e {
+        AcmeError::OrderInvalid { problem, .. } => {
+            assert_eq!(
+                problem.r#type.as_deref(),
+                Some("urn:ietf:params:acme:error:serverInternal"),
+                "{e}"
+            );
+            assert_eq!(problem.detail.as_deref(), Some("enrollment failed"), "{e}");
+        }
+        other => panic!("expected the order's failure, got {other:?}\n{}", ca.log()),
+    }
+    let state = StateDir::open(tmp.path()).unwrap();
+    assert!(
+        state.list("orders").unwrap().is_empty(),
+        "the invalid order is forgotten"
+    );
+}
