@@ -309,3 +309,66 @@ async fn acme2certifier_failed_enrollment_is_reported_with_the_cas_words() {
         "the invalid order is forgotten"
     );
 }
+
+/// A renewal of an issued certificate, with `replaces` when the CA has ARI:
+/// one newOrder per issuance at the CA, whatever it does with `replaces`.
+async fn renews_with_one_order_per_issuance(which: &str) {
+    let srv = ChallTestSrv::start().await;
+    let ca = Ca::start(which, &srv).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let client = connect(&ca, tmp.path()).await;
+    let solver = TestSolver::new(&srv);
+    let first = client
+        .issue(&request("www", &["www.example.test"]), &solver)
+        .await
+        .unwrap_or_else(|e| panic!("{which}: {e}\n{}", ca.log()));
+    client.mark_installed("www").unwrap();
+    let ari_id = first.leaf.ari_id.clone().expect("leaf has an AKI");
+    let window = client
+        .renewal_info(&ari_id)
+        .await
+        .unwrap_or_else(|e| panic!("{which}: renewalInfo: {e}\n{}", ca.log()));
+    match ca {
+        // Pebble 2.4 has no renewalInfo in its directory.
+        Ca::Pebble(_) => assert!(window.is_none(), "{which}: {window:?}"),
+        Ca::A2c(_) => {
+            let (w, _) = window.expect("acme2certifier advertises ARI");
+            assert!(w.start < w.end, "{which}: {w:?}");
+            assert!(
+                w.end <= first.leaf.not_after,
+                "{which}: window {w:?} ends after the certificate"
+            );
+        }
+    }
+
+    let mut renewal = request("www", &["www.example.test"]);
+    renewal.replaces = first.leaf.certificate_identifier();
+    assert!(renewal.replaces.is_some());
+    let second = client
+        .issue(&renewal, &solver)
+        .await
+        .unwrap_or_else(|e| panic!("{which}: renewal: {e}\n{}", ca.log()));
+    assert_ne!(second.leaf.serial_hex, first.leaf.serial_hex, "{which}");
+    check_serving_chain(&ca, &second);
+    assert_eq!(
+        client.stats().successes(Endpoint::NewOrder),
+        2,
+        "{which}: one order per issuance"
+    );
+    if let Ca::A2c(a) = &ca {
+        // What the CA holds: two orders, both issued, none left pending.
+        let orders = a.orders();
+        assert_eq!(orders.len(), 2, "{orders:?}");
+        assert!(orders.iter().all(|(_, s)| s == "valid"), "{orders:?}");
+    }
+}
+
+#[tokio::test]
+async fn pebble_renews_without_ari_in_one_order() {
+    renews_with_one_order_per_issuance("pebble").await;
+}
+
+#[tokio::test]
+async fn acme2certifier_renews_with_ari_in_one_order_though_replaces_is_not_echoed() {
+    renews_with_one_order_per_issuance("acme2certifier").await;
+}

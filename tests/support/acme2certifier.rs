@@ -291,6 +291,32 @@ impl Acme2Certifier {
         a2c
     }
 
+    /// Every order in its database, oldest first: (name, status). Read with the
+    /// venv's Python (sqlite3) so the test sees what the CA holds, not what we sent.
+    pub fn orders(&self) -> Vec<(String, String)> {
+        let out = Command::new(python())
+            .args([
+                "-c",
+                "import sqlite3, sys\n\
+                 db = sqlite3.connect(sys.argv[1])\n\
+                 for n, s in db.execute('select o.name, s.name from orders o \
+                 join status s on o.status_id = s.id order by o.id'):\n    print(n, s)",
+            ])
+            .arg(self.dir.path().join("acme_srv.db"))
+            .output()
+            .expect("run python");
+        assert!(
+            out.status.success(),
+            "reading acme2certifier's database: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.split_once(' '))
+            .map(|(n, s)| (n.to_string(), s.to_string()))
+            .collect()
+    }
+
     /// Its output so far (debug log: every request and validation step).
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
