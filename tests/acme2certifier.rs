@@ -372,3 +372,110 @@ async fn pebble_renews_without_ari_in_one_order() {
 async fn acme2certifier_renews_with_ari_in_one_order_though_replaces_is_not_echoed() {
     renews_with_one_order_per_issuance("acme2certifier").await;
 }
+
+/// `gclb-acme run`, the real binary, against acme2certifier and the emulator:
+/// the CA's ARI window (starting ~9 s into a one-day certificate, 4 s long)
+/// drives every renewal (the lifetime fallback would wait ~16 h), each renewal
+/// sends `replaces`, and the CA ends up with one order per issuance, none pending.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acme2certifier_the_daemon_renews_twice_on_the_cas_ari_window() {
+    use std::process::Stdio;
+    use support::lb::{Lab, NAMES};
+
+    // Lab brings the emulator (zone, URL map); its Pebble stays unused.
+    let lab = Lab::start().await;
+    let mut opts = A2cOptions::new(lab.cloud.emu.dns_addrs()[0]);
+    opts.validity_days = 1;
+    opts.ari_window = Some((0.01, 4));
+    let a2c = Acme2Certifier::start(opts).await;
+    let old = lab.upload(&NAMES, 80, 90, Some("app"), "").await;
+    lab.proxy("p1", &[&old]).await;
+    let config_path = lab.write_cli_config(&format!(
+        "[daemon]\nmetrics_listen = \"127.0.0.1:{}\"\nretry_initial = \"1s\"\nretry_max = \"5s\"\n",
+        support::free_port()
+    ));
+    let toml = std::fs::read_to_string(&config_path)
+        .unwrap()
+        .replace(&lab.pebble.directory_url, &a2c.directory_url)
+        // acme2certifier refuses an account without a contact (Pebble does not).
+        .replace(
+            "accept_terms = true",
+            "accept_terms = true\ncontact = [\"mailto:ops@example.test\"]",
+        )
+        .replace(
+            &lab.pebble.listener_ca_path.display().to_string(),
+            &a2c.listener_ca_path.display().to_string(),
+        );
+    assert!(toml.contains(&a2c.directory_url), "{toml}");
+    std::fs::write(&config_path, toml).unwrap();
+
+    let home = tempfile::tempdir().unwrap();
+    let log_path = lab.tmp.path().join("daemon.log");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_gclb-acme"))
+        .env_remove("GOOGLE_APPLICATION_CREDENTIALS")
+        .env_remove("GCLB_ACME_CONFIG")
+        .env_remove("GOOGLE_CLOUD_PROJECT")
+        .env("HOME", home.path())
+        .env("GCE_METADATA_HOST", lab.metadata_host())
+        .args(["--log-format", "json", "-v", "run", "--config"])
+        .arg(&config_path)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .spawn()
+        .unwrap();
+    let log = || std::fs::read_to_string(&log_path).unwrap_or_default();
+
+    // The old certificate replaced, then renewed twice.
+    let started = Instant::now();
+    let mut seen = Vec::<String>::new();
+    while seen.len() < 3 && started.elapsed() < Duration::from_secs(120) {
+        let served = lab.served("p1").await;
+        assert_eq!(served.len(), 1, "one certificate served at a time");
+        if served[0] != old && !seen.contains(&served[0]) {
+            seen.push(served[0].clone());
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("daemon exited early ({status}):\n{}", log());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let status = child.wait().unwrap();
+    let text = log();
+    assert!(
+        seen.len() >= 3,
+        "only {} certificate(s) in {:?}:\n{text}\n{}",
+        seen.len(),
+        started.elapsed(),
+        a2c.log_tail(40)
+    );
+    assert!(status.success(), "exit {status}:\n{text}");
+    println!(
+        "FIGURE acme2certifier daemon: first issuance and two ARI renewals in {:?}",
+        started.elapsed()
+    );
+
+    // The renewals were ARI's doing, with `replaces`, and no second order.
+    let by_ari = text.matches("\"reason\":\"Renewal(Ari)\"").count();
+    assert!(by_ari >= 2, "{by_ari} ARI-driven renewal(s):\n{text}");
+    assert!(
+        text.matches("did not echo `replaces`").count() >= 2,
+        "the log says what the CA did with `replaces`:\n{text}"
+    );
+    assert!(
+        text.contains("uploading the chain without it"),
+        "acme2certifier's root is dropped:\n{text}"
+    );
+    assert!(
+        !text.contains("ordering without it"),
+        "no second order:\n{text}"
+    );
+    let orders = a2c.orders();
+    let valid = orders.iter().filter(|(_, s)| s == "valid").count();
+    assert!(valid >= 3, "{orders:?}");
+    // SIGTERM may land mid-renewal: at most that one order is not finished.
+    assert!(orders.len() - valid <= 1, "orders left behind: {orders:?}");
+}

@@ -65,6 +65,10 @@ pub struct A2cOptions {
     /// Leave out the CA handler's `issuing_ca_crl`: every enrollment then fails
     /// at finalize (HTTP 500 `serverInternal`, order turned invalid).
     pub break_enrollment: bool,
+    /// ARI window: (percent of the lifetime where it starts, its length in
+    /// seconds), acme2certifier's `renewalthreshold_pctg` and
+    /// `renewal_window_duration`; its defaults are 85 % and the rest of the life.
+    pub ari_window: Option<(f64, u64)>,
 }
 
 impl A2cOptions {
@@ -73,6 +77,7 @@ impl A2cOptions {
             dns_server,
             validity_days: 30,
             break_enrollment: false,
+            ari_window: None,
         }
     }
 }
@@ -215,7 +220,8 @@ impl Acme2Certifier {
              dbfile: {db}\n\
              \n\
              [Challenge]\n\
-             challenge_validation_disable: False\n",
+             challenge_validation_disable: False\n\
+             {ari}",
             dns_ip = opts.dns_server.ip(),
             inter_key = inter_key_path.display(),
             inter = inter_path.display(),
@@ -229,6 +235,12 @@ impl Acme2Certifier {
             certs = d.join("certs").display(),
             days = opts.validity_days,
             db = d.join("acme_srv.db").display(),
+            ari = match opts.ari_window {
+                Some((pctg, secs)) => format!(
+                    "\n[Renewalinfo]\nrenewalthreshold_pctg: {pctg}\nrenewal_window_duration: {secs}\n"
+                ),
+                None => String::new(),
+            },
         );
         let config_path = write("acme_srv.cfg", &config);
 
