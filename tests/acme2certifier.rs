@@ -479,3 +479,93 @@ async fn acme2certifier_the_daemon_renews_twice_on_the_cas_ari_window() {
     // SIGTERM may land mid-renewal: at most that one order is not finished.
     assert!(orders.len() - valid <= 1, "orders left behind: {orders:?}");
 }
+
+/// The issue's case: acme2certifier answers the challenge request before it has
+/// decided (its DNS server never answers, and the request waits only 1 s), then
+/// marks the authorization invalid and leaves the order `pending`. Polling the
+/// order alone waited for the 180 s timeout; reading the authorizations while
+/// the order is pending reports the CA's verdict at the next poll.
+#[tokio::test]
+async fn acme2certifier_a_verdict_after_the_challenge_answer_is_seen_at_the_next_poll() {
+    let srv = ChallTestSrv::start().await;
+    // A DNS server that never answers: acme2certifier's lookup runs until
+    // dnspython's lifetime (5 s) ends, then it calls the challenge invalid.
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let silent_addr = silent.local_addr().unwrap();
+    // When its first query arrives: with the lookup's length from the CA's log,
+    // when the CA decided.
+    let first_query = std::sync::Arc::new(std::sync::Mutex::new(None::<Instant>));
+    {
+        let first_query = first_query.clone();
+        silent
+            .set_read_timeout(Some(Duration::from_secs(60)))
+            .unwrap();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 512];
+            if silent.recv(&mut buf).is_ok() {
+                *first_query.lock().unwrap() = Some(Instant::now());
+            }
+            // Keep the socket open (and silent) a while longer.
+            std::thread::sleep(Duration::from_secs(30));
+        });
+    }
+    let mut opts = A2cOptions::new(silent_addr);
+    opts.validation_timeout_secs = Some(1);
+    let ca = Ca::A2c(Acme2Certifier::start(opts).await);
+    let tmp = tempfile::tempdir().unwrap();
+    let client = connect(&ca, tmp.path()).await;
+    let solver = TestSolver::new(&srv);
+    let started = Instant::now();
+    let e = client
+        .issue(&request("late", &["late.example.test"]), &solver)
+        .await
+        .expect_err("the CA cannot see the record");
+    let ended = Instant::now();
+    let took = ended - started;
+    let Ca::A2c(a) = &ca else { unreachable!() };
+    let log = a.log();
+    // "The resolution lifetime expired after 5.403 seconds": the CA's lookup.
+    let lookup = log
+        .split("lifetime expired after ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .and_then(|n| n.parse::<f64>().ok())
+        .map(Duration::from_secs_f64);
+    let after_decision = match (*first_query.lock().unwrap(), lookup) {
+        (Some(q), Some(l)) => format!("{} ms", (ended - (q + l)).as_millis()),
+        _ => "unknown".into(),
+    };
+    println!(
+        "FIGURE acme2certifier (verdict after the challenge answer): clear failure {} ms after \
+         the issuance started, {after_decision} after the CA decided",
+        took.as_millis()
+    );
+    // The challenge answer was not the verdict: it came back still open.
+    assert!(
+        log.contains("Challenge validation still processing after timeout"),
+        "the CA answered before deciding"
+    );
+    match &e {
+        AcmeError::Authorization {
+            identifier,
+            problem,
+        } => {
+            assert_eq!(identifier, "late.example.test");
+            let detail = problem.detail.as_deref().unwrap_or("");
+            assert!(detail.contains("authorization invalid"), "{e}");
+        }
+        other => panic!(
+            "expected the CA's authorization failure, got {other:?}\n{}",
+            a.log_tail(60)
+        ),
+    }
+    // The order stayed pending at the CA: the flow did not wait for it.
+    let orders = a.orders();
+    assert_eq!(orders.len(), 1, "{orders:?}");
+    assert_eq!(
+        orders[0].1, "pending",
+        "acme2certifier leaves the order pending"
+    );
+    let state = StateDir::open(tmp.path()).unwrap();
+    assert!(state.list("orders").unwrap().is_empty());
+}

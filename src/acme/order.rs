@@ -507,7 +507,11 @@ impl Flow<'_> {
         done: impl Fn(OrderStatus) -> bool,
         operation: &'static str,
     ) -> Result<OrderStatus, AcmeError> {
-        let poll = self.client.options.poll;
+        let mut poll = self.client.options.poll;
+        if order.state().status == OrderStatus::Pending {
+            // A verdict during validation is worth seeing within seconds.
+            poll.max_delay = poll.max_delay.min(VALIDATION_MAX_POLL);
+        }
         let retry = &self.client.options.retry;
         let deadline = Instant::now() + poll.timeout;
         let mut waits = poll_waits(poll);
@@ -774,6 +778,10 @@ async fn set_ready(
         message: format!("no dns-01 challenge for {identifier} in the order"),
     })
 }
+
+/// Longest wait between polls while the CA validates: bounds the time from its
+/// verdict to our report (slow issuance after that keeps the configured cap).
+const VALIDATION_MAX_POLL: Duration = Duration::from_secs(3);
 
 /// Consecutive polls finding the order pending with every authorization valid
 /// before we call it stuck (a few seconds with the default poll schedule).

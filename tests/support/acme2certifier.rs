@@ -69,6 +69,11 @@ pub struct A2cOptions {
     /// seconds), acme2certifier's `renewalthreshold_pctg` and
     /// `renewal_window_duration`; its defaults are 85 % and the rest of the life.
     pub ari_window: Option<(f64, u64)>,
+    /// How long a challenge request waits for the validation before answering
+    /// with the challenge still `processing` (acme2certifier's
+    /// `challenge_validation_timeout`, default 10 s); the validation goes on and
+    /// decides later, leaving the order `pending`.
+    pub validation_timeout_secs: Option<u32>,
 }
 
 impl A2cOptions {
@@ -78,6 +83,7 @@ impl A2cOptions {
             validity_days: 30,
             break_enrollment: false,
             ari_window: None,
+            validation_timeout_secs: None,
         }
     }
 }
@@ -221,6 +227,7 @@ impl Acme2Certifier {
              \n\
              [Challenge]\n\
              challenge_validation_disable: False\n\
+             {validation_timeout}\
              {ari}",
             dns_ip = opts.dns_server.ip(),
             inter_key = inter_key_path.display(),
@@ -235,6 +242,10 @@ impl Acme2Certifier {
             certs = d.join("certs").display(),
             days = opts.validity_days,
             db = d.join("acme_srv.db").display(),
+            validation_timeout = match opts.validation_timeout_secs {
+                Some(t) => format!("challenge_validation_timeout: {t}\n"),
+                None => String::new(),
+            },
             ari = match opts.ari_window {
                 Some((pctg, secs)) => format!(
                     "\n[Renewalinfo]\nrenewalthreshold_pctg: {pctg}\nrenewal_window_duration: {secs}\n"
