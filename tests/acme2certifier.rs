@@ -569,3 +569,195 @@ async fn acme2certifier_a_verdict_after_the_challenge_answer_is_seen_at_the_next
     let state = StateDir::open(tmp.path()).unwrap();
     assert!(state.list("orders").unwrap().is_empty());
 }
+
+/// A CA that validates the challenge and then never moves the order past
+/// `pending` (a stuck order, which neither Pebble nor acme2certifier shows):
+/// reported as such within seconds, not after the 180 s timeout. An in-process
+/// fake over plain HTTP on loopback; it checks no signatures.
+mod stuck {
+    use std::sync::Arc;
+
+    use axum::Router;
+    use axum::http::{HeaderValue, StatusCode};
+    use axum::response::{IntoResponse, Response};
+    use axum::routing::{get, post};
+    use serde_json::json;
+
+    pub struct StuckCa {
+        pub base: String,
+        task: tokio::task::JoinHandle<()>,
+    }
+
+    impl Drop for StuckCa {
+        fn drop(&mut self) {
+            self.task.abort();
+        }
+    }
+
+    fn reply(status: StatusCode, body: serde_json::Value, location: Option<String>) -> Response {
+        let mut r = (status, axum::Json(body)).into_response();
+        r.headers_mut()
+            .insert("Replay-Nonce", HeaderValue::from_static("stuck-nonce"));
+        if let Some(l) = location {
+            r.headers_mut()
+                .insert("Location", HeaderValue::from_str(&l).unwrap());
+        }
+        r
+    }
+
+    impl StuckCa {
+        pub async fn start() -> StuckCa {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let base = format!("http://localhost:{}", listener.local_addr().unwrap().port());
+            let b = Arc::new(base.clone());
+            let order = {
+                let b = b.clone();
+                move || {
+                    json!({
+                        "status": "pending",
+                        "identifiers": [{"type": "dns", "value": "stuck.example.test"}],
+                        "authorizations": [format!("{b}/authz/1")],
+                        "finalize": format!("{b}/finalize/1"),
+                    })
+                }
+            };
+            let authz = {
+                let b = b.clone();
+                move || {
+                    json!({
+                        "status": "valid",
+                        "identifier": {"type": "dns", "value": "stuck.example.test"},
+                        "challenges": [{"type": "dns-01", "url": format!("{b}/chall/1"),
+                                        "token": "dG9rZW4tdG9rZW4tdG9rZW4", "status": "valid"}],
+                    })
+                }
+            };
+            let pending_authz = {
+                let b = b.clone();
+                move || {
+                    json!({
+                        "status": "pending",
+                        "identifier": {"type": "dns", "value": "stuck.example.test"},
+                        "challenges": [{"type": "dns-01", "url": format!("{b}/chall/1"),
+                                        "token": "dG9rZW4tdG9rZW4tdG9rZW4", "status": "pending"}],
+                    })
+                }
+            };
+            let asked = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let dir = {
+                let b = b.clone();
+                move || async move {
+                    axum::Json(json!({
+                        "newNonce": format!("{b}/nonce"),
+                        "newAccount": format!("{b}/account"),
+                        "newOrder": format!("{b}/order"),
+                    }))
+                }
+            };
+            let nonce = || async { reply(StatusCode::OK, json!({}), None) };
+            let account = {
+                let b = b.clone();
+                move || async move {
+                    reply(
+                        StatusCode::CREATED,
+                        json!({"status": "valid"}),
+                        Some(format!("{b}/acct/1")),
+                    )
+                }
+            };
+            let new_order = {
+                let (b, order) = (b.clone(), order.clone());
+                move || async move { reply(StatusCode::CREATED, order(), Some(format!("{b}/order/1"))) }
+            };
+            let get_order = move || async move { reply(StatusCode::OK, order(), None) };
+            let get_authz = {
+                let asked = asked.clone();
+                move || async move {
+                    if asked.load(std::sync::atomic::Ordering::SeqCst) {
+                        reply(StatusCode::OK, authz(), None)
+                    } else {
+                        reply(StatusCode::OK, pending_authz(), None)
+                    }
+                }
+            };
+            let chall = {
+                let b = b.clone();
+                move || async move {
+                    asked.store(true, std::sync::atomic::Ordering::SeqCst);
+                    reply(
+                        StatusCode::OK,
+                        json!({"type": "dns-01", "url": format!("{b}/chall/1"),
+                        "token": "dG9rZW4tdG9rZW4tdG9rZW4", "status": "valid"}),
+                        None,
+                    )
+                }
+            };
+            let app = Router::new()
+                .route("/dir", get(dir))
+                .route("/nonce", get(nonce).head(nonce))
+                .route("/account", post(account))
+                .route("/order", post(new_order))
+                .route("/order/1", post(get_order))
+                .route("/authz/1", post(get_authz))
+                .route("/chall/1", post(chall));
+            let task = tokio::spawn(async move {
+                let _ = axum::serve(listener, app).await;
+            });
+            StuckCa { base, task }
+        }
+    }
+}
+
+/// A solver that publishes nothing (the fake CA checks nothing).
+struct NoDns;
+
+impl gclb_acme::acme::Dns01Solver for NoDns {
+    async fn present(
+        &self,
+        _: &[gclb_acme::acme::ChallengeRecord],
+    ) -> Result<(), gclb_acme::acme::SolverError> {
+        Ok(())
+    }
+    async fn cleanup(
+        &self,
+        _: &[gclb_acme::acme::ChallengeRecord],
+    ) -> Result<(), gclb_acme::acme::SolverError> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn an_order_left_pending_with_every_authorization_valid_is_reported_as_stuck() {
+    let ca = stuck::StuckCa::start().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let config = AcmeConfig {
+        directory: format!("{}/dir", ca.base),
+        contact: vec![],
+        accept_terms: true,
+        ca_roots: vec![],
+        eab: None,
+        profile: None,
+    };
+    let client = AcmeClient::connect_with(&config, StateDir::open(tmp.path()).unwrap(), options())
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let e = client
+        .issue(&request("stuck", &["stuck.example.test"]), &NoDns)
+        .await
+        .expect_err("the order never becomes ready");
+    println!(
+        "FIGURE stuck order reported after {} ms (poll timeout 180 s)",
+        started.elapsed().as_millis()
+    );
+    match &e {
+        AcmeError::Protocol { message, .. } => {
+            assert!(message.contains("every authorization is valid"), "{e}");
+            assert!(message.contains(&format!("{}/order/1", ca.base)), "{e}");
+        }
+        other => panic!("expected a stuck-order error, got {other:?}"),
+    }
+    // Kept on record: a later run resumes the order if the CA catches up.
+    let state = StateDir::open(tmp.path()).unwrap();
+    assert_eq!(state.list("orders").unwrap().len(), 1);
+}
