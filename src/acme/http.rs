@@ -533,6 +533,21 @@ mod tests {
     }
 
     #[test]
+    fn challenge_answers_parse_with_or_without_an_error() {
+        // acme2certifier's answer to a failed challenge: invalid, no error.
+        let a: ChallengeAnswer = serde_json::from_str(
+            r#"{"type":"dns-01","status":"invalid","token":"t","url":"https://x/chall/1"}"#,
+        )
+        .unwrap();
+        assert_eq!((a.status.as_str(), a.error.is_none()), ("invalid", true));
+        let a: ChallengeAnswer = serde_json::from_str(
+            r#"{"type":"dns-01","status":"invalid","error":{"type":"urn:ietf:params:acme:error:dns","detail":"no TXT"}}"#,
+        )
+        .unwrap();
+        assert_eq!(a.error.unwrap().detail.as_deref(), Some("no TXT"));
+    }
+
+    #[test]
     fn stats_count() {
         let s = HttpStats::default();
         s.record(Endpoint::NewOrder, Duration::from_millis(5), Some(201));
