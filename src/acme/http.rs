@@ -157,17 +157,15 @@ pub(crate) struct FlowContext {
     /// library refused after the CA made it (e.g. `replaces` not echoed) is
     /// still an order at the CA, and resuming it beats placing a second one.
     created_order: RefCell<Option<String>>,
-    /// The last challenge object the CA answered with: instant-acme keeps only
-    /// its error, and a CA may say `invalid` there without one.
+    /// The last challenge object the CA answered with: instant-acme looks only
+    /// at its error, and a CA may say `invalid` there without one.
     challenge_answer: RefCell<Option<ChallengeAnswer>>,
 }
 
-/// A challenge object as the CA returned it (status and error only).
+/// A challenge object as the CA returned it (its status only).
 #[derive(Clone, Debug, serde::Deserialize)]
 pub(crate) struct ChallengeAnswer {
     pub status: String,
-    #[serde(default)]
-    pub error: Option<instant_acme::Problem>,
 }
 
 tokio::task_local! {
@@ -533,18 +531,14 @@ mod tests {
     }
 
     #[test]
-    fn challenge_answers_parse_with_or_without_an_error() {
+    fn a_challenge_answer_yields_its_status() {
         // acme2certifier's answer to a failed challenge: invalid, no error.
         let a: ChallengeAnswer = serde_json::from_str(
             r#"{"type":"dns-01","status":"invalid","token":"t","url":"https://x/chall/1"}"#,
         )
         .unwrap();
-        assert_eq!((a.status.as_str(), a.error.is_none()), ("invalid", true));
-        let a: ChallengeAnswer = serde_json::from_str(
-            r#"{"type":"dns-01","status":"invalid","error":{"type":"urn:ietf:params:acme:error:dns","detail":"no TXT"}}"#,
-        )
-        .unwrap();
-        assert_eq!(a.error.unwrap().detail.as_deref(), Some("no TXT"));
+        assert_eq!(a.status, "invalid");
+        assert!(serde_json::from_str::<ChallengeAnswer>(r#"{"type":"dns-01"}"#).is_err());
     }
 
     #[test]

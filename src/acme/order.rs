@@ -386,7 +386,20 @@ impl Flow<'_> {
                             && let Some(failure) = failed_authorization(order, true).await
                         {
                             self.forget_order();
-                            return Err(failure);
+                            // The answer's problem when the authorization gave none.
+                            return Err(match (failure, e.problem()) {
+                                (
+                                    AcmeError::Authorization {
+                                        identifier,
+                                        problem,
+                                    },
+                                    Some(p),
+                                ) if problem.r#type.is_none() => AcmeError::Authorization {
+                                    identifier,
+                                    problem: p.clone(),
+                                },
+                                (f, _) => f,
+                            });
                         }
                         return Err(e);
                     }
@@ -394,16 +407,16 @@ impl Flow<'_> {
                 // A CA may decide in its answer (`invalid`, with or without an
                 // error) and leave the order `pending`: polling the order alone
                 // would then wait for the timeout.
-                if let Some(answer) = answer.filter(|a| a.status == "invalid") {
+                // instant-acme turns an answer carrying an error into Err above;
+                // this one is `invalid` without a reason.
+                if answer.is_some_and(|a| a.status == "invalid") {
                     let failure = match failed_authorization(order, true).await {
                         Some(f) => f,
                         None => {
-                            let problem = answer.error.map(Problem::from).unwrap_or_else(|| {
-                                plain_problem(
-                                    "the CA answered the challenge request with status invalid, \
-                                     without a problem document",
-                                )
-                            });
+                            let problem = plain_problem(
+                                "the CA answered the challenge request with status invalid, \
+                                 without a problem document",
+                            );
                             tracing::error!(identifier = %record.identifier, problem = %problem, "challenge failed");
                             AcmeError::Authorization {
                                 identifier: record.identifier.clone(),

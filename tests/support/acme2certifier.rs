@@ -47,11 +47,12 @@ class Handler(WSGIRequestHandler):
     def address_string(self):
         return self.client_address[0]
 
-srv = make_server("127.0.0.1", int(os.environ["A2C_PORT"]), app, handler_class=Handler)
+# Port 0: the kernel picks a free port, no race with other tests; we print it.
+srv = make_server("127.0.0.1", 0, app, handler_class=Handler)
 ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
 ctx.load_cert_chain(os.environ["A2C_TLS_CERT"], os.environ["A2C_TLS_KEY"])
 srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
-print("acme2certifier listening", flush=True)
+print(f"acme2certifier listening on port {srv.server_port}", flush=True)
 srv.serve_forever()
 "#;
 
@@ -255,7 +256,6 @@ impl Acme2Certifier {
         );
         let config_path = write("acme_srv.cfg", &config);
 
-        let port = super::free_port();
         let log_path = d.join("acme2certifier.log");
         let log = std::fs::File::create(&log_path).expect("log file");
         let child = Command::new(python)
@@ -263,7 +263,6 @@ impl Acme2Certifier {
             .current_dir(d)
             .env("ACME_SRV_CONFIGFILE", &config_path)
             .env("A2C_DNS_PORT", opts.dns_server.port().to_string())
-            .env("A2C_PORT", port.to_string())
             .env("A2C_TLS_CERT", &tls_cert_path)
             .env("A2C_TLS_KEY", &tls_key_path)
             .env("PYTHONUNBUFFERED", "1")
@@ -275,7 +274,7 @@ impl Acme2Certifier {
 
         let mut a2c = Acme2Certifier {
             child,
-            directory_url: format!("https://localhost:{port}/directory"),
+            directory_url: String::new(),
             listener_ca_path,
             root_pem: root.cert.pem(),
             intermediate_pem: intermediate.cert.pem(),
@@ -289,9 +288,27 @@ impl Acme2Certifier {
             .build()
             .expect("client");
         let deadline = Instant::now() + Duration::from_secs(30);
+        const LISTENING: &str = "acme2certifier listening on port ";
         loop {
             if let Ok(Some(status)) = a2c.child.try_wait() {
                 panic!("acme2certifier exited early ({status}):\n{}", a2c.log());
+            }
+            if Instant::now() > deadline {
+                panic!("acme2certifier did not answer within 30 s:\n{}", a2c.log());
+            }
+            if a2c.directory_url.is_empty() {
+                let port = a2c.log().split(LISTENING).nth(1).and_then(|r| {
+                    r.split_whitespace()
+                        .next()
+                        .and_then(|p| p.parse::<u16>().ok())
+                });
+                match port {
+                    Some(p) => a2c.directory_url = format!("https://localhost:{p}/directory"),
+                    None => {
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                }
             }
             let ready = client.get(&a2c.directory_url).send().await;
             if let Ok(r) = ready
@@ -305,9 +322,6 @@ impl Acme2Certifier {
                     "directory: {dir}"
                 );
                 break;
-            }
-            if Instant::now() > deadline {
-                panic!("acme2certifier did not answer within 30 s:\n{}", a2c.log());
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
