@@ -48,6 +48,12 @@ pub enum CertError {
     /// The leaf's public key is not ours.
     #[error("the certificate's public key does not match our private key")]
     KeyMismatch,
+    /// More certificates than Google's load balancers accept.
+    #[error(
+        "the CA's chain has {count} certificates after dropping a served root; \
+         Google's sslCertificates accept at most {MAX_CHAIN}"
+    )]
+    ChainTooLong { count: usize },
     /// The leaf is expired or not yet valid.
     #[error("the certificate is valid from {not_before} to {not_after}, not now ({now})")]
     NotCurrentlyValid {
@@ -156,6 +162,70 @@ pub fn split_chain(pem: &str) -> Result<Vec<CertificateDer<'static>>, CertError>
         return Err(CertError::EmptyChain);
     }
     Ok(out)
+}
+
+/// Most certificates Google's `sslCertificates` accept in one chain.
+pub const MAX_CHAIN: usize = 5;
+
+/// The chain we upload, from the one the CA returned (already validated).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServingChain {
+    /// PEM, leaf first, in the CA's order and text.
+    pub pem: String,
+    /// Subject of the self-signed root that was dropped, if one was.
+    pub dropped_root: Option<String>,
+    /// Certificates in `pem`.
+    pub count: usize,
+}
+
+/// The chain to serve: the CA's, without a trailing self-signed root when an
+/// intermediate stays in front of it. A client must already have the root to
+/// trust it, so serving it only adds bytes to every handshake; Google wants at
+/// least one intermediate and at most [`MAX_CHAIN`] certificates. A leaf signed
+/// directly by a root is left as it is (nothing to drop without breaking it).
+pub fn serving_chain(chain_pem: &str) -> Result<ServingChain, CertError> {
+    let ders = split_chain(chain_pem)?;
+    let mut keep = ders.len();
+    let mut dropped_root = None;
+    if ders.len() >= 3 {
+        let last = ders.len() - 1;
+        let (_, root) =
+            X509Certificate::from_der(&ders[last]).map_err(|e| CertError::BadCertificate {
+                index: last,
+                message: e.to_string(),
+            })?;
+        if root.subject() == root.issuer() && root.verify_signature(None).is_ok() {
+            keep = last;
+            dropped_root = Some(root.subject().to_string());
+        }
+    }
+    if keep > MAX_CHAIN {
+        return Err(CertError::ChainTooLong { count: keep });
+    }
+    let pem = if keep == ders.len() {
+        chain_pem.to_string()
+    } else {
+        // The text up to the end of the last kept block: the CA's own encoding.
+        const END: &str = "-----END CERTIFICATE-----";
+        let mut cut = 0;
+        for _ in 0..keep {
+            match chain_pem[cut..].find(END) {
+                Some(i) => cut += i + END.len(),
+                None => {
+                    return Err(CertError::BadPem {
+                        index: keep,
+                        message: "fewer END CERTIFICATE lines than certificates".into(),
+                    });
+                }
+            }
+        }
+        format!("{}\n", &chain_pem[..cut])
+    };
+    Ok(ServingChain {
+        pem,
+        dropped_root,
+        count: keep,
+    })
 }
 
 /// Facts about a leaf certificate that the installer and the scheduler use.
@@ -495,5 +565,64 @@ mod tests {
             assert_eq!(info.key_type, Some(kt));
             assert_eq!(info.public_key_algorithm, kt.as_str());
         }
+    }
+
+    /// root -> intermediate -> leaf, as PEMs (leaf first).
+    fn three_level() -> (String, String, String) {
+        let root = ca();
+        let ikey = KeyPair::generate().unwrap();
+        let mut ip = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ip.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ip.distinguished_name
+            .push(DnType::CommonName, "test intermediate");
+        let icert = ip.signed_by(&ikey, &root.issuer).unwrap();
+        let inter = Ca {
+            pem: icert.pem(),
+            issuer: Issuer::new(ip, ikey),
+        };
+        let key = generate_key(KeyType::EcdsaP256).unwrap();
+        let leaf_and_inter = leaf(&inter, &key, &["example.test"]);
+        let leaf_only = split_chain(&leaf_and_inter).unwrap();
+        let leaf_pem = leaf_and_inter[..leaf_and_inter.find(&inter.pem).unwrap()].to_string();
+        assert_eq!(leaf_only.len(), 2);
+        (leaf_pem, inter.pem, root.pem)
+    }
+
+    #[test]
+    fn serving_chain_drops_a_served_root_behind_an_intermediate() {
+        let (lp, inter, root) = three_level();
+        let full = format!("{lp}{inter}{root}");
+        let s = serving_chain(&full).unwrap();
+        assert_eq!(s.count, 2);
+        assert_eq!(s.pem, format!("{lp}{inter}"));
+        assert_eq!(s.dropped_root.as_deref(), Some("CN=test CA"));
+        assert_eq!(
+            split_chain(&s.pem).unwrap(),
+            split_chain(&full).unwrap()[..2]
+        );
+        // Already without the root: unchanged, text and all.
+        let s = serving_chain(&format!("{lp}{inter}")).unwrap();
+        assert_eq!((s.count, s.dropped_root), (2, None));
+        assert_eq!(s.pem, format!("{lp}{inter}"));
+        // Leaf + root: the root is the only issuer, so it stays.
+        let ca = ca();
+        let key = generate_key(KeyType::EcdsaP256).unwrap();
+        let two = leaf(&ca, &key, &["example.test"]);
+        let s = serving_chain(&two).unwrap();
+        assert_eq!((s.count, s.dropped_root, s.pem), (2, None, two));
+    }
+
+    #[test]
+    fn serving_chain_refuses_more_than_google_accepts() {
+        let (lp, inter, _root) = three_level();
+        // Six certificates, none a trailing self-signed root.
+        let long = format!("{lp}{inter}{inter}{inter}{inter}{inter}");
+        let e = serving_chain(&long).unwrap_err();
+        assert!(matches!(e, CertError::ChainTooLong { count: 6 }), "{e}");
+        assert!(e.to_string().contains("at most 5"), "{e}");
+        // Five plus a root is fine once the root is dropped.
+        let (_, _, root) = three_level();
+        let ok = format!("{lp}{inter}{inter}{inter}{inter}{root}");
+        assert_eq!(serving_chain(&ok).unwrap().count, 5);
     }
 }

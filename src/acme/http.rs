@@ -8,7 +8,7 @@
 //! challenges, finalize, certificate) by a hint the issuance flow sets in a
 //! task-local before each call.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::future::Future;
@@ -153,6 +153,19 @@ pub struct TransportError {
 pub(crate) struct FlowContext {
     hint: Cell<Endpoint>,
     retry_after: Cell<Option<SystemTime>>,
+    /// The Location of the last order the CA created in this flow: an order the
+    /// library refused after the CA made it (e.g. `replaces` not echoed) is
+    /// still an order at the CA, and resuming it beats placing a second one.
+    created_order: RefCell<Option<String>>,
+    /// The last challenge object the CA answered with: instant-acme looks only
+    /// at its error, and a CA may say `invalid` there without one.
+    challenge_answer: RefCell<Option<ChallengeAnswer>>,
+}
+
+/// A challenge object as the CA returned it (its status only).
+#[derive(Clone, Debug, serde::Deserialize)]
+pub(crate) struct ChallengeAnswer {
+    pub status: String,
 }
 
 tokio::task_local! {
@@ -165,6 +178,8 @@ pub(crate) async fn in_flow<F: Future>(fut: F) -> F::Output {
         FlowContext {
             hint: Cell::new(Endpoint::Other),
             retry_after: Cell::new(None),
+            created_order: RefCell::new(None),
+            challenge_answer: RefCell::new(None),
         },
         fut,
     )
@@ -179,6 +194,16 @@ pub(crate) fn hint(endpoint: Endpoint) {
 /// The Retry-After of the last 429/503 response in this flow, taken.
 pub(crate) fn take_retry_after() -> Option<SystemTime> {
     FLOW.try_with(|c| c.retry_after.take()).ok().flatten()
+}
+
+/// The URL of the last order the CA created in this flow, taken.
+pub(crate) fn take_created_order() -> Option<String> {
+    FLOW.try_with(|c| c.created_order.take()).ok().flatten()
+}
+
+/// The last challenge object the CA answered with in this flow, taken.
+pub(crate) fn take_challenge_answer() -> Option<ChallengeAnswer> {
+    FLOW.try_with(|c| c.challenge_answer.take()).ok().flatten()
 }
 
 fn current_hint() -> Endpoint {
@@ -269,6 +294,11 @@ impl AcmeHttp {
             urls: Arc::default(),
             stats: Arc::default(),
         })
+    }
+
+    /// Whether the CA's directory lists `renewalInfo` (ARI), once it was fetched.
+    pub fn has_ari(&self) -> bool {
+        self.urls.read().is_ok_and(|u| u.renewal_info.is_some())
     }
 
     /// The shared request statistics.
@@ -379,6 +409,19 @@ impl AcmeHttp {
         if endpoint == Endpoint::Directory && status.is_success() {
             self.learn_directory(&bytes);
         }
+        if endpoint == Endpoint::NewOrder
+            && status.as_u16() == 201
+            && let Some(location) = headers.get(http::header::LOCATION)
+            && let Ok(location) = location.to_str()
+        {
+            let _ = FLOW.try_with(|c| c.created_order.replace(Some(location.to_string())));
+        }
+        if endpoint == Endpoint::Challenge
+            && status.is_success()
+            && let Ok(answer) = serde_json::from_slice::<ChallengeAnswer>(&bytes)
+        {
+            let _ = FLOW.try_with(|c| c.challenge_answer.replace(Some(answer)));
+        }
         if (status.as_u16() == 429 || status.as_u16() == 503)
             && let Some(at) = headers
                 .get(RETRY_AFTER)
@@ -485,6 +528,17 @@ mod tests {
             e.to_string().contains("no BEGIN CERTIFICATE") || e.to_string().contains("PEM"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn a_challenge_answer_yields_its_status() {
+        // acme2certifier's answer to a failed challenge: invalid, no error.
+        let a: ChallengeAnswer = serde_json::from_str(
+            r#"{"type":"dns-01","status":"invalid","token":"t","url":"https://x/chall/1"}"#,
+        )
+        .unwrap();
+        assert_eq!(a.status, "invalid");
+        assert!(serde_json::from_str::<ChallengeAnswer>(r#"{"type":"dns-01"}"#).is_err());
     }
 
     #[test]

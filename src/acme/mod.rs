@@ -5,10 +5,15 @@
 //! issue(request, solver)
 //!   stored, not yet installed certificate for the same spec?  -> return it
 //!   order in flight for the same spec (state dir)?            -> resume it
-//!   else newOrder (profile, replaces; without replaces if refused), record its URL
-//!   present every pending dns-01 record at once -> set_ready on all -> poll to ready
+//!   else newOrder (profile; replaces when the CA has ARI: an order the CA made
+//!     without echoing it is used as is, one refused by the CA is placed again
+//!     without it), record its URL
+//!   present every pending dns-01 record at once -> set_ready on all (an answer
+//!     `invalid` fails at once) -> poll to ready, reading the authorizations
+//!     while the order is pending (a CA may leave it pending after a failure)
 //!   clean the records up (always)
 //!   finalize with our CSR -> poll to valid -> download -> validate the chain
+//!     -> drop a served self-signed root (docs/cas.md)
 //!   persist key + chain + facts (0600, atomic) -> return
 //! ```
 //!

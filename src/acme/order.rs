@@ -8,7 +8,7 @@ use instant_acme::{
 use time::OffsetDateTime;
 use tracing::Instrument;
 
-use crate::acme::http::{self, Endpoint};
+use crate::acme::http::{self, ChallengeAnswer, Endpoint};
 use crate::acme::store::{self, OrderRecord, normalize_names};
 use crate::acme::{
     AcmeClient, AcmeError, ChallengeRecord, Dns01Solver, IssueRequest, IssuedCertificate, Problem,
@@ -108,8 +108,11 @@ impl Flow<'_> {
             message: "order is valid but no certificate was returned".into(),
         })?;
 
-        let leaf = match certs::validate_chain(&chain, &names, &key, OffsetDateTime::now_utc()) {
-            Ok(leaf) => leaf,
+        // Validated as the CA sent it (a root included), uploaded without a root.
+        let checked = certs::validate_chain(&chain, &names, &key, OffsetDateTime::now_utc())
+            .and_then(|leaf| Ok((leaf, certs::serving_chain(&chain)?)));
+        let (leaf, serving) = match checked {
+            Ok(v) => v,
             Err(e) => {
                 // Resuming this order would fetch the same bad certificate forever.
                 store::remove_order(state, &self.req.certificate)?;
@@ -117,12 +120,15 @@ impl Flow<'_> {
                 return Err(e.into());
             }
         };
+        if let Some(root) = &serving.dropped_root {
+            tracing::info!(root = %root, certificates = serving.count, "the CA's chain ends in its root: uploading the chain without it");
+        }
         let issued = IssuedCertificate {
             certificate: self.req.certificate.clone(),
             names,
             key_type: self.req.key_type,
             key_pem,
-            chain_pem: chain,
+            chain_pem: serving.pem,
             leaf,
             order_url: order.url().to_string(),
             directory: self.client.directory.clone(),
@@ -196,51 +202,7 @@ impl Flow<'_> {
         };
         let identifiers: Vec<Identifier> =
             names.iter().map(|n| Identifier::Dns(n.clone())).collect();
-        let mut new_order = NewOrder::new(&identifiers);
-        if let Some(p) = &self.req.profile {
-            new_order = new_order.profile(p);
-        }
-        http::hint(Endpoint::NewOrder);
-        let order = match &self.req.replaces {
-            Some(replaces) => {
-                let with = new_order.replaces(replaces.clone());
-                match retrying!(retry, "new_order", {
-                    account
-                        .new_order(&with)
-                        .await
-                        .map_err(|e| AcmeError::from_acme("new_order", e))
-                }) {
-                    Ok(o) => o,
-                    Err(e) if !e.is_retryable() => {
-                        // The CA refused it (e.g. a certificate replaced by another
-                        // account), or the client never sent it because the CA has no
-                        // ARI: only the first is worth a warning.
-                        if matches!(e, AcmeError::Ca { .. }) {
-                            tracing::warn!(error = %e, "the CA refused `replaces`: ordering without it");
-                        } else {
-                            tracing::debug!(error = %e, "`replaces` not sent (the CA has no ARI): ordering without it");
-                        }
-                        let mut without = NewOrder::new(&identifiers);
-                        if let Some(p) = &self.req.profile {
-                            without = without.profile(p);
-                        }
-                        retrying!(retry, "new_order", {
-                            account
-                                .new_order(&without)
-                                .await
-                                .map_err(|e| AcmeError::from_acme("new_order", e))
-                        })?
-                    }
-                    Err(e) => return Err(e),
-                }
-            }
-            None => retrying!(retry, "new_order", {
-                account
-                    .new_order(&new_order)
-                    .await
-                    .map_err(|e| AcmeError::from_acme("new_order", e))
-            })?,
-        };
+        let order = self.place_order(&identifiers).await?;
         store::save_order(
             state,
             &self.req.certificate,
@@ -255,6 +217,90 @@ impl Flow<'_> {
         )?;
         tracing::info!(order_url = %order.url(), "order created and recorded");
         Ok((order, key_pem, false))
+    }
+
+    /// newOrder, with `replaces` when we have it and the CA has ARI.
+    ///
+    /// A CA that creates the order but does not echo `replaces` (RFC 9773 says
+    /// it must) makes instant-acme refuse the answer after the order exists at
+    /// the CA: we resume that order instead of placing a second one, which would
+    /// leave the first pending and count twice against the CA's order limits.
+    async fn place_order(&self, identifiers: &[Identifier]) -> Result<Order, AcmeError> {
+        let retry = &self.client.options.retry;
+        let account = &self.client.account;
+        let plain = || {
+            let mut o = NewOrder::new(identifiers);
+            if let Some(p) = &self.req.profile {
+                o = o.profile(p);
+            }
+            o
+        };
+        let replaces = match &self.req.replaces {
+            Some(r) if self.client.http.has_ari() => Some(r.clone()),
+            Some(_) => {
+                tracing::debug!(
+                    "the CA's directory has no renewalInfo (no ARI): ordering without `replaces`"
+                );
+                None
+            }
+            None => None,
+        };
+        http::hint(Endpoint::NewOrder);
+        let Some(replaces) = replaces else {
+            return retrying!(retry, "new_order", {
+                account
+                    .new_order(&plain())
+                    .await
+                    .map_err(|e| AcmeError::from_acme("new_order", e))
+            });
+        };
+        let _ = http::take_created_order();
+        let with = plain().replaces(replaces);
+        let e = match retrying!(retry, "new_order", {
+            account
+                .new_order(&with)
+                .await
+                .map_err(|e| AcmeError::from_acme("new_order", e))
+        }) {
+            Ok(order) => {
+                tracing::info!("the CA accepted `replaces` (ARI renewal)");
+                return Ok(order);
+            }
+            Err(e) if e.is_retryable() => return Err(e),
+            Err(e) => e,
+        };
+        if let Some(url) = http::take_created_order() {
+            // The CA made the order; only our library refused its answer.
+            http::hint(Endpoint::Order);
+            let mut order = retrying!(retry, "order", {
+                account
+                    .order(url.clone())
+                    .await
+                    .map_err(|e| AcmeError::from_acme("order", e))
+            })?;
+            if order.state().replaces.is_none() {
+                tracing::warn!(
+                    order_url = %url,
+                    "the CA created the order but did not echo `replaces`: continuing with that order \
+                     (no second order); the CA may not count it as an ARI replacement"
+                );
+            } else {
+                tracing::warn!(order_url = %url, error = %e, "the CA created the order but its answer was refused: continuing with that order");
+            }
+            return Ok(order);
+        }
+        if matches!(e, AcmeError::Ca { .. }) {
+            tracing::warn!(error = %e, "the CA refused `replaces` and created no order: ordering without it");
+        } else {
+            tracing::warn!(error = %e, "newOrder with `replaces` failed before the CA created an order: ordering without it");
+        }
+        http::hint(Endpoint::NewOrder);
+        retrying!(retry, "new_order", {
+            account
+                .new_order(&plain())
+                .await
+                .map_err(|e| AcmeError::from_acme("new_order", e))
+        })
     }
 
     /// Presents every pending dns-01 challenge at once, requests every validation,
@@ -331,16 +377,55 @@ impl Flow<'_> {
                     "challenge",
                     set_ready(order, &record.identifier).await
                 );
-                if let Err(e) = ready {
-                    // A CA that validates at once answers set_ready with the challenge's
-                    // error: report it as the authorization failure it is.
-                    if !e.is_retryable()
-                        && let Some(failure) = failed_authorization(order).await
-                    {
-                        self.forget_order();
-                        return Err(failure);
+                let answer = match ready {
+                    Ok(answer) => answer,
+                    Err(e) => {
+                        // A CA that validates at once answers set_ready with the challenge's
+                        // error: report it as the authorization failure it is.
+                        if !e.is_retryable()
+                            && let Some(failure) = failed_authorization(order, true).await
+                        {
+                            self.forget_order();
+                            // The answer's problem when the authorization gave none.
+                            return Err(match (failure, e.problem()) {
+                                (
+                                    AcmeError::Authorization {
+                                        identifier,
+                                        problem,
+                                    },
+                                    Some(p),
+                                ) if problem.r#type.is_none() => AcmeError::Authorization {
+                                    identifier,
+                                    problem: p.clone(),
+                                },
+                                (f, _) => f,
+                            });
+                        }
+                        return Err(e);
                     }
-                    return Err(e);
+                };
+                // A CA may decide in its answer (`invalid`, with or without an
+                // error) and leave the order `pending`: polling the order alone
+                // would then wait for the timeout.
+                // instant-acme turns an answer carrying an error into Err above;
+                // this one is `invalid` without a reason.
+                if answer.is_some_and(|a| a.status == "invalid") {
+                    let failure = match failed_authorization(order, true).await {
+                        Some(f) => f,
+                        None => {
+                            let problem = plain_problem(
+                                "the CA answered the challenge request with status invalid, \
+                                 without a problem document",
+                            );
+                            tracing::error!(identifier = %record.identifier, problem = %problem, "challenge failed");
+                            AcmeError::Authorization {
+                                identifier: record.identifier.clone(),
+                                problem,
+                            }
+                        }
+                    };
+                    self.forget_order();
+                    return Err(failure);
                 }
                 tracing::info!(identifier = %record.identifier, key_authorization_digest = %record.value, "validation requested");
             }
@@ -398,6 +483,23 @@ impl Flow<'_> {
                     .map(|s| s.status)
                     .map_err(|e| AcmeError::from_acme("order", e))
             })?;
+            if status == OrderStatus::Invalid {
+                // The CA gave up on the order after refusing to finalize it: its
+                // finalize answer is the reason when the order carries none.
+                self.forget_order();
+                let problem = order
+                    .state()
+                    .error
+                    .clone()
+                    .map(Problem::from)
+                    .or_else(|| e.problem().cloned())
+                    .unwrap_or_else(|| plain_problem(&e.to_string()));
+                tracing::error!(problem = %problem, "the order became invalid after finalize failed");
+                return Err(AcmeError::OrderInvalid {
+                    order_url: order.url().to_string(),
+                    problem,
+                });
+            }
             if status != OrderStatus::Ready {
                 break;
             }
@@ -408,18 +510,49 @@ impl Flow<'_> {
     }
 
     /// Polls the order (capped exponential back-off) until `done` or invalid.
+    /// While the order is `pending`, also reads its authorizations after each
+    /// poll: a CA may mark an authorization invalid and leave the order
+    /// pending (RFC 8555 7.1.6 says the order turns invalid), and an order left
+    /// pending with every authorization valid is stuck, not slow.
     async fn wait_for(
         &self,
         order: &mut Order,
         done: impl Fn(OrderStatus) -> bool,
         operation: &'static str,
     ) -> Result<OrderStatus, AcmeError> {
-        let poll = self.client.options.poll;
+        let mut poll = self.client.options.poll;
+        if order.state().status == OrderStatus::Pending {
+            // A verdict during validation is worth seeing within seconds.
+            poll.max_delay = poll.max_delay.min(VALIDATION_MAX_POLL);
+        }
         let retry = &self.client.options.retry;
         let deadline = Instant::now() + poll.timeout;
         let mut waits = poll_waits(poll);
         let mut status = order.state().status;
+        let mut stuck_polls = 0;
         while !(done(status) || status == OrderStatus::Invalid) {
+            if status == OrderStatus::Pending {
+                match authorization_verdict(order, false).await {
+                    AuthzVerdict::Failed(e) => {
+                        tracing::error!(order_url = %order.url(), "the CA left the order pending after an authorization failed");
+                        self.forget_order();
+                        return Err(e);
+                    }
+                    AuthzVerdict::AllValid => stuck_polls += 1,
+                    AuthzVerdict::Waiting => stuck_polls = 0,
+                }
+                if stuck_polls >= STUCK_POLLS {
+                    // Kept on record: a later run resumes it if the CA catches up.
+                    return Err(AcmeError::Protocol {
+                        operation,
+                        message: format!(
+                            "the CA keeps order {} pending although every authorization is \
+                             valid ({STUCK_POLLS} polls; RFC 8555 7.1.6: it should be ready)",
+                            order.url()
+                        ),
+                    });
+                }
+            }
             let delay = waits.next().unwrap_or(poll.max_delay);
             if Instant::now() + delay > deadline {
                 return Err(AcmeError::Timeout { operation });
@@ -442,7 +575,7 @@ impl Flow<'_> {
     /// challenge error (the CA's problem, verbatim), else the order's own error.
     async fn order_failure(&self, order: &mut Order) -> AcmeError {
         self.forget_order();
-        if let Some(failure) = failed_authorization(order).await {
+        if let Some(failure) = failed_authorization(order, true).await {
             return failure;
         }
         let problem = order
@@ -466,16 +599,42 @@ impl Flow<'_> {
     }
 }
 
-/// The first invalid authorization of the order (fresh from the CA), as an error
-/// carrying its challenge's problem document verbatim.
-async fn failed_authorization(order: &mut Order) -> Option<AcmeError> {
+/// What the order's authorizations say while the order is still pending.
+enum AuthzVerdict {
+    /// One failed: the CA's verdict, verbatim.
+    Failed(AcmeError),
+    /// Every one is valid (the order should be `ready`).
+    AllValid,
+    /// Still being validated (or could not be read).
+    Waiting,
+}
+
+/// A failed authorization: invalid, or its dns-01 challenge is (a CA may leave
+/// the authorization pending after a failed challenge).
+fn authz_failed(a: &instant_acme::AuthorizationState) -> bool {
+    a.status == AuthorizationStatus::Invalid
+        || a.challenges
+            .iter()
+            .any(|c| c.r#type == ChallengeType::Dns01 && c.status == ChallengeStatus::Invalid)
+}
+
+/// Reads every authorization of the order once. `refresh`: re-read those already
+/// fetched (right after an order refresh none are, and each is fetched fresh).
+async fn authorization_verdict(order: &mut Order, refresh: bool) -> AuthzVerdict {
     http::hint(Endpoint::Authorization);
+    let mut all_valid = true;
     let mut authzs = order.authorizations();
     while let Some(next) = authzs.next().await {
-        let Ok(mut authz) = next else { continue };
-        if authz.status != AuthorizationStatus::Invalid
-            && authz.refresh().await.map(|a| a.status).ok() != Some(AuthorizationStatus::Invalid)
-        {
+        let Ok(mut authz) = next else {
+            all_valid = false;
+            continue;
+        };
+        if refresh && !authz_failed(&authz) && authz.refresh().await.is_err() {
+            all_valid = false;
+            continue;
+        }
+        if !authz_failed(&authz) {
+            all_valid &= authz.status == AuthorizationStatus::Valid;
             continue;
         }
         let identifier = authz.identifier().to_string();
@@ -485,15 +644,38 @@ async fn failed_authorization(order: &mut Order) -> Option<AcmeError> {
             .find_map(|c| c.error.clone())
             .map(Problem::from)
             .unwrap_or_else(|| {
-                plain_problem("the authorization is invalid, without a challenge error")
+                let challenge = authz
+                    .challenges
+                    .iter()
+                    .find(|c| c.r#type == ChallengeType::Dns01)
+                    .map(|c| format!("{:?}", c.status).to_lowercase())
+                    .unwrap_or_else(|| "absent".into());
+                plain_problem(&format!(
+                    "the CA marked the authorization {} (its dns-01 challenge {challenge}) \
+                     and gave no reason: no problem document in either",
+                    format!("{:?}", authz.status).to_lowercase()
+                ))
             });
         tracing::error!(identifier = %identifier, problem = %problem, "authorization failed");
-        return Some(AcmeError::Authorization {
+        return AuthzVerdict::Failed(AcmeError::Authorization {
             identifier,
             problem,
         });
     }
-    None
+    if all_valid {
+        AuthzVerdict::AllValid
+    } else {
+        AuthzVerdict::Waiting
+    }
+}
+
+/// The first failed authorization of the order, as an error carrying its
+/// challenge's problem document verbatim.
+async fn failed_authorization(order: &mut Order, refresh: bool) -> Option<AcmeError> {
+    match authorization_verdict(order, refresh).await {
+        AuthzVerdict::Failed(e) => Some(e),
+        AuthzVerdict::AllValid | AuthzVerdict::Waiting => None,
+    }
 }
 
 fn plain_problem(detail: &str) -> Problem {
@@ -580,8 +762,12 @@ async fn validated_records(order: &mut Order) -> Vec<ChallengeRecord> {
     out
 }
 
-/// Requests validation of the dns-01 challenge of `identifier`.
-async fn set_ready(order: &mut Order, identifier: &str) -> Result<(), AcmeError> {
+/// Requests validation of the dns-01 challenge of `identifier`; returns the
+/// challenge object the CA answered with, when it was one.
+async fn set_ready(
+    order: &mut Order,
+    identifier: &str,
+) -> Result<Option<ChallengeAnswer>, AcmeError> {
     http::hint(Endpoint::Challenge);
     let mut authzs = order.authorizations();
     while let Some(next) = authzs.next().await {
@@ -593,9 +779,11 @@ async fn set_ready(order: &mut Order, identifier: &str) -> Result<(), AcmeError>
             break;
         };
         http::hint(Endpoint::Challenge);
+        let _ = http::take_challenge_answer();
         return challenge
             .set_ready()
             .await
+            .map(|()| http::take_challenge_answer())
             .map_err(|e| AcmeError::from_acme("challenge", e));
     }
     Err(AcmeError::Protocol {
@@ -603,6 +791,14 @@ async fn set_ready(order: &mut Order, identifier: &str) -> Result<(), AcmeError>
         message: format!("no dns-01 challenge for {identifier} in the order"),
     })
 }
+
+/// Longest wait between polls while the CA validates: bounds the time from its
+/// verdict to our report (slow issuance after that keeps the configured cap).
+const VALIDATION_MAX_POLL: Duration = Duration::from_secs(3);
+
+/// Consecutive polls finding the order pending with every authorization valid
+/// before we call it stuck (a few seconds with the default poll schedule).
+const STUCK_POLLS: u32 = 5;
 
 /// The waits between order polls: an early look after a fifth of `initial`
 /// (a CA that validates or signs at once, like Pebble or a quiet Let's Encrypt,

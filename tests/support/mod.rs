@@ -1,6 +1,7 @@
 //! Shared test support: real peers started on free ports, stopped on drop.
 #![allow(dead_code)]
 
+pub mod acme2certifier;
 pub mod bad_ca;
 pub mod challtestsrv;
 pub mod fake_acme;
