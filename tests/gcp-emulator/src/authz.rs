@@ -98,6 +98,15 @@ pub const TABLE: &[(&str, &[&str])] = &[
     ("compute.globalForwardingRules.get",                  &["compute.globalForwardingRules.get"]),
     ("compute.globalForwardingRules.list",                 &["compute.globalForwardingRules.list"]),
     ("compute.globalForwardingRules.delete",               &["compute.globalForwardingRules.delete"]),
+    // `aggregatedList` checks the collection's `list` permission.
+    ("compute.sslCertificates.aggregatedList",            &["compute.sslCertificates.list"]),
+    ("compute.targetHttpsProxies.aggregatedList",         &["compute.targetHttpsProxies.list"]),
+    ("compute.targetHttpProxies.aggregatedList",          &["compute.targetHttpProxies.list"]),
+    ("compute.urlMaps.aggregatedList",                    &["compute.urlMaps.list"]),
+    ("compute.backendServices.aggregatedList",            &["compute.backendServices.list"]),
+    ("compute.addresses.aggregatedList",                  &["compute.addresses.list"]),
+    ("compute.forwardingRules.aggregatedList",            &["compute.forwardingRules.list"]),
+    ("compute.networkEndpointGroups.aggregatedList",      &["compute.networkEndpointGroups.list"]),
     ("compute.regionNetworkEndpointGroups.insert",         &["compute.regionNetworkEndpointGroups.create"]),
     ("compute.regionNetworkEndpointGroups.get",            &["compute.regionNetworkEndpointGroups.get"]),
     ("compute.regionNetworkEndpointGroups.list",           &["compute.regionNetworkEndpointGroups.list"]),
@@ -382,7 +391,9 @@ fn compute_resource(id: &str, rest: &str, body: &Value, project: &str) -> String
             let name = body["name"].as_str().unwrap_or("");
             format!("projects/{p}/regions/{r}/{coll}/{name}")
         }
-        ["projects", p, "global", _] | ["projects", p, "regions", _, _] => format!("projects/{p}"),
+        ["projects", p, "global", _]
+        | ["projects", p, "regions", _, _]
+        | ["projects", p, "aggregated", _] => format!("projects/{p}"),
         ["projects", p, "global", coll, name, ..] => format!("projects/{p}/global/{coll}/{name}"),
         ["projects", p, "regions", r, coll, name, ..] => {
             format!("projects/{p}/regions/{r}/{coll}/{name}")
@@ -493,9 +504,13 @@ fn compute_ref(project: &str, s: &str, default_coll: &str) -> Option<String> {
     if s.is_empty() {
         return None;
     }
+    // Any host: the handler itself refuses references to hosts that are not
+    // Google's or the one the request was addressed to.
     let rest = s
-        .strip_prefix(crate::compute::LINK_ROOT)
-        .or_else(|| s.strip_prefix("https://compute.googleapis.com/compute/v1/"))
+        .strip_prefix("https://")
+        .or_else(|| s.strip_prefix("http://"))
+        .and_then(|r| r.split_once('/'))
+        .and_then(|(_, path)| path.strip_prefix("compute/v1/"))
         .unwrap_or(s);
     Some(if rest.starts_with("projects/") {
         rest.to_string()
@@ -756,7 +771,7 @@ mod tests {
             Some("compute.targetHttpsProxies.setSslCertificates"),
             &Method::POST,
             "/compute/v1/projects/p/targetHttpsProxies/px/setSslCertificates",
-            &json!({"sslCertificates": ["https://www.googleapis.com/compute/v1/projects/p/global/sslCertificates/a", "global/sslCertificates/b"]}),
+            &json!({"sslCertificates": ["https://www.googleapis.com/compute/v1/projects/p/global/sslCertificates/a", "http://127.0.0.1:8080/compute/v1/projects/p/global/sslCertificates/b"]}),
         );
         assert_eq!(
             n,

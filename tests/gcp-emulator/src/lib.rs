@@ -18,6 +18,7 @@
 
 pub mod admin;
 pub mod authz;
+pub mod b64;
 pub mod cloud;
 pub mod compute;
 pub mod discovery;
