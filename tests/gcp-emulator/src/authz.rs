@@ -154,6 +154,14 @@ pub const TABLE: &[(&str, &[&str])] = &[
     ("run.projects.locations.services.getIamPolicy",       &["run.services.getIamPolicy"]),
     ("run.projects.locations.services.setIamPolicy",       &["run.services.setIamPolicy"]),
     ("run.projects.locations.services.testIamPermissions", &[]),
+    // Cloud Run Admin v1: the v2 ids above also name v1's methods at the same
+    // names; these are v1's own.
+    ("run.projects.locations.services.replaceService",    &["run.services.update"]),
+    ("run.namespaces.services.get",                        &["run.services.get"]),
+    ("run.namespaces.services.list",                       &["run.services.list"]),
+    ("run.namespaces.services.create",                     &["run.services.create"]),
+    ("run.namespaces.services.replaceService",             &["run.services.update"]),
+    ("run.namespaces.services.delete",                     &["run.services.delete"]),
     ("run.projects.locations.operations.get",              &["run.operations.get"]),
     ("run.projects.locations.operations.wait",             &["run.operations.get"]),
     ("run.projects.locations.operations.list",             &["run.operations.list"]),
@@ -247,7 +255,7 @@ fn family(path: &str) -> Option<Family> {
         Some(Family::Compute)
     } else if path.starts_with("/dns/") {
         Some(Family::Dns)
-    } else if ["/v1/", "/v1beta1/", "/v2/", "/v3/"]
+    } else if ["/v1/", "/v1beta1/", "/v2/", "/v3/", "/apis/"]
         .iter()
         .any(|p| path.starts_with(p))
     {
@@ -366,6 +374,19 @@ fn resource_of(id: &str, path: &str, body: &Value, project: &str) -> String {
     if let Some(rest) = trimmed.strip_prefix("v3/") {
         let name = rest.split(':').next().unwrap_or(rest);
         return format!("//cloudresourcemanager.googleapis.com/{name}");
+    }
+    // Cloud Run v1's Knative paths name the project as the namespace.
+    if let Some((_, rest)) = trimmed
+        .strip_prefix("apis/")
+        .and_then(|r| r.split_once("/namespaces/"))
+    {
+        let mut segs = rest.split('/');
+        let project = segs.next().unwrap_or("");
+        let service = segs.nth(1);
+        return match service {
+            Some(s) => format!("projects/{project}/locations/-/services/{s}"),
+            None => format!("projects/{project}/locations/-"),
+        };
     }
     // `v1/`, `v1beta1/`, `v2/`: the resource name, verb and `:wait` dropped; a
     // collection (`.../services` of a list or create) names its parent.

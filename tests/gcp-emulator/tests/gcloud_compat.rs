@@ -420,3 +420,196 @@ async fn aggregated_lists_group_every_scope() {
         "{log}"
     );
 }
+
+async fn run_service(t: &T, region: &str, id: &str) {
+    let (s, op) = t
+        .call(
+            Method::POST,
+            &format!("v2/projects/{P}/locations/{region}/services?serviceId={id}"),
+            Some(json!({"ingress": "INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER",
+                        "labels": {"team": "web"},
+                        "template": {"containers": [{"image": "gcr.io/x/app"}]}})),
+        )
+        .await;
+    assert_eq!(s, 200, "{op}");
+    let name = op["name"].as_str().unwrap();
+    let (s, done) = t
+        .call(
+            Method::POST,
+            &format!("v2/{name}:wait"),
+            Some(json!({"timeout": "5s"})),
+        )
+        .await;
+    assert_eq!((s, &done["done"]), (200, &json!(true)), "{done}");
+}
+
+/// Cloud Run v1 (what gcloud speaks): Knative objects on regional hosts, the
+/// `projects/.../locations/-` list, replaceService, IAM at v1 paths; one service
+/// seen through v1 and v2 alike.
+#[tokio::test]
+async fn cloud_run_v1_serves_what_gcloud_uses() {
+    let t = T::new().await;
+    run_service(&t, "europe-west1", "app").await;
+    run_service(&t, "us-central1", "other").await;
+    let regional = Some("europe-west1-run.googleapis.com");
+    let knative = format!("apis/serving.knative.dev/v1/namespaces/{P}/services/app");
+
+    let (s, v) = t.call_with(Method::GET, &knative, None, regional).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["apiVersion"], "serving.knative.dev/v1");
+    assert_eq!(v["kind"], "Service");
+    assert_eq!(v["metadata"]["name"], "app");
+    assert_eq!(v["metadata"]["namespace"], N.to_string());
+    assert_eq!(v["metadata"]["generation"], 1);
+    assert_eq!(
+        v["metadata"]["labels"],
+        json!({"team": "web", "cloud.googleapis.com/location": "europe-west1"})
+    );
+    assert_eq!(
+        v["metadata"]["annotations"]["run.googleapis.com/ingress"],
+        "internal-and-cloud-load-balancing"
+    );
+    assert_eq!(
+        v["spec"]["template"]["spec"]["containers"][0]["image"],
+        "gcr.io/x/app"
+    );
+    assert_eq!(v["status"]["conditions"][0]["type"], "Ready");
+    assert_eq!(v["status"]["conditions"][0]["status"], "True");
+    assert_eq!(v["status"]["observedGeneration"], 1);
+
+    // Another region's host does not see it.
+    let (s, e) = t
+        .call_with(
+            Method::GET,
+            &knative,
+            None,
+            Some("us-central1-run.googleapis.com"),
+        )
+        .await;
+    assert_eq!(
+        (s, e["error"]["status"].as_str()),
+        (404, Some("NOT_FOUND")),
+        "{e}"
+    );
+    // The global host serves no Knative paths.
+    let (s, e) = t.call(Method::GET, &knative, None).await;
+    assert_eq!(s, 400, "{e}");
+
+    // replaceService: the whole object back with the ingress annotation changed.
+    let mut changed = v.clone();
+    changed["metadata"]["annotations"]["run.googleapis.com/ingress"] = json!("all");
+    let (s, r) = t
+        .call_with(Method::PUT, &knative, Some(changed), regional)
+        .await;
+    assert_eq!(s, 200, "{r}");
+    assert_eq!(r["metadata"]["generation"], 2);
+    assert_eq!(r["status"]["conditions"][0]["status"], "Unknown", "{r}");
+    let (_, v2) = t
+        .get(&format!(
+            "v2/projects/{P}/locations/europe-west1/services/app"
+        ))
+        .await;
+    assert_eq!(v2["ingress"], "INGRESS_TRAFFIC_ALL");
+    assert_eq!(v2["labels"], json!({"team": "web"}));
+    assert_eq!(v2["template"]["containers"][0]["image"], "gcr.io/x/app");
+    // It settles to Ready at the new generation.
+    let mut settled = Value::Null;
+    for _ in 0..100 {
+        let (_, v) = t.call_with(Method::GET, &knative, None, regional).await;
+        if v["status"]["conditions"][0]["status"] == "True" {
+            settled = v;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(settled["status"]["observedGeneration"], 2, "{settled}");
+
+    let mut bad = settled.clone();
+    bad["metadata"]["annotations"]["run.googleapis.com/ingress"] = json!("everyone");
+    let (s, e) = t
+        .call_with(Method::PUT, &knative, Some(bad), regional)
+        .await;
+    assert_eq!(s, 400, "{e}");
+
+    // The list across locations (`-`) and a region's list.
+    let (s, l) = t
+        .get(&format!("v1/projects/{P}/locations/-/services"))
+        .await;
+    assert_eq!(s, 200, "{l}");
+    assert_eq!(l["kind"], "ServiceList");
+    let names: Vec<&str> = l["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["metadata"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["app", "other"]);
+    let (_, l) = t
+        .get(&format!("v1/projects/{P}/locations/us-central1/services"))
+        .await;
+    assert_eq!(l["items"].as_array().unwrap().len(), 1);
+    let (s, g) = t
+        .get(&format!(
+            "v1/projects/{P}/locations/europe-west1/services/app"
+        ))
+        .await;
+    assert_eq!((s, &g["metadata"]["name"]), (200, &json!("app")), "{g}");
+
+    // IAM at the v1 names.
+    let iam = format!("v1/projects/{P}/locations/europe-west1/services/app");
+    let (s, pol) = t.get(&format!("{iam}:getIamPolicy")).await;
+    assert_eq!(s, 200, "{pol}");
+    let (s, pol) = t
+        .call(
+            Method::POST,
+            &format!("{iam}:setIamPolicy"),
+            Some(json!({"policy": {"etag": pol["etag"], "bindings": [
+                {"role": "roles/run.invoker", "members": ["user:a@example.com"]}]}})),
+        )
+        .await;
+    assert_eq!(s, 200, "{pol}");
+    assert_eq!(pol["bindings"][0]["role"], "roles/run.invoker");
+
+    // Delete answers a Status; the service is gone from both views.
+    let (s, st) = t.call_with(Method::DELETE, &knative, None, regional).await;
+    assert_eq!((s, &st["status"]), (200, &json!("Success")), "{st}");
+    let (s, _) = t
+        .get(&format!(
+            "v2/projects/{P}/locations/europe-west1/services/app"
+        ))
+        .await;
+    assert_eq!(s, 404);
+
+    let (_, log) = t.get("emulator/requests").await;
+    let ids: Vec<&str> = log
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["id"].as_str())
+        .collect();
+    for want in [
+        "run.namespaces.services.get",
+        "run.namespaces.services.replaceService",
+        "run.namespaces.services.delete",
+        "run.projects.locations.services.list",
+    ] {
+        assert!(ids.contains(&want), "{want} not in {ids:?}");
+    }
+}
+
+/// Resource Manager v1 `projects.get` (gcloud iap looks the project number up
+/// there): by id or number; an unknown project is Google's 403.
+#[tokio::test]
+async fn resource_manager_v1_project_get() {
+    let t = T::new().await;
+    for p in [P.to_string(), N.to_string()] {
+        let (s, v) = t.get(&format!("v1/projects/{p}")).await;
+        assert_eq!(s, 200, "{v}");
+        assert_eq!(v["projectNumber"], N.to_string());
+        assert_eq!(v["projectId"], P);
+        assert_eq!(v["lifecycleState"], "ACTIVE");
+    }
+    let (s, e) = t.get("v1/projects/nope").await;
+    assert_eq!(s, 403, "{e}");
+    assert_eq!(e["error"]["status"], "PERMISSION_DENIED");
+}

@@ -2248,8 +2248,8 @@ async fn project_get(
 /// The request's URI and the `host[:port]` it was addressed to: the authority of
 /// an absolute-form URI (a request through a proxy), else the `Host` header.
 pub(crate) struct Addressed {
-    uri: Uri,
-    host: Option<String>,
+    pub(crate) uri: Uri,
+    pub(crate) host: Option<String>,
 }
 
 impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Addressed {
