@@ -380,6 +380,13 @@ def test_list_shows_the_resource(gcloud, collection, name):
     assert names == [name]
 
 
+def test_operations_list(gcloud):
+    ops = gcloud.json("compute", "operations", "list")
+    targets = {o["targetLink"].rsplit("/", 1)[1] for o in ops}
+    assert {"cloud-run-iap-backend", "cloud-run-iap-neg", "cloud-run-iap-forwarding-rule"} <= targets
+    assert all(o["status"] == "DONE" for o in ops), ops
+
+
 def test_run_services_list_and_describe(gcloud):
     listed = gcloud.json("run", "services", "list")
     assert [s["metadata"]["name"] for s in listed] == ["cloud-run-iap"]

@@ -107,6 +107,7 @@ pub const TABLE: &[(&str, &[&str])] = &[
     ("compute.addresses.aggregatedList",                  &["compute.addresses.list"]),
     ("compute.forwardingRules.aggregatedList",            &["compute.forwardingRules.list"]),
     ("compute.networkEndpointGroups.aggregatedList",      &["compute.networkEndpointGroups.list"]),
+    ("compute.globalOperations.aggregatedList",           &["compute.globalOperations.list"]),
     ("compute.regionNetworkEndpointGroups.insert",         &["compute.regionNetworkEndpointGroups.create"]),
     ("compute.regionNetworkEndpointGroups.get",            &["compute.regionNetworkEndpointGroups.get"]),
     ("compute.regionNetworkEndpointGroups.list",           &["compute.regionNetworkEndpointGroups.list"]),

@@ -398,6 +398,23 @@ async fn aggregated_lists_group_every_scope() {
         "NO_RESULTS_ON_PAGE"
     );
 
+    // Operations (`gcloud compute operations list`): global and regional.
+    let (_, v) = t.get("compute:aggregated/operations").await;
+    assert_eq!(v["kind"], "compute#operationAggregatedList");
+    let global = v["items"]["global"]["operations"].as_array().unwrap();
+    assert!(
+        global.iter().any(|o| o["operationType"] == "insert"
+            && o["targetLink"]
+                .as_str()
+                .unwrap()
+                .ends_with("/global/backendServices/bs")),
+        "{v}"
+    );
+    let regional = v["items"]["regions/us-central1"]["operations"]
+        .as_array()
+        .unwrap();
+    assert_eq!(regional.len(), 1, "{v}");
+
     // Only collections the emulator has; only GET.
     let (s, _) = t.get("compute:aggregated/instances").await;
     assert_eq!(s, 404);

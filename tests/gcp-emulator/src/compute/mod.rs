@@ -2073,7 +2073,19 @@ fn aggregated_list(
             items,
         ))
     })?;
-    let Json(mut page) = list_response(aggregated_kind(coll), &path, items, q)?;
+    aggregate(aggregated_kind(coll), coll.path(), &path, items, q)
+}
+
+/// Filters and pages `items` (each carrying its scope in `__scope`) as one list,
+/// then groups the page by scope under `field`.
+fn aggregate(
+    kind: &str,
+    field: &str,
+    path: &str,
+    items: Vec<Value>,
+    q: &Params,
+) -> ApiResult<Json<Value>> {
+    let Json(mut page) = list_response(kind, path, items, q)?;
     let mut scoped: BTreeMap<String, Vec<Value>> = BTreeMap::new();
     if let Some(Value::Array(list)) = page.get_mut("items").map(Value::take) {
         for mut v in list {
@@ -2087,7 +2099,7 @@ fn aggregated_list(
     }
     let mut grouped = Map::new();
     for (scope, list) in scoped {
-        grouped.insert(scope, json!({ coll.path(): list }));
+        grouped.insert(scope, json!({ field: list }));
     }
     if grouped.is_empty() {
         // Google names every scope it looked in; an empty page still says so.
@@ -2104,6 +2116,38 @@ fn aggregated_list(
     Ok(Json(page))
 }
 
+/// `globalOperations.aggregatedList` (`gcloud compute operations list`): global
+/// and regional operations, grouped by scope.
+fn aggregated_ops(shared: &Shared, project: &str, q: &Params) -> ApiResult<Json<Value>> {
+    let (path, items) = read(shared, project, None, |st, ctx| {
+        let now = SystemTime::now();
+        let items: Vec<Value> = st
+            .operations
+            .values()
+            .map(|op| {
+                let mut v = op.to_json(now);
+                let scope = match &op.region {
+                    Some(r) => format!("regions/{r}"),
+                    None => "global".into(),
+                };
+                v["__scope"] = json!(scope);
+                v
+            })
+            .collect();
+        Ok((
+            format!("projects/{}/aggregated/operations", ctx.project),
+            items,
+        ))
+    })?;
+    aggregate(
+        "compute#operationAggregatedList",
+        "operations",
+        &path,
+        items,
+        q,
+    )
+}
+
 /// `projects/{project}/aggregated/{coll}`.
 async fn aggregated(
     AxState(shared): AxState<Shared>,
@@ -2112,6 +2156,9 @@ async fn aggregated(
     uri: Uri,
     Query(q): Query<Params>,
 ) -> ApiResult<Json<Value>> {
+    if coll == "operations" && method == Method::GET {
+        return aggregated_ops(&shared, &project, &q);
+    }
     match Coll::from_path(&coll) {
         Some(c) if method == Method::GET => aggregated_list(&shared, &project, c, &q),
         _ => Err(unknown_method(uri.path())),
