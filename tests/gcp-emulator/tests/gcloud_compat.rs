@@ -541,6 +541,44 @@ async fn cloud_run_v1_serves_what_gcloud_uses() {
     }
     assert_eq!(settled["status"]["observedGeneration"], 2, "{settled}");
 
+    // The ingress is the service's: no new revision. A new image is a new
+    // template: a new revision, ready once the service settles.
+    assert_eq!(
+        settled["status"]["latestCreatedRevisionName"],
+        v["status"]["latestCreatedRevisionName"]
+    );
+    let mut image = settled.clone();
+    image["spec"]["template"]["spec"]["containers"][0]["image"] = json!("gcr.io/x/app:v2");
+    image["spec"]["template"]["metadata"]["labels"] = json!({"release": "v2"});
+    let (s, r) = t
+        .call_with(Method::PUT, &knative, Some(image), regional)
+        .await;
+    assert_eq!(s, 200, "{r}");
+    let created = r["status"]["latestCreatedRevisionName"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(created.starts_with("app-00002-"), "{r}");
+    assert_ne!(r["status"]["latestReadyRevisionName"], json!(created));
+    assert_eq!(
+        r["spec"]["template"]["metadata"]["labels"],
+        json!({"release": "v2"})
+    );
+    let mut settled = Value::Null;
+    for _ in 0..100 {
+        let (_, v) = t.call_with(Method::GET, &knative, None, regional).await;
+        if v["status"]["conditions"][0]["status"] == "True" {
+            settled = v;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        settled["status"]["latestReadyRevisionName"],
+        json!(created),
+        "{settled}"
+    );
+
     let mut bad = settled.clone();
     bad["metadata"]["annotations"]["run.googleapis.com/ingress"] = json!("everyone");
     let (s, e) = t

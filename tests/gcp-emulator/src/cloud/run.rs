@@ -95,6 +95,7 @@ impl RunState {
                 let t = rfc3339_utc(SystemTime::now());
                 svc.json["reconciling"] = json!(false);
                 svc.json["observedGeneration"] = generation;
+                svc.json["latestReadyRevision"] = svc.json["latestCreatedRevision"].clone();
                 svc.json["terminalCondition"] = ready_condition(&t);
                 svc.json["conditions"] = json!([
                     {"type": "RoutesReady", "state": "CONDITION_SUCCEEDED", "lastTransitionTime": t},
@@ -280,6 +281,31 @@ pub(super) fn apply(svc: &mut Value, body: &Value, mask: &[&str], reset: bool) {
             _ => {}
         }
     }
+}
+
+/// A changed template makes a new revision (`{id}-00002-xyz`), created now and
+/// ready once the service settles.
+fn new_revision(svc: &mut Value) {
+    let created = svc["latestCreatedRevision"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    let Some((parent, last)) = created.rsplit_once("/revisions/") else {
+        return;
+    };
+    // `{id}-{NNNNN}-{suffix}`: the number is the second-to-last part.
+    let mut parts = last.rsplitn(3, '-');
+    let (_, n, id) = (parts.next(), parts.next(), parts.next());
+    let (Some(n), Some(id)) = (n.and_then(|n| n.parse::<u32>().ok()), id) else {
+        return;
+    };
+    let suffix: String = {
+        let mut r = rand::rng();
+        (0..3)
+            .map(|_| char::from(b'a' + r.random_range(0..26u8)))
+            .collect()
+    };
+    svc["latestCreatedRevision"] = json!(format!("{parent}/revisions/{id}-{:05}-{suffix}", n + 1));
 }
 
 /// Marks a mutated service as reconciling at its next generation.
@@ -557,6 +583,9 @@ pub(super) async fn dispatch(
                 let mut svc = existing.json.clone();
                 let mask: Vec<&str> = mask.iter().map(String::as_str).collect();
                 apply(&mut svc, &req, &mask, true);
+                if svc["template"] != existing.json["template"] {
+                    new_revision(&mut svc);
+                }
                 bump(&mut svc, &now);
                 let snapshot = svc.clone();
                 if fail.is_none()

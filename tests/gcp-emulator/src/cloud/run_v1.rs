@@ -108,6 +108,12 @@ pub fn to_v1(v2: &Value, region: &str, number: u64) -> Value {
         }
     }
     let t = &v2["template"];
+    let mut tmeta = Map::new();
+    for k in ["labels", "annotations"] {
+        if let Some(m) = t[k].as_object().filter(|m| !m.is_empty()) {
+            tmeta.insert(k.into(), Value::Object(m.clone()));
+        }
+    }
     let mut tspec = Map::new();
     tspec.insert(
         "containers".into(),
@@ -187,11 +193,23 @@ pub fn to_v1(v2: &Value, region: &str, number: u64) -> Value {
             "annotations": annotations,
         },
         "spec": {
-            "template": {"metadata": {}, "spec": tspec},
+            "template": {"metadata": tmeta, "spec": tspec},
             "traffic": traffic,
         },
         "status": status,
     })
+}
+
+/// Annotations Cloud Run owns (v2 refuses them from users).
+fn is_system_annotation(k: &str) -> bool {
+    [
+        "run.googleapis.com/",
+        "serving.knative.dev/",
+        "autoscaling.knative.dev/",
+        "client.knative.dev/",
+    ]
+    .iter()
+    .any(|p| k.starts_with(p))
 }
 
 /// A v1 object as the v2 request with the same effect.
@@ -218,9 +236,7 @@ fn to_v2(v1: &Value) -> Result<Value, ApiError> {
                     out.insert("clientVersion".into(), v.clone());
                 }
                 // System annotations (output only, or not modelled).
-                k if k.starts_with("run.googleapis.com/")
-                    || k.starts_with("serving.knative.dev/")
-                    || k.starts_with("autoscaling.knative.dev/") => {}
+                k if is_system_annotation(k) => {}
                 _ => {
                     annotations.insert(k.clone(), v.clone());
                 }
@@ -242,6 +258,23 @@ fn to_v2(v1: &Value) -> Result<Value, ApiError> {
     }
     let ts = &v1["spec"]["template"]["spec"];
     let mut template = Map::new();
+    let tm = &v1["spec"]["template"]["metadata"];
+    if let Some(l) = tm["labels"].as_object().filter(|m| !m.is_empty()) {
+        template.insert("labels".into(), Value::Object(l.clone()));
+    }
+    // User annotations only; the system ones (autoscaling, client) are not modelled.
+    let user: Map<String, Value> = tm["annotations"]
+        .as_object()
+        .map(|a| {
+            a.iter()
+                .filter(|(k, _)| !is_system_annotation(k))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect()
+        })
+        .unwrap_or_default();
+    if !user.is_empty() {
+        template.insert("annotations".into(), Value::Object(user));
+    }
     if let Some(c) = ts["containers"].as_array() {
         template.insert("containers".into(), Value::Array(c.clone()));
     }
