@@ -46,6 +46,7 @@ INSTALL_HINT = (
 # suite itself sent the emulator directly.
 LOGGED_URLS = []
 DIRECT_CALLS = [0]
+GCLOUD_RUNS = [0]
 
 
 def free_port():
@@ -156,6 +157,7 @@ class Gcloud:
         if log:
             argv.append("--log-http")
         p = subprocess.run(argv, env=self.env, capture_output=True, text=True, timeout=300)
+        GCLOUD_RUNS[0] += 1
         if log:
             LOGGED_URLS.extend(re.findall(r"^uri: (\S+)", p.stderr, re.M))
         if ok and p.returncode != 0:
@@ -507,3 +509,5 @@ def test_every_logged_url_is_the_emulators(emulator, gcloud):
     expected = {(400, "DELETE", "compute.sslCertificates.delete")}
     gone = {(404, "GET", "run.namespaces.services.get")}
     assert expected <= set(errors) <= expected | gone, errors
+    print(f"\ngcloud: {GCLOUD_RUNS[0]} commands, {len(LOGGED_URLS)} requests "
+          f"({len(regional)} to Cloud Run's regional host), all to the emulator")

@@ -668,3 +668,69 @@ async fn resource_manager_v1_project_get() {
     assert_eq!(s, 403, "{e}");
     assert_eq!(e["error"]["status"], "PERMISSION_DENIED");
 }
+
+/// The v1 paths are under IAM like the v2 ones: the Knative namespace is the
+/// project, a denied permission is Google's 403, and a disabled Cloud Run API
+/// answers SERVICE_DISABLED on v1 as on v2.
+#[tokio::test]
+async fn cloud_run_v1_is_under_iam_and_the_api_switch() {
+    let t = T::new().await;
+    run_service(&t, "europe-west1", "app").await;
+    let regional = Some("europe-west1-run.googleapis.com");
+    let knative = format!("apis/serving.knative.dev/v1/namespaces/{P}/services/app");
+    let (s, _) = t
+        .call(
+            Method::POST,
+            "emulator/iam/denied",
+            Some(json!({"permissions": ["run.services.get", "resourcemanager.projects.get"]})),
+        )
+        .await;
+    assert!(s < 300);
+    let (s, e) = t.call_with(Method::GET, &knative, None, regional).await;
+    assert_eq!(
+        (s, e["error"]["status"].as_str()),
+        (403, Some("PERMISSION_DENIED")),
+        "{e}"
+    );
+    let (s, _) = t
+        .get(&format!(
+            "v1/projects/{P}/locations/europe-west1/services/app"
+        ))
+        .await;
+    assert_eq!(s, 403);
+    let (s, _) = t.get(&format!("v1/projects/{P}")).await;
+    assert_eq!(s, 403);
+    let (s, _) = t
+        .call(
+            Method::POST,
+            "emulator/iam/denied",
+            Some(json!({"permissions": []})),
+        )
+        .await;
+    assert!(s < 300);
+    let (s, _) = t
+        .call(
+            Method::POST,
+            "emulator/apis",
+            Some(json!({"api": "run.googleapis.com", "enabled": false})),
+        )
+        .await;
+    assert!(s < 300);
+    let (s, e) = t.call_with(Method::GET, &knative, None, regional).await;
+    assert_eq!(s, 403, "{e}");
+    assert_eq!(
+        e["error"]["details"][0]["reason"], "SERVICE_DISABLED",
+        "{e}"
+    );
+    let (s, e) = t
+        .get(&format!("v1/projects/{P}/locations/-/services"))
+        .await;
+    assert_eq!(s, 403, "{e}");
+    assert_eq!(
+        e["error"]["details"][0]["reason"], "SERVICE_DISABLED",
+        "{e}"
+    );
+    // IAP and Resource Manager v1 are other APIs: still on.
+    let (s, e) = t.get(&format!("v1/projects/{P}")).await;
+    assert_eq!(s, 200, "{e}");
+}
