@@ -734,3 +734,28 @@ async fn cloud_run_v1_is_under_iam_and_the_api_switch() {
     let (s, e) = t.get(&format!("v1/projects/{P}")).await;
     assert_eq!(s, 200, "{e}");
 }
+
+/// gcloud, with the emulator as its HTTP proxy, sends absolute-form requests for
+/// hosts that do not resolve (`europe-west1-127.0.0.1:PORT`); the emulator
+/// serves them by path, and the Knative region comes from that host.
+#[tokio::test]
+async fn absolute_form_requests_through_the_proxy_are_served() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let t = T::new().await;
+    run_service(&t, "europe-west1", "app").await;
+    let addr = t.emu.http_addr();
+    let host = format!("europe-west1-{addr}");
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let req = format!(
+        "GET http://{host}/apis/serving.knative.dev/v1/namespaces/{P}/services/app HTTP/1.1\r\n\
+         Host: {host}\r\nConnection: close\r\n\r\n"
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    assert!(
+        out.contains(r#""cloud.googleapis.com/location":"europe-west1""#),
+        "{out}"
+    );
+}
