@@ -540,3 +540,43 @@ def test_metadata_requires_flavor_header(emulator):
         urllib.request.urlopen(url)
     assert info.value.code == 403
     assert info.value.headers["Metadata-Flavor"] == "Google"
+
+
+def test_run_v1_and_resource_manager_v1_as_gcloud_uses_them(emulator, run):
+    """The Cloud Run v1 and Resource Manager v1 subsets (what gcloud speaks),
+    through Google's client built from their discovery documents. (The Knative
+    `namespaces` paths live on regional hosts: gcloud_test.py covers them.)"""
+    crm1 = client(emulator, "cloudresourcemanager.v1.json")
+    p = crm1.projects().get(projectId=PROJECT).execute()
+    assert (p["projectId"], p["projectNumber"], p["lifecycleState"]) == (PROJECT, str(NUMBER), "ACTIVE")
+
+    op = run.projects().locations().services().create(
+        parent=RUN_PARENT, serviceId="v1view",
+        body={"ingress": "INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER",
+              "template": {"containers": [{"image": "us-docker.pkg.dev/cloudrun/container/hello"}]}},
+    ).execute()
+    assert "error" not in wait_lro(run, op)
+
+    run1 = client(emulator, "run.v1.json")
+    services = run1.projects().locations().services()
+    name = f"{RUN_PARENT}/services/v1view"
+    svc = services.get(name=name).execute()
+    assert (svc["apiVersion"], svc["kind"]) == ("serving.knative.dev/v1", "Service")
+    assert svc["metadata"]["annotations"]["run.googleapis.com/ingress"] == "internal-and-cloud-load-balancing"
+    assert svc["status"]["conditions"][0] == {**svc["status"]["conditions"][0], "type": "Ready", "status": "True"}
+
+    svc["metadata"]["annotations"]["run.googleapis.com/ingress"] = "all"
+    replaced = services.replaceService(name=name, body=svc).execute()
+    assert replaced["metadata"]["generation"] == 2
+    assert run.projects().locations().services().get(name=name).execute()["ingress"] == "INGRESS_TRAFFIC_ALL"
+
+    listed = services.list(parent=f"projects/{PROJECT}/locations/-").execute()
+    assert "v1view" in [s["metadata"]["name"] for s in listed["items"]]
+
+    policy = services.getIamPolicy(resource=name).execute()
+    assert "etag" in policy
+
+    status = services.delete(name=name).execute()
+    assert status["status"] == "Success"
+    e = http_error(services.get(name=name))
+    assert e.status_code == 404

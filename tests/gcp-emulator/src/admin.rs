@@ -27,6 +27,7 @@ use rand::RngExt;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use crate::discovery::MethodRef;
 use crate::error::{ApiError, Style};
 use crate::state::Shared;
 
@@ -271,14 +272,15 @@ pub async fn middleware(State(shared): State<Shared>, req: Request, next: Next) 
     let path = req.uri().path().to_string();
     let query = req.uri().query().unwrap_or("").to_string();
     let api = is_api_path(&path);
-    let id = if api {
-        shared.discovery.resolve(&method, &path)
+    let found = if api {
+        shared.discovery.resolve_method(&method, &path)
     } else {
         None
     };
+    let id = found.map(|m| shared.discovery.id_of(m).to_string());
     let style = style_for(&path);
 
-    let response = handle(&shared, req, next, api, id.as_deref(), style).await;
+    let response = handle(&shared, req, next, api, found, style).await;
 
     if api {
         shared.admin.record(LoggedRequest {
@@ -298,9 +300,10 @@ async fn handle(
     req: Request,
     next: Next,
     api: bool,
-    id: Option<&str>,
+    found: Option<MethodRef>,
     style: Style,
 ) -> Response {
+    let id = found.map(|m| shared.discovery.id_of(m));
     if !api {
         return next.run(req).await;
     }
@@ -329,7 +332,7 @@ async fn handle(
     // The body is read up front: what a request needs may depend on it (the
     // resources it refers to, what a DNS change does).
     let (parts, body) = req.into_parts();
-    let (bytes, body) = if id.is_some_and(|id| shared.discovery.has_request_body(id)) {
+    let (bytes, body) = if found.is_some_and(|m| shared.discovery.has_request_body(m)) {
         match to_bytes(body, MAX_BODY).await {
             Ok(b) => (Some(b), Body::empty()),
             Err(_) => {
@@ -368,9 +371,9 @@ async fn handle(
 
     // Validate the request body against the method's request schema, so unknown
     // fields and wrong types fail as Google fails them (400 `invalid`).
-    let req = match (id, bytes) {
-        (Some(id), Some(bytes)) => {
-            if let Err(e) = shared.discovery.validate_request(id, &bytes) {
+    let req = match (found, bytes) {
+        (Some(m), Some(bytes)) => {
+            if let Err(e) = shared.discovery.validate_request(m, &bytes) {
                 return match style {
                     Style::V1 => e,
                     Style::Aip193 => e.aip193(),

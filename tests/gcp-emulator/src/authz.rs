@@ -98,6 +98,16 @@ pub const TABLE: &[(&str, &[&str])] = &[
     ("compute.globalForwardingRules.get",                  &["compute.globalForwardingRules.get"]),
     ("compute.globalForwardingRules.list",                 &["compute.globalForwardingRules.list"]),
     ("compute.globalForwardingRules.delete",               &["compute.globalForwardingRules.delete"]),
+    // `aggregatedList` checks the collection's `list` permission.
+    ("compute.sslCertificates.aggregatedList",            &["compute.sslCertificates.list"]),
+    ("compute.targetHttpsProxies.aggregatedList",         &["compute.targetHttpsProxies.list"]),
+    ("compute.targetHttpProxies.aggregatedList",          &["compute.targetHttpProxies.list"]),
+    ("compute.urlMaps.aggregatedList",                    &["compute.urlMaps.list"]),
+    ("compute.backendServices.aggregatedList",            &["compute.backendServices.list"]),
+    ("compute.addresses.aggregatedList",                  &["compute.addresses.list"]),
+    ("compute.forwardingRules.aggregatedList",            &["compute.forwardingRules.list"]),
+    ("compute.networkEndpointGroups.aggregatedList",      &["compute.networkEndpointGroups.list"]),
+    ("compute.globalOperations.aggregatedList",           &["compute.globalOperations.list"]),
     ("compute.regionNetworkEndpointGroups.insert",         &["compute.regionNetworkEndpointGroups.create"]),
     ("compute.regionNetworkEndpointGroups.get",            &["compute.regionNetworkEndpointGroups.get"]),
     ("compute.regionNetworkEndpointGroups.list",           &["compute.regionNetworkEndpointGroups.list"]),
@@ -145,6 +155,14 @@ pub const TABLE: &[(&str, &[&str])] = &[
     ("run.projects.locations.services.getIamPolicy",       &["run.services.getIamPolicy"]),
     ("run.projects.locations.services.setIamPolicy",       &["run.services.setIamPolicy"]),
     ("run.projects.locations.services.testIamPermissions", &[]),
+    // Cloud Run Admin v1: the v2 ids above also name v1's methods at the same
+    // names; these are v1's own.
+    ("run.projects.locations.services.replaceService",    &["run.services.update"]),
+    ("run.namespaces.services.get",                        &["run.services.get"]),
+    ("run.namespaces.services.list",                       &["run.services.list"]),
+    ("run.namespaces.services.create",                     &["run.services.create"]),
+    ("run.namespaces.services.replaceService",             &["run.services.update"]),
+    ("run.namespaces.services.delete",                     &["run.services.delete"]),
     ("run.projects.locations.operations.get",              &["run.operations.get"]),
     ("run.projects.locations.operations.wait",             &["run.operations.get"]),
     ("run.projects.locations.operations.list",             &["run.operations.list"]),
@@ -238,7 +256,7 @@ fn family(path: &str) -> Option<Family> {
         Some(Family::Compute)
     } else if path.starts_with("/dns/") {
         Some(Family::Dns)
-    } else if ["/v1/", "/v1beta1/", "/v2/", "/v3/"]
+    } else if ["/v1/", "/v1beta1/", "/v2/", "/v3/", "/apis/"]
         .iter()
         .any(|p| path.starts_with(p))
     {
@@ -358,6 +376,19 @@ fn resource_of(id: &str, path: &str, body: &Value, project: &str) -> String {
         let name = rest.split(':').next().unwrap_or(rest);
         return format!("//cloudresourcemanager.googleapis.com/{name}");
     }
+    // Cloud Run v1's Knative paths name the project as the namespace.
+    if let Some((_, rest)) = trimmed
+        .strip_prefix("apis/")
+        .and_then(|r| r.split_once("/namespaces/"))
+    {
+        let mut segs = rest.split('/');
+        let project = segs.next().unwrap_or("");
+        let service = segs.nth(1);
+        return match service {
+            Some(s) => format!("projects/{project}/locations/-/services/{s}"),
+            None => format!("projects/{project}/locations/-"),
+        };
+    }
     // `v1/`, `v1beta1/`, `v2/`: the resource name, verb and `:wait` dropped; a
     // collection (`.../services` of a list or create) names its parent.
     let rest = trimmed.split_once('/').map_or("", |(_, r)| r);
@@ -382,7 +413,9 @@ fn compute_resource(id: &str, rest: &str, body: &Value, project: &str) -> String
             let name = body["name"].as_str().unwrap_or("");
             format!("projects/{p}/regions/{r}/{coll}/{name}")
         }
-        ["projects", p, "global", _] | ["projects", p, "regions", _, _] => format!("projects/{p}"),
+        ["projects", p, "global", _]
+        | ["projects", p, "regions", _, _]
+        | ["projects", p, "aggregated", _] => format!("projects/{p}"),
         ["projects", p, "global", coll, name, ..] => format!("projects/{p}/global/{coll}/{name}"),
         ["projects", p, "regions", r, coll, name, ..] => {
             format!("projects/{p}/regions/{r}/{coll}/{name}")
@@ -493,9 +526,13 @@ fn compute_ref(project: &str, s: &str, default_coll: &str) -> Option<String> {
     if s.is_empty() {
         return None;
     }
+    // Any host: the handler itself refuses references to hosts that are not
+    // Google's or the one the request was addressed to.
     let rest = s
-        .strip_prefix(crate::compute::LINK_ROOT)
-        .or_else(|| s.strip_prefix("https://compute.googleapis.com/compute/v1/"))
+        .strip_prefix("https://")
+        .or_else(|| s.strip_prefix("http://"))
+        .and_then(|r| r.split_once('/'))
+        .and_then(|(_, path)| path.strip_prefix("compute/v1/"))
         .unwrap_or(s);
     Some(if rest.starts_with("projects/") {
         rest.to_string()
@@ -756,7 +793,7 @@ mod tests {
             Some("compute.targetHttpsProxies.setSslCertificates"),
             &Method::POST,
             "/compute/v1/projects/p/targetHttpsProxies/px/setSslCertificates",
-            &json!({"sslCertificates": ["https://www.googleapis.com/compute/v1/projects/p/global/sslCertificates/a", "global/sslCertificates/b"]}),
+            &json!({"sslCertificates": ["https://www.googleapis.com/compute/v1/projects/p/global/sslCertificates/a", "http://127.0.0.1:8080/compute/v1/projects/p/global/sslCertificates/b"]}),
         );
         assert_eq!(
             n,

@@ -1,4 +1,5 @@
-//! IAP v1, Cloud Run Admin v2, Service Usage v1beta1 and Resource Manager v3, plus
+//! IAP v1, Cloud Run Admin v2 (and the v1 subset gcloud uses), Service Usage
+//! v1beta1, Resource Manager v3 (and v1's `projects.get`), plus
 //! the per-project switches these APIs share: which APIs are disabled (403
 //! `accessNotConfigured` / `SERVICE_DISABLED`) and which service agents exist.
 //! Which IAM permissions the caller holds is [`crate::authz`]'s business; the
@@ -10,6 +11,7 @@
 
 mod iam;
 mod run;
+pub mod run_v1;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -80,6 +82,14 @@ pub fn api_for_path(path: &str) -> Option<(&'static str, &'static str)> {
         Some(("dns.googleapis.com", "Cloud DNS API"))
     } else if p.starts_with("v1beta1/") {
         Some(("serviceusage.googleapis.com", "Service Usage API"))
+    } else if p.starts_with("apis/") || (p.starts_with("v1/") && p.contains("/locations/")) {
+        // Cloud Run v1 (Knative paths, and `projects/p/locations/...`).
+        Some(("run.googleapis.com", "Cloud Run Admin API"))
+    } else if p.starts_with("v3/") || is_crm_v1(p) {
+        Some((
+            "cloudresourcemanager.googleapis.com",
+            "Cloud Resource Manager API",
+        ))
     } else if p.starts_with("v1/") && p.contains("/services/") && !p.contains("/iap_web/") {
         // Service Usage v1 shares the `/v1/` prefix with IAP.
         Some(("serviceusage.googleapis.com", "Service Usage API"))
@@ -97,11 +107,18 @@ pub fn api_for_path(path: &str) -> Option<(&'static str, &'static str)> {
     }
 }
 
-/// The project a path names (`.../projects/{p}/...`), if any.
+/// `v1/projects/{p}` (Resource Manager v1's `projects.get`).
+fn is_crm_v1(p: &str) -> bool {
+    p.strip_prefix("v1/projects/")
+        .is_some_and(|rest| !rest.is_empty() && !rest.contains('/') && !rest.contains(':'))
+}
+
+/// The project a path names (`.../projects/{p}/...`, or Cloud Run v1's
+/// `.../namespaces/{p}/...`), if any.
 pub(crate) fn project_in_path(path: &str) -> Option<&str> {
     let mut segs = path.split('/');
     while let Some(s) = segs.next() {
-        if s == "projects" {
+        if s == "projects" || (s == "namespaces" && path.starts_with("/apis/")) {
             // `projects/p:testIamPermissions` names project `p`.
             return segs.next().map(|p| p.split(':').next().unwrap_or(p));
         }
@@ -196,6 +213,7 @@ pub fn router() -> axum::Router<Shared> {
         .route("/v2/{*rest}", any(run::handle))
         .route("/v1beta1/{*rest}", any(v1beta1))
         .route("/v3/{*rest}", any(v3))
+        .route("/apis/{*rest}", any(knative))
         .route("/emulator/apis", post(set_api).get(list_apis))
 }
 
@@ -207,9 +225,17 @@ async fn v1(
     AxState(shared): AxState<Shared>,
     method: Method,
     Path(rest): Path<String>,
+    Query(q): Q,
     fail: Option<Extension<FailOperation>>,
     body: Bytes,
 ) -> Response {
+    if is_crm_v1(&format!("v1/{rest}")) {
+        return respond(crm_v1(&shared, &method, &rest));
+    }
+    let fail = match run_v1::projects_path(&shared, &method, &rest, &q, fail, &body).await {
+        Some(r) => return respond(r),
+        None => None,
+    };
     let r = if rest.contains("/iap_web/") {
         iap(&shared, &method, &rest, &body)
     } else if rest.contains("/services/") {
@@ -219,6 +245,41 @@ async fn v1(
         Err(no_such_method(&format!("/v1/{rest}")))
     };
     respond(r)
+}
+
+/// Cloud Run v1's Knative paths (`/apis/serving.knative.dev/v1/namespaces/...`),
+/// whose region is the prefix of the (regional) host they were sent to.
+async fn knative(
+    AxState(shared): AxState<Shared>,
+    method: Method,
+    crate::compute::Addressed { host, .. }: crate::compute::Addressed,
+    Path(rest): Path<String>,
+    fail: Option<Extension<FailOperation>>,
+    body: Bytes,
+) -> Response {
+    respond(run_v1::namespaces_path(&shared, host.as_deref(), &method, &rest, fail, &body).await)
+}
+
+/// Resource Manager v1 `GET v1/projects/{p}` (gcloud looks the project number
+/// up there, e.g. `gcloud iap`).
+fn crm_v1(shared: &Shared, method: &Method, rest: &str) -> Result<Value, ApiError> {
+    let project = rest.strip_prefix("projects/").unwrap_or(rest);
+    if method != Method::GET {
+        return Err(no_such_method(&format!("/v1/{rest}")));
+    }
+    let mut world = shared.world();
+    let full = format!("projects/{project}");
+    let p = project_or_denied(&mut world, project, "resourcemanager.projects.get", &full)?;
+    let created =
+        rfc3339_utc(std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000));
+    Ok(json!({
+        "projectNumber": p.number.to_string(),
+        "projectId": p.id,
+        "lifecycleState": "ACTIVE",
+        "name": p.id,
+        "createTime": created,
+        "parent": {"type": "organization", "id": "100000000001"},
+    }))
 }
 
 fn respond(r: Result<Value, ApiError>) -> Response {

@@ -18,6 +18,13 @@ const DOCS: &[(&str, &str)] = &[
     ("/", include_str!("../discovery/dns.v1.json")),
     ("/", include_str!("../discovery/iap.v1.json")),
     ("/", include_str!("../discovery/run.v2.json")),
+    // The Cloud Run v1 and Resource Manager v1 subsets gcloud uses. Their
+    // method ids repeat v2's and v3's; bodies are checked by the method found.
+    ("/", include_str!("../discovery/run.v1.json")),
+    (
+        "/",
+        include_str!("../discovery/cloudresourcemanager.v1.json"),
+    ),
     ("/", include_str!("../discovery/serviceusage.v1beta1.json")),
     (
         "/",
@@ -47,6 +54,10 @@ struct MethodDef {
     templates: Vec<Vec<Seg>>,
     request: Option<(usize, String)>,
 }
+
+/// A method of the loaded documents, as [`Discovery::resolve_method`] found it.
+#[derive(Clone, Copy, Debug)]
+pub struct MethodRef(usize);
 
 /// The loaded documents.
 pub struct Discovery {
@@ -85,11 +96,19 @@ impl Discovery {
 
     /// The discovery method id serving this request, e.g. `compute.sslCertificates.insert`.
     pub fn resolve(&self, method: &Method, path: &str) -> Option<String> {
+        self.resolve_method(method, path)
+            .map(|m| self.methods[m.0].id.clone())
+    }
+
+    /// The method serving this request. Ids are not unique across versions of
+    /// one API (Cloud Run v1 and v2 both have `run.projects.locations.services.get`),
+    /// so request bodies are checked against the method found by path.
+    pub fn resolve_method(&self, method: &Method, path: &str) -> Option<MethodRef> {
         let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
         // Prefer the method whose template has the most literal segments, so
         // `.../global/operations/{op}/wait` beats a generic `{+name}` match.
-        let mut best: Option<(usize, &MethodDef)> = None;
-        for m in &self.methods {
+        let mut best: Option<(usize, usize)> = None;
+        for (i, m) in self.methods.iter().enumerate() {
             if m.http != *method {
                 continue;
             }
@@ -106,12 +125,17 @@ impl Discovery {
                         })
                         .sum::<usize>();
                     if best.is_none_or(|(b, _)| score > b) {
-                        best = Some((score, m));
+                        best = Some((score, i));
                     }
                 }
             }
         }
-        best.map(|(_, m)| m.id.clone())
+        best.map(|(_, i)| MethodRef(i))
+    }
+
+    /// The id of a resolved method.
+    pub fn id_of(&self, m: MethodRef) -> &str {
+        &self.methods[m.0].id
     }
 
     /// Whether `id` is a method of the compiled-in documents.
@@ -120,19 +144,14 @@ impl Discovery {
     }
 
     /// Whether the method takes a request body.
-    pub fn has_request_body(&self, id: &str) -> bool {
-        self.by_id
-            .get(id)
-            .is_some_and(|&i| self.methods[i].request.is_some())
+    pub fn has_request_body(&self, m: MethodRef) -> bool {
+        self.methods[m.0].request.is_some()
     }
 
     /// Checks a request body against the method's request schema: it must be a
     /// JSON object whose fields the schema knows, with the right types.
-    pub fn validate_request(&self, id: &str, body: &[u8]) -> Result<(), ApiError> {
-        let Some(&i) = self.by_id.get(id) else {
-            return Ok(());
-        };
-        let Some((doc, schema)) = &self.methods[i].request else {
+    pub fn validate_request(&self, m: MethodRef, body: &[u8]) -> Result<(), ApiError> {
+        let Some((doc, schema)) = &self.methods[m.0].request else {
             return Ok(());
         };
         if body.iter().all(u8::is_ascii_whitespace) {
@@ -408,14 +427,39 @@ mod tests {
         assert_eq!(d.resolve(&Method::GET, "/nothing/here"), None);
     }
 
+    fn ins(d: &Discovery) -> MethodRef {
+        d.resolve_method(
+            &Method::POST,
+            "/compute/v1/projects/p/global/sslCertificates",
+        )
+        .unwrap()
+    }
+
+    /// Cloud Run v1 and v2 share method ids; each body is checked against its
+    /// own version's schema, found by path.
+    #[test]
+    fn same_ids_in_two_versions_keep_their_own_schemas() {
+        let d = d();
+        let v2 = d
+            .resolve_method(&Method::POST, "/v2/projects/p/locations/r/services")
+            .unwrap();
+        let v1 = d
+            .resolve_method(&Method::POST, "/v1/projects/p/locations/r/services")
+            .unwrap();
+        assert_eq!(d.id_of(v1), d.id_of(v2));
+        let v2_body = br#"{"ingress":"INGRESS_TRAFFIC_ALL","template":{"containers":[]}}"#;
+        let v1_body = br#"{"apiVersion":"serving.knative.dev/v1","metadata":{"name":"s"}}"#;
+        d.validate_request(v2, v2_body).unwrap();
+        d.validate_request(v1, v1_body).unwrap();
+        assert!(d.validate_request(v1, v2_body).is_err());
+        assert!(d.validate_request(v2, v1_body).is_err());
+    }
+
     #[test]
     fn unknown_field_is_invalid() {
         let d = d();
         let e = d
-            .validate_request(
-                "compute.sslCertificates.insert",
-                br#"{"name":"a","bogus":1}"#,
-            )
+            .validate_request(ins(&d), br#"{"name":"a","bogus":1}"#)
             .unwrap_err();
         assert_eq!((e.code, e.reason.as_str()), (400, "invalid"));
         assert!(
@@ -424,10 +468,7 @@ mod tests {
             e.message
         );
         let e = d
-            .validate_request(
-                "compute.sslCertificates.insert",
-                br#"{"selfManaged":{"certificat":"x"}}"#,
-            )
+            .validate_request(ins(&d), br#"{"selfManaged":{"certificat":"x"}}"#)
             .unwrap_err();
         assert!(e.message.contains("at 'selfManaged'"), "{}", e.message);
     }
@@ -435,16 +476,12 @@ mod tests {
     #[test]
     fn wrong_type_and_bad_json_are_invalid() {
         let d = d();
-        let e = d
-            .validate_request("compute.sslCertificates.insert", br#"{"name":5}"#)
-            .unwrap_err();
+        let e = d.validate_request(ins(&d), br#"{"name":5}"#).unwrap_err();
         assert_eq!(e.reason, "invalid");
-        let e = d
-            .validate_request("compute.sslCertificates.insert", br#"{"name":"#)
-            .unwrap_err();
+        let e = d.validate_request(ins(&d), br#"{"name":"#).unwrap_err();
         assert_eq!(e.reason, "invalid");
         d.validate_request(
-            "compute.sslCertificates.insert",
+            ins(&d),
             br#"{"name":"a","type":"SELF_MANAGED","selfManaged":{"certificate":"c","privateKey":"k"}}"#,
         )
         .unwrap();

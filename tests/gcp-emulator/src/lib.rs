@@ -1,8 +1,12 @@
 //! `gcp-emulator`: a local Google Cloud for tests.
 //!
 //! One HTTP listener serves every API under its own path prefix, as Google's hosts do
-//! (`/compute/v1/`, `/dns/v1/`, `/v1/` IAP, `/v2/` Cloud Run, `/v1beta1/` Service
-//! Usage, `/v3/` Resource Manager, `/computeMetadata/v1/`), plus `/emulator/` for
+//! (`/compute/v1/`, `/dns/v1/`, `/v1/` IAP, Cloud Run v1, Resource Manager v1 and
+//! Service Usage v1, `/v2/` Cloud Run, `/apis/` Cloud Run v1's Knative paths,
+//! `/v1beta1/` Service Usage, `/v3/` Resource Manager, `/computeMetadata/v1/`).
+//! It also answers requests sent to it as an HTTP proxy (absolute-form URIs), so a
+//! client that derives other host names, such as gcloud's regional Cloud Run
+//! `REGION-HOST`, still reaches it on loopback. Plus `/emulator/` for
 //! fault injection and introspection, with IAM enforced on every API request
 //! (see [`authz`]). A set of authoritative DNS servers (UDP and
 //! TCP) serves the public zones held by the Cloud DNS API, each with its own
@@ -18,6 +22,7 @@
 
 pub mod admin;
 pub mod authz;
+pub mod b64;
 pub mod cloud;
 pub mod compute;
 pub mod discovery;

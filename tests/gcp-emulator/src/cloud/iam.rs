@@ -84,7 +84,7 @@ impl Policy {
             ));
         };
         if let Some(etag) = policy.get("etag").and_then(Value::as_str)
-            && etag != self.etag()
+            && !crate::b64::same_bytes(etag, &self.etag())
         {
             return Err(ApiError::new(
                 409,

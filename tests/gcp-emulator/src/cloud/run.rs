@@ -57,14 +57,14 @@ const MAX_WAIT: Duration = Duration::from_secs(2);
 #[derive(Default)]
 pub struct RunState {
     /// Keyed by (region, service id).
-    services: BTreeMap<(String, String), RunService>,
+    pub(super) services: BTreeMap<(String, String), RunService>,
     /// Keyed by the operation's full name.
     operations: BTreeMap<String, RunOp>,
 }
 
-struct RunService {
-    json: Value,
-    iam: Policy,
+pub(super) struct RunService {
+    pub(super) json: Value,
+    pub(super) iam: Policy,
 }
 
 struct RunOp {
@@ -95,6 +95,7 @@ impl RunState {
                 let t = rfc3339_utc(SystemTime::now());
                 svc.json["reconciling"] = json!(false);
                 svc.json["observedGeneration"] = generation;
+                svc.json["latestReadyRevision"] = svc.json["latestCreatedRevision"].clone();
                 svc.json["terminalCondition"] = ready_condition(&t);
                 svc.json["conditions"] = json!([
                     {"type": "RoutesReady", "state": "CONDITION_SUCCEEDED", "lastTransitionTime": t},
@@ -110,7 +111,7 @@ fn ready_condition(t: &str) -> Value {
     json!({"type": "Ready", "state": "CONDITION_SUCCEEDED", "lastTransitionTime": t})
 }
 
-fn reconciling_condition(t: &str) -> Value {
+pub(super) fn reconciling_condition(t: &str) -> Value {
     json!({"type": "Ready", "state": "CONDITION_RECONCILING", "lastTransitionTime": t})
 }
 
@@ -157,7 +158,7 @@ fn op_json(op: &RunOp) -> Value {
     v
 }
 
-fn not_found(name: &str) -> ApiError {
+pub(super) fn not_found(name: &str) -> ApiError {
     ApiError::new(404, "notFound", format!("Resource '{name}' was not found")).aip193()
 }
 
@@ -181,7 +182,7 @@ fn region_code(region: &str) -> String {
 
 /// Cloud Run v2 `serviceId`: begins with a letter, lowercase letters, digits and
 /// hyphens, no trailing hyphen, fewer than 50 characters.
-fn check_service_id(id: &str) -> Result<(), ApiError> {
+pub(super) fn check_service_id(id: &str) -> Result<(), ApiError> {
     let ok = !id.is_empty()
         && id.len() < 50
         && id.starts_with(|c: char| c.is_ascii_lowercase())
@@ -198,7 +199,7 @@ fn check_service_id(id: &str) -> Result<(), ApiError> {
     }
 }
 
-fn check_fields(body: &Value) -> Result<(), ApiError> {
+pub(super) fn check_fields(body: &Value) -> Result<(), ApiError> {
     if let Some(ingress) = body.get("ingress") {
         let ok = ingress.as_str().is_some_and(|i| INGRESS.contains(&i));
         if !ok {
@@ -211,7 +212,13 @@ fn check_fields(body: &Value) -> Result<(), ApiError> {
 }
 
 /// The fresh service a create makes.
-fn new_service(project: &Project, region: &str, id: &str, body: &Value, now: &str) -> Value {
+pub(super) fn new_service(
+    project: &Project,
+    region: &str,
+    id: &str,
+    body: &Value,
+    now: &str,
+) -> Value {
     let name = format!("projects/{}/locations/{region}/services/{id}", project.id);
     let hash: u64 = rand::rng().random::<u64>() % 36u64.pow(10);
     let mut svc = json!({
@@ -252,7 +259,7 @@ fn base36(mut n: u64) -> String {
 
 /// Copies the masked fields from `body`; with `reset`, a masked field absent from
 /// the body goes back to its default (Google's field-mask semantics).
-fn apply(svc: &mut Value, body: &Value, mask: &[&str], reset: bool) {
+pub(super) fn apply(svc: &mut Value, body: &Value, mask: &[&str], reset: bool) {
     for f in mask {
         match body.get(*f) {
             Some(v) if !v.is_null() => {
@@ -276,8 +283,33 @@ fn apply(svc: &mut Value, body: &Value, mask: &[&str], reset: bool) {
     }
 }
 
+/// A changed template makes a new revision (`{id}-00002-xyz`), created now and
+/// ready once the service settles.
+fn new_revision(svc: &mut Value) {
+    let created = svc["latestCreatedRevision"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    let Some((parent, last)) = created.rsplit_once("/revisions/") else {
+        return;
+    };
+    // `{id}-{NNNNN}-{suffix}`: the number is the second-to-last part.
+    let mut parts = last.rsplitn(3, '-');
+    let (_, n, id) = (parts.next(), parts.next(), parts.next());
+    let (Some(n), Some(id)) = (n.and_then(|n| n.parse::<u32>().ok()), id) else {
+        return;
+    };
+    let suffix: String = {
+        let mut r = rand::rng();
+        (0..3)
+            .map(|_| char::from(b'a' + r.random_range(0..26u8)))
+            .collect()
+    };
+    svc["latestCreatedRevision"] = json!(format!("{parent}/revisions/{id}-{:05}-{suffix}", n + 1));
+}
+
 /// Marks a mutated service as reconciling at its next generation.
-fn bump(svc: &mut Value, now: &str) {
+pub(super) fn bump(svc: &mut Value, now: &str) {
     let g: u64 = svc["generation"]
         .as_str()
         .and_then(|g| g.parse().ok())
@@ -289,7 +321,7 @@ fn bump(svc: &mut Value, now: &str) {
     refresh_etag(svc);
 }
 
-fn refresh_etag(svc: &mut Value) {
+pub(super) fn refresh_etag(svc: &mut Value) {
     let g = svc["generation"].as_str().unwrap_or("0").to_string();
     let uid = svc["uid"].as_str().unwrap_or("").to_string();
     svc["etag"] = json!(format!(
@@ -298,7 +330,7 @@ fn refresh_etag(svc: &mut Value) {
     ));
 }
 
-fn public(svc: &Value) -> Value {
+pub(super) fn public(svc: &Value) -> Value {
     let mut v = svc.clone();
     if v.get("reconciling").is_none() {
         v["reconciling"] = json!(false);
@@ -328,7 +360,7 @@ pub async fn handle(
     respond(r)
 }
 
-async fn dispatch(
+pub(super) async fn dispatch(
     shared: &Shared,
     method: &Method,
     rest: &str,
@@ -551,6 +583,9 @@ async fn dispatch(
                 let mut svc = existing.json.clone();
                 let mask: Vec<&str> = mask.iter().map(String::as_str).collect();
                 apply(&mut svc, &req, &mask, true);
+                if svc["template"] != existing.json["template"] {
+                    new_revision(&mut svc);
+                }
                 bump(&mut svc, &now);
                 let snapshot = svc.clone();
                 if fail.is_none()
@@ -659,7 +694,7 @@ async fn dispatch(
     }
 }
 
-fn etag_mismatch(full: &str) -> ApiError {
+pub(super) fn etag_mismatch(full: &str) -> ApiError {
     ApiError::new(
         409,
         "aborted",
@@ -681,7 +716,7 @@ fn op_name(st: &RunState, project: &str, region: &str, id: &str) -> String {
         .unwrap_or(direct)
 }
 
-fn start_op(
+pub(super) fn start_op(
     st: &mut RunState,
     parent: &str,
     key: (String, String),
@@ -708,7 +743,7 @@ fn start_op(
 /// Runs `f` on the project's Run state (settled first) and a read-only view of
 /// the project, under the world lock; an unknown project is Google's 403 for
 /// `permission` (the admin middleware has checked the permission itself).
-fn with_run<T>(
+pub(super) fn with_run<T>(
     shared: &Shared,
     project: &str,
     permission: &str,

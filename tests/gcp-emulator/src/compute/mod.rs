@@ -336,6 +336,9 @@ struct Ctx {
     now: SystemTime,
     new_id: u64,
     region: Option<String>,
+    /// `host[:port]` the request was addressed to: Google accepts references on
+    /// its own hosts, and gcloud writes them on the endpoint it was pointed at.
+    host: Option<String>,
 }
 
 impl Ctx {
@@ -581,22 +584,7 @@ fn hex(data: &[u8]) -> String {
 }
 
 fn base64(data: &[u8]) -> String {
-    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for chunk in data.chunks(3) {
-        let n = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |acc, (i, b)| acc | (u32::from(*b) << (16 - 8 * i)));
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(char::from(A[((n >> (18 - 6 * i)) & 63) as usize]));
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
+    crate::b64::encode(data)
 }
 
 /// A fresh fingerprint over the resource's content (8 bytes, base64, as Google's).
@@ -711,7 +699,8 @@ fn resolve(
     let malformed = || invalid_field(field, s, "The URL is malformed.");
     let full = s
         .strip_prefix(LINK_ROOT)
-        .or_else(|| s.strip_prefix("https://compute.googleapis.com/compute/v1/"));
+        .or_else(|| s.strip_prefix("https://compute.googleapis.com/compute/v1/"))
+        .or_else(|| own_host_path(s, ctx.host.as_deref()));
     if full_only && full.is_none() {
         return Err(invalid_field(
             field,
@@ -772,6 +761,16 @@ fn resolve(
         return Err(ApiError::not_found(res.path()));
     }
     Ok(res)
+}
+
+/// `http(s)://HOST/compute/v1/rest` -> `rest` when HOST is the host the request
+/// was addressed to (the emulator standing in for Google's hosts).
+fn own_host_path<'a>(s: &'a str, host: Option<&str>) -> Option<&'a str> {
+    let host = host?;
+    let after = s
+        .strip_prefix("http://")
+        .or_else(|| s.strip_prefix("https://"))?;
+    after.strip_prefix(host)?.strip_prefix("/compute/v1/")
 }
 
 /// Resolves `obj[key]` in place to its canonical link; `Ok(None)` when absent.
@@ -1695,7 +1694,8 @@ fn modify(
     let (res, prev) = find(state, ctx, coll, key)?;
     match body.get("fingerprint").and_then(Value::as_str) {
         None => return Err(required_field("resource.fingerprint")),
-        Some(f) if Some(f) != prev["fingerprint"].as_str() => {
+        // A bytes field: gcloud echoes it URL-safe encoded.
+        Some(f) if !crate::b64::same_bytes(f, prev["fingerprint"].as_str().unwrap_or("")) => {
             return Err(ApiError::condition_not_met("Invalid fingerprint."));
         }
         Some(_) => {}
@@ -1835,8 +1835,10 @@ type Params = HashMap<String, String>;
 
 /// Runs `f` on a copy of the project's Compute state, commits it on success (and
 /// when no operation fault is injected), and returns the Operation.
+#[allow(clippy::too_many_arguments)]
 fn mutate(
     shared: &Shared,
+    host: Option<&str>,
     project: &str,
     region: Option<&str>,
     q: &Params,
@@ -1873,6 +1875,7 @@ fn mutate(
         now,
         new_id,
         region: region.map(str::to_string),
+        host: host.map(str::to_string),
     };
     // Operations are not part of the transaction; keep them out of the copy.
     let ops = std::mem::take(&mut p.compute.operations);
@@ -1931,6 +1934,7 @@ fn read<T>(
         now: SystemTime::now(),
         new_id: 0,
         region: region.map(str::to_string),
+        host: None,
     };
     f(&p.compute, &ctx)
 }
@@ -2025,6 +2029,140 @@ fn list_resources(
     })?;
     let list_kind = format!("{}List", coll.kind());
     list_response(&list_kind, &path, items, q)
+}
+
+/// `aggregatedList`'s kind, as the discovery document's default names it.
+fn aggregated_kind(coll: Coll) -> &'static str {
+    match coll {
+        Coll::UrlMaps => "compute#urlMapsAggregatedList",
+        Coll::SslCertificates => "compute#sslCertificateAggregatedList",
+        Coll::TargetHttpsProxies => "compute#targetHttpsProxyAggregatedList",
+        Coll::TargetHttpProxies => "compute#targetHttpProxyAggregatedList",
+        Coll::BackendServices => "compute#backendServiceAggregatedList",
+        Coll::Addresses => "compute#addressAggregatedList",
+        Coll::ForwardingRules => "compute#forwardingRuleAggregatedList",
+        Coll::NetworkEndpointGroups => "compute#networkEndpointGroupAggregatedList",
+    }
+}
+
+/// `GET projects/P/aggregated/{coll}`: every scope's resources (global and each
+/// region), filtered and paged as one list, then grouped by scope into
+/// `items: {"global": {coll: [...]}, "regions/R": {coll: [...]}}`.
+fn aggregated_list(
+    shared: &Shared,
+    project: &str,
+    coll: Coll,
+    q: &Params,
+) -> ApiResult<Json<Value>> {
+    let (path, items) = read(shared, project, None, |st, ctx| {
+        let suffix = format!("/{}", coll.path());
+        let mut items = Vec::new();
+        for (key, m) in &st.resources {
+            let Some(scope) = key.strip_suffix(&suffix) else {
+                continue;
+            };
+            for v in m.values() {
+                let mut r = render(st, coll, v);
+                // Remembered for grouping below, removed before rendering.
+                r["__scope"] = json!(scope);
+                items.push(r);
+            }
+        }
+        Ok((
+            format!("projects/{}/aggregated/{}", ctx.project, coll.path()),
+            items,
+        ))
+    })?;
+    aggregate(aggregated_kind(coll), coll.path(), &path, items, q)
+}
+
+/// Filters and pages `items` (each carrying its scope in `__scope`) as one list,
+/// then groups the page by scope under `field`.
+fn aggregate(
+    kind: &str,
+    field: &str,
+    path: &str,
+    items: Vec<Value>,
+    q: &Params,
+) -> ApiResult<Json<Value>> {
+    let Json(mut page) = list_response(kind, path, items, q)?;
+    let mut scoped: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+    if let Some(Value::Array(list)) = page.get_mut("items").map(Value::take) {
+        for mut v in list {
+            let scope = v
+                .as_object_mut()
+                .and_then(|o| o.remove("__scope"))
+                .and_then(|s| s.as_str().map(str::to_string))
+                .unwrap_or_else(|| "global".into());
+            scoped.entry(scope).or_default().push(v);
+        }
+    }
+    let mut grouped = Map::new();
+    for (scope, list) in scoped {
+        grouped.insert(scope, json!({ field: list }));
+    }
+    if grouped.is_empty() {
+        // Google names every scope it looked in; an empty page still says so.
+        grouped.insert(
+            "global".into(),
+            json!({"warning": {
+                "code": "NO_RESULTS_ON_PAGE",
+                "message": "There are no results for scope 'global' on this page.",
+                "data": [{"key": "scope", "value": "global"}],
+            }}),
+        );
+    }
+    page["items"] = Value::Object(grouped);
+    Ok(Json(page))
+}
+
+/// `globalOperations.aggregatedList` (`gcloud compute operations list`): global
+/// and regional operations, grouped by scope.
+fn aggregated_ops(shared: &Shared, project: &str, q: &Params) -> ApiResult<Json<Value>> {
+    let (path, items) = read(shared, project, None, |st, ctx| {
+        let now = SystemTime::now();
+        let items: Vec<Value> = st
+            .operations
+            .values()
+            .map(|op| {
+                let mut v = op.to_json(now);
+                let scope = match &op.region {
+                    Some(r) => format!("regions/{r}"),
+                    None => "global".into(),
+                };
+                v["__scope"] = json!(scope);
+                v
+            })
+            .collect();
+        Ok((
+            format!("projects/{}/aggregated/operations", ctx.project),
+            items,
+        ))
+    })?;
+    aggregate(
+        "compute#operationAggregatedList",
+        "operations",
+        &path,
+        items,
+        q,
+    )
+}
+
+/// `projects/{project}/aggregated/{coll}`.
+async fn aggregated(
+    AxState(shared): AxState<Shared>,
+    Path((project, coll)): Path<(String, String)>,
+    method: Method,
+    uri: Uri,
+    Query(q): Query<Params>,
+) -> ApiResult<Json<Value>> {
+    if coll == "operations" && method == Method::GET {
+        return aggregated_ops(&shared, &project, &q);
+    }
+    match Coll::from_path(&coll) {
+        Some(c) if method == Method::GET => aggregated_list(&shared, &project, c, &q),
+        _ => Err(unknown_method(uri.path())),
+    }
 }
 
 fn get_resource(
@@ -2154,9 +2292,42 @@ async fn project_get(
     })))
 }
 
+/// The request's URI and the `host[:port]` it was addressed to: the authority of
+/// an absolute-form URI (a request through a proxy), else the `Host` header.
+pub(crate) struct Addressed {
+    pub(crate) uri: Uri,
+    pub(crate) host: Option<String>,
+}
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Addressed {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Self, Self::Rejection> {
+        let host = parts
+            .uri
+            .authority()
+            .map(|a| a.as_str().to_string())
+            .or_else(|| {
+                parts
+                    .headers
+                    .get(axum::http::header::HOST)
+                    .and_then(|h| h.to_str().ok())
+                    .map(str::to_string)
+            });
+        Ok(Addressed {
+            uri: parts.uri.clone(),
+            host,
+        })
+    }
+}
+
 /// One request to a collection or item route, as the handlers extracted it.
 struct Call {
     shared: Shared,
+    host: Option<String>,
     project: String,
     region: Option<String>,
     method: Method,
@@ -2170,6 +2341,7 @@ struct Call {
 fn on_collection(call: Call, coll: &str) -> ApiResult<Json<Value>> {
     let Call {
         shared,
+        host,
         project,
         region,
         method,
@@ -2179,6 +2351,7 @@ fn on_collection(call: Call, coll: &str) -> ApiResult<Json<Value>> {
         body,
     } = call;
     let region = region.as_deref();
+    let host = host.as_deref();
     if coll == "operations" && method == Method::GET {
         return list_ops(&shared, &project, region, &q);
     }
@@ -2189,9 +2362,16 @@ fn on_collection(call: Call, coll: &str) -> ApiResult<Json<Value>> {
         Method::GET => list_resources(&shared, &project, region, c, &q),
         Method::POST => {
             let body = parse_body(&body)?;
-            mutate(&shared, &project, region, &q, fail, "insert", |st, ctx| {
-                insert(st, ctx, c, body)
-            })
+            mutate(
+                &shared,
+                host,
+                &project,
+                region,
+                &q,
+                fail,
+                "insert",
+                |st, ctx| insert(st, ctx, c, body),
+            )
         }
         _ => Err(unknown_method(uri.path())),
     }
@@ -2201,6 +2381,7 @@ fn on_collection(call: Call, coll: &str) -> ApiResult<Json<Value>> {
 fn on_item(call: Call, coll: &str, name: &str) -> ApiResult<Json<Value>> {
     let Call {
         shared,
+        host,
         project,
         region,
         method,
@@ -2210,6 +2391,7 @@ fn on_item(call: Call, coll: &str, name: &str) -> ApiResult<Json<Value>> {
         body,
     } = call;
     let region = region.as_deref();
+    let host = host.as_deref();
     if coll == "operations" {
         return match method {
             Method::GET => read(&shared, &project, region, |st, ctx| {
@@ -2229,20 +2411,41 @@ fn on_item(call: Call, coll: &str, name: &str) -> ApiResult<Json<Value>> {
     let updatable = matches!(c, Coll::UrlMaps | Coll::BackendServices);
     match method {
         Method::GET => get_resource(&shared, &project, region, c, name),
-        Method::DELETE => mutate(&shared, &project, region, &q, fail, "delete", |st, ctx| {
-            delete(st, ctx, c, name)
-        }),
+        Method::DELETE => mutate(
+            &shared,
+            host,
+            &project,
+            region,
+            &q,
+            fail,
+            "delete",
+            |st, ctx| delete(st, ctx, c, name),
+        ),
         Method::PATCH if patchable => {
             let body = parse_body(&body)?;
-            mutate(&shared, &project, region, &q, fail, "patch", |st, ctx| {
-                modify(st, ctx, c, name, body, true)
-            })
+            mutate(
+                &shared,
+                host,
+                &project,
+                region,
+                &q,
+                fail,
+                "patch",
+                |st, ctx| modify(st, ctx, c, name, body, true),
+            )
         }
         Method::PUT if updatable => {
             let body = parse_body(&body)?;
-            mutate(&shared, &project, region, &q, fail, "update", |st, ctx| {
-                modify(st, ctx, c, name, body, false)
-            })
+            mutate(
+                &shared,
+                host,
+                &project,
+                region,
+                &q,
+                fail,
+                "update",
+                |st, ctx| modify(st, ctx, c, name, body, false),
+            )
         }
         _ => Err(unknown_method(uri.path())),
     }
@@ -2252,13 +2455,14 @@ async fn global_collection(
     AxState(shared): AxState<Shared>,
     Path((project, coll)): Path<(String, String)>,
     method: Method,
-    uri: Uri,
+    Addressed { uri, host }: Addressed,
     Query(q): Query<Params>,
     fail: Option<Extension<FailOperation>>,
     body: Bytes,
 ) -> ApiResult<Json<Value>> {
     let call = Call {
         shared,
+        host,
         project,
         region: None,
         method,
@@ -2274,13 +2478,14 @@ async fn regional_collection(
     AxState(shared): AxState<Shared>,
     Path((project, region, coll)): Path<(String, String, String)>,
     method: Method,
-    uri: Uri,
+    Addressed { uri, host }: Addressed,
     Query(q): Query<Params>,
     fail: Option<Extension<FailOperation>>,
     body: Bytes,
 ) -> ApiResult<Json<Value>> {
     let call = Call {
         shared,
+        host,
         project,
         region: Some(region),
         method,
@@ -2296,13 +2501,14 @@ async fn global_item(
     AxState(shared): AxState<Shared>,
     Path((project, coll, name)): Path<(String, String, String)>,
     method: Method,
-    uri: Uri,
+    Addressed { uri, host }: Addressed,
     Query(q): Query<Params>,
     fail: Option<Extension<FailOperation>>,
     body: Bytes,
 ) -> ApiResult<Json<Value>> {
     let call = Call {
         shared,
+        host,
         project,
         region: None,
         method,
@@ -2318,13 +2524,14 @@ async fn regional_item(
     AxState(shared): AxState<Shared>,
     Path((project, region, coll, name)): Path<(String, String, String, String)>,
     method: Method,
-    uri: Uri,
+    Addressed { uri, host }: Addressed,
     Query(q): Query<Params>,
     fail: Option<Extension<FailOperation>>,
     body: Bytes,
 ) -> ApiResult<Json<Value>> {
     let call = Call {
         shared,
+        host,
         project,
         region: Some(region),
         method,
@@ -2368,11 +2575,12 @@ async fn proxy_verb(
     AxState(shared): AxState<Shared>,
     Path((project, coll, name, verb)): Path<(String, String, String, String)>,
     method: Method,
-    uri: Uri,
+    Addressed { uri, host }: Addressed,
     Query(q): Query<Params>,
     fail: Option<Extension<FailOperation>>,
     body: Bytes,
 ) -> ApiResult<Json<Value>> {
+    let host = host.as_deref();
     let c = match coll.as_str() {
         "targetHttpsProxies" => Coll::TargetHttpsProxies,
         "targetHttpProxies" => Coll::TargetHttpProxies,
@@ -2386,7 +2594,7 @@ async fn proxy_verb(
         return Err(unknown_method(uri.path()));
     }
     let body = parse_body(&body)?;
-    mutate(&shared, &project, None, &q, fail, &verb, |st, ctx| {
+    mutate(&shared, host, &project, None, &q, fail, &verb, |st, ctx| {
         set_on_proxy(st, ctx, c, &name, &verb, &body)
     })
 }
@@ -2397,6 +2605,7 @@ pub fn router() -> axum::Router<Shared> {
     axum::Router::new()
         .route(P, get(project_get))
         .route(&format!("{P}/global/{{coll}}"), any(global_collection))
+        .route(&format!("{P}/aggregated/{{coll}}"), any(aggregated))
         .route(&format!("{P}/global/{{coll}}/{{name}}"), any(global_item))
         .route(
             &format!("{P}/global/{{coll}}/{{name}}/{{verb}}"),
