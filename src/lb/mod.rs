@@ -11,18 +11,25 @@
 //!
 //! Every step reads GCP first and does only what is missing, so running it again
 //! after a crash at any point converges without duplicating anything.
+//!
+//! The pipeline reaches these steps through the [`target::CertificateTarget`]
+//! seam (observe, upload, attach, clean up; its contract is written there),
+//! with the implementation picked by [`target::choose`]; `install` holds the
+//! first implementation, `sslCertificates` on target HTTPS proxies.
 
 pub mod install;
 pub mod naming;
 pub mod observe;
 pub mod proxies;
 pub mod takeover;
+pub mod target;
 pub mod verify;
 
 use crate::gcp::GcpError;
 
 pub use install::{HandMade, InstallOptions, InstallReport, StepHook, install, retake};
 pub use observe::{Observation, ProxyObservation, ServedCertificate, observe};
+pub use target::{CertificateTarget, Target, choose};
 pub use verify::{VerifyOptions, VerifyOutcome};
 
 /// Why installing (or observing) failed. Google's words are kept in [`GcpError`].

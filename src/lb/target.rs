@@ -1,0 +1,214 @@
+//! The certificate-target seam: where an issued certificate is put so the load
+//! balancer serves it. The certificate pipeline (renew, the daemon, `status`,
+//! `check`) talks to [`CertificateTarget`] only; [`choose`] is the one place
+//! that picks the implementation from the configuration.
+//!
+//! Implementations: [`SslCertificates`] (Compute `sslCertificates` listed on
+//! target HTTPS proxies). Certificate Manager maps (issue #16) are the second:
+//! a new module implementing the trait, a variant of [`Target`] and of
+//! [`TargetRun`], and one arm in [`choose`].
+
+use std::future::Future;
+
+use crate::acme::IssuedCertificate;
+use crate::config::CertificateConfig;
+use crate::gcp::Gcp;
+use crate::lb::install::{self, InstallOptions, InstallReport, step};
+use crate::lb::{LbError, Observation};
+
+/// What [`CertificateTarget::upload`] is given.
+#[derive(Clone, Copy)]
+pub enum Upload<'a> {
+    /// A freshly issued certificate (persisted in pending/ by the caller).
+    Issued(&'a IssuedCertificate),
+    /// A certificate of ours already uploaded under this resource name and
+    /// served somewhere: nothing is uploaded, the rest of the steps run (used
+    /// to take the place of hand-made certificates without issuing).
+    Uploaded(&'a str),
+}
+
+/// A place the load balancer serves certificates from.
+///
+/// One installation is `upload` -> `attach` -> `clean_up`, in that order, with
+/// [`install`] / [`retake`] as the only drivers; `observe` stands alone.
+///
+/// # Contract
+///
+/// **GCP is the source of truth.** Every step reads what the cloud holds first
+/// and does only what is missing. A step repeated with the same input after a
+/// crash anywhere inside it (or after it) converges to the same end state and
+/// creates no duplicate: no second resource, no second entry on a proxy, no
+/// issuance (issuing is not the target's business at all). Mutations carry
+/// request ids derived from their intent, so a request replayed after a crash
+/// gets the original operation back.
+///
+/// - **observe**: what is served *now* for the certificate's names, per
+///   frontend (target proxy) in configuration order, each served certificate
+///   with its names, expiry, parsed leaf and whether gclb-acme created it for
+///   this `[[certificates]]` entry. Read-only. Fails with a typed error when a
+///   configured frontend is missing or cannot take certificates this way.
+/// - **upload**: checks that every configured frontend can take the new
+///   certificate *before* creating anything (a refusal leaves nothing behind:
+///   no unused certificate eating quota), then creates it under a name derived
+///   from its leaf hash, unless a resource of ours with that hash exists (a
+///   resumed run). A resource with our name that is not ours is never
+///   overwritten ([`LbError::NameTaken`]). Retry after a crash: the name and the
+///   request id are the same, so the insert is found done or replayed.
+/// - **attach**: makes every configured frontend serve the new certificate. It
+///   must never leave a moment in which a frontend serves no valid certificate
+///   for the names: the old certificate is *replaced in place* in one atomic
+///   update per frontend (never removed first, then added), everything else on
+///   the frontend keeps its place and order, and nothing we did not create is
+///   taken off unless the takeover rules ([`crate::lb::takeover`]) say the new
+///   certificate fully supersedes it. When verification is on and the
+///   certificate was just uploaded, it waits until TLS shows the new serial.
+///   Retry after a crash: a frontend already serving the new certificate is
+///   left unchanged; the others get the same update (same request id).
+/// - **clean_up**: runs only after `attach` returned, i.e. once the new
+///   certificate is served on *every* configured frontend. Deletes only
+///   certificates gclb-acme created for this entry that no frontend of the
+///   project uses any more, and hand-made ones the user adopted by exact name
+///   and that no frontend still serves; it reports (never deletes) every other
+///   hand-made certificate it took the place of, with the command to delete
+///   it. Retry after a crash: a certificate already gone counts as deleted; a
+///   certificate still settling ("in use", "not ready") is retried with back-off.
+///
+/// **Concurrency.** One installation per `[[certificates]]` entry at a time:
+/// callers hold that entry's lock in the state directory (see
+/// [`crate::reconcile::lock_certificate`]). Different entries may run at once,
+/// even on a shared frontend: each attach re-reads the frontend right before
+/// its update and only replaces its own entry's certificates, so the other
+/// entry's certificates keep their slots. Implementations hold no state between
+/// installations; everything a run needs travels in [`CertificateTarget::Run`].
+pub trait CertificateTarget: Sync {
+    /// What one installation carries from `upload` to `clean_up`.
+    type Run: Send;
+
+    /// What the configured frontends serve now.
+    fn observe(
+        &self,
+        cert: &CertificateConfig,
+    ) -> impl Future<Output = Result<Observation, LbError>> + Send;
+
+    /// Checks every frontend can take the certificate, then uploads it.
+    fn upload(
+        &self,
+        cert: &CertificateConfig,
+        what: Upload<'_>,
+        opts: &InstallOptions,
+    ) -> impl Future<Output = Result<Self::Run, LbError>> + Send;
+
+    /// Serves the uploaded certificate on every configured frontend.
+    fn attach(
+        &self,
+        cert: &CertificateConfig,
+        run: &mut Self::Run,
+        opts: &InstallOptions,
+    ) -> impl Future<Output = Result<(), LbError>> + Send;
+
+    /// Deletes what was replaced and may go; says what was kept.
+    fn clean_up(
+        &self,
+        cert: &CertificateConfig,
+        run: Self::Run,
+        opts: &InstallOptions,
+    ) -> impl Future<Output = Result<InstallReport, LbError>> + Send;
+}
+
+/// Installs `issued` on every frontend of `cert`: upload, attach, clean up.
+/// The caller removes the pending file once this returns `Ok`.
+pub async fn install<T: CertificateTarget>(
+    target: &T,
+    cert: &CertificateConfig,
+    issued: &IssuedCertificate,
+    opts: &InstallOptions,
+) -> Result<InstallReport, LbError> {
+    let mut run = target.upload(cert, Upload::Issued(issued), opts).await?;
+    target.attach(cert, &mut run, opts).await?;
+    opts.passed(step::VERIFIED)?;
+    target.clean_up(cert, run, opts).await
+}
+
+/// Puts the certificate of ours `resource`, already uploaded and served on some
+/// frontend, in the place of hand-made certificates it supersedes, without
+/// issuing: attach, clean up, hand over.
+pub async fn retake<T: CertificateTarget>(
+    target: &T,
+    cert: &CertificateConfig,
+    resource: &str,
+    opts: &InstallOptions,
+) -> Result<InstallReport, LbError> {
+    let mut run = target
+        .upload(cert, Upload::Uploaded(resource), opts)
+        .await?;
+    target.attach(cert, &mut run, opts).await?;
+    opts.passed(step::VERIFIED)?;
+    target.clean_up(cert, run, opts).await
+}
+
+/// The first implementation: Compute `sslCertificates` resources listed on
+/// target HTTPS proxies (`setSslCertificates`).
+pub struct SslCertificates<'a> {
+    pub gcp: &'a Gcp,
+}
+
+/// The implementation chosen for one `[[certificates]]` entry.
+pub enum Target<'a> {
+    SslCertificates(SslCertificates<'a>),
+}
+
+/// One installation of the chosen implementation.
+pub enum TargetRun {
+    SslCertificates(install::Run),
+}
+
+/// The one place that picks the implementation for `cert`. Every entry uses
+/// `sslCertificates` on its target HTTPS proxies today; the setting that
+/// selects Certificate Manager maps (issue #16) is read here and nowhere else.
+pub fn choose<'a>(gcp: &'a Gcp, _cert: &CertificateConfig) -> Target<'a> {
+    Target::SslCertificates(SslCertificates { gcp })
+}
+
+impl CertificateTarget for Target<'_> {
+    type Run = TargetRun;
+
+    async fn observe(&self, cert: &CertificateConfig) -> Result<Observation, LbError> {
+        let Target::SslCertificates(t) = self;
+        t.observe(cert).await
+    }
+
+    async fn upload(
+        &self,
+        cert: &CertificateConfig,
+        what: Upload<'_>,
+        opts: &InstallOptions,
+    ) -> Result<TargetRun, LbError> {
+        let Target::SslCertificates(t) = self;
+        t.upload(cert, what, opts)
+            .await
+            .map(TargetRun::SslCertificates)
+    }
+
+    async fn attach(
+        &self,
+        cert: &CertificateConfig,
+        run: &mut TargetRun,
+        opts: &InstallOptions,
+    ) -> Result<(), LbError> {
+        // A run of one implementation handed to another would be a bug of the
+        // drivers above, which keep both together; with a second variant this
+        // match gets an arm refusing the mix.
+        let (Target::SslCertificates(t), TargetRun::SslCertificates(r)) = (self, run);
+        t.attach(cert, r, opts).await
+    }
+
+    async fn clean_up(
+        &self,
+        cert: &CertificateConfig,
+        run: TargetRun,
+        opts: &InstallOptions,
+    ) -> Result<InstallReport, LbError> {
+        let (Target::SslCertificates(t), TargetRun::SslCertificates(r)) = (self, run);
+        t.clean_up(cert, r, opts).await
+    }
+}
