@@ -16,7 +16,7 @@ use crate::lb::proxies::{self, Rewrite};
 use crate::lb::takeover::{self, Competitor, Listed};
 use crate::lb::target::{self, CertificateTarget, SslCertificates, Upload, choose};
 use crate::lb::verify::{self, VerifyOptions, VerifyOutcome};
-use crate::lb::{LbError, Observation, naming, observe};
+use crate::lb::{LbError, Observation, left_behind, naming, observe};
 
 /// Called with the name of each step boundary as it is passed; returning `true`
 /// stops the pipeline there with [`LbError::Aborted`], as a crash would.
@@ -199,9 +199,18 @@ pub async fn retake(
 
 impl CertificateTarget for SslCertificates<'_> {
     type Run = Run;
+    type Project = left_behind::Project;
 
     async fn observe(&self, cert: &CertificateConfig) -> Result<Observation, LbError> {
         observe::observe(self.gcp, cert).await
+    }
+
+    async fn left_behind(
+        &self,
+        cert: &CertificateConfig,
+        project: &left_behind::Project,
+    ) -> Result<Vec<left_behind::LeftBehind>, String> {
+        left_behind::left_behind(self.gcp, cert, project).await
     }
 
     async fn upload(

@@ -18,6 +18,7 @@
 //! first implementation, `sslCertificates` on target HTTPS proxies.
 
 pub mod install;
+pub mod left_behind;
 pub mod naming;
 pub mod observe;
 pub mod proxies;
@@ -28,6 +29,7 @@ pub mod verify;
 use crate::gcp::GcpError;
 
 pub use install::{HandMade, InstallOptions, InstallReport, StepHook, install, retake};
+pub use left_behind::LeftBehind;
 pub use observe::{Observation, ProxyObservation, ServedCertificate, observe};
 pub use target::{CertificateTarget, Target, choose};
 pub use verify::{VerifyOptions, VerifyOutcome};

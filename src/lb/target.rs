@@ -14,6 +14,7 @@ use crate::acme::IssuedCertificate;
 use crate::config::CertificateConfig;
 use crate::gcp::Gcp;
 use crate::lb::install::{self, InstallOptions, InstallReport, step};
+use crate::lb::left_behind::{self, LeftBehind};
 use crate::lb::{LbError, Observation};
 
 /// What [`CertificateTarget::upload`] is given.
@@ -47,6 +48,7 @@ pub enum Upload<'a> {
 ///   with its names, expiry, parsed leaf and whether gclb-acme created it for
 ///   this `[[certificates]]` entry. Read-only. Fails with a typed error when a
 ///   configured frontend is missing or cannot take certificates this way.
+///   `left_behind` completes it for `status` (see there).
 /// - **upload**: checks that every configured frontend can take the new
 ///   certificate *before* creating anything (a refusal leaves nothing behind:
 ///   no unused certificate eating quota), then creates it under a name derived
@@ -83,12 +85,25 @@ pub enum Upload<'a> {
 pub trait CertificateTarget: Sync {
     /// What one installation carries from `upload` to `clean_up`.
     type Run: Send;
+    /// Project-wide reads shared by the [`left_behind`](Self::left_behind)
+    /// calls of one `status` run (read at most once).
+    type Project: Default + Sync;
 
     /// What the configured frontends serve now.
     fn observe(
         &self,
         cert: &CertificateConfig,
     ) -> impl Future<Output = Result<Observation, LbError>> + Send;
+
+    /// The other half of observing, for `status`: hand-made certificates the
+    /// configured names fully cover that no configured frontend serves any
+    /// more (left by a takeover), with where they are still served and the
+    /// command that deletes them. Read-only; `Err` says why it cannot tell.
+    fn left_behind(
+        &self,
+        cert: &CertificateConfig,
+        project: &Self::Project,
+    ) -> impl Future<Output = Result<Vec<LeftBehind>, String>> + Send;
 
     /// Checks every frontend can take the certificate, then uploads it.
     fn upload(
@@ -162,6 +177,12 @@ pub enum TargetRun {
     SslCertificates(install::Run),
 }
 
+/// The project-wide reads of every implementation, for one `status` run.
+#[derive(Default)]
+pub struct TargetProject {
+    ssl_certificates: left_behind::Project,
+}
+
 /// The one place that picks the implementation for `cert`. Every entry uses
 /// `sslCertificates` on its target HTTPS proxies today; the setting that
 /// selects Certificate Manager maps (issue #16) is read here and nowhere else.
@@ -171,10 +192,20 @@ pub fn choose<'a>(gcp: &'a Gcp, _cert: &CertificateConfig) -> Target<'a> {
 
 impl CertificateTarget for Target<'_> {
     type Run = TargetRun;
+    type Project = TargetProject;
 
     async fn observe(&self, cert: &CertificateConfig) -> Result<Observation, LbError> {
         let Target::SslCertificates(t) = self;
         t.observe(cert).await
+    }
+
+    async fn left_behind(
+        &self,
+        cert: &CertificateConfig,
+        project: &TargetProject,
+    ) -> Result<Vec<LeftBehind>, String> {
+        let Target::SslCertificates(t) = self;
+        t.left_behind(cert, &project.ssl_certificates).await
     }
 
     async fn upload(
