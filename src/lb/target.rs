@@ -243,3 +243,153 @@ impl CertificateTarget for Target<'_> {
         t.clean_up(cert, r, opts).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+    use crate::config::KeyType;
+
+    /// Records the steps the drivers call; `attach` fails when told to.
+    #[derive(Default)]
+    struct Recorder {
+        calls: Mutex<Vec<String>>,
+        attach_fails: bool,
+    }
+
+    impl Recorder {
+        fn log(&self, s: &str) {
+            if let Ok(mut c) = self.calls.lock() {
+                c.push(s.to_string());
+            }
+        }
+        fn calls(&self) -> Vec<String> {
+            self.calls.lock().map(|c| c.clone()).unwrap_or_default()
+        }
+    }
+
+    impl CertificateTarget for Recorder {
+        type Run = String;
+        type Project = ();
+
+        async fn observe(&self, _: &CertificateConfig) -> Result<Observation, LbError> {
+            self.log("observe");
+            Err(LbError::Aborted("not used".into()))
+        }
+
+        async fn left_behind(
+            &self,
+            _: &CertificateConfig,
+            _: &(),
+        ) -> Result<Vec<LeftBehind>, String> {
+            self.log("left_behind");
+            Ok(Vec::new())
+        }
+
+        async fn upload(
+            &self,
+            _: &CertificateConfig,
+            what: Upload<'_>,
+            _: &InstallOptions,
+        ) -> Result<String, LbError> {
+            let Upload::Uploaded(r) = what else {
+                return Err(LbError::Aborted("expected an uploaded resource".into()));
+            };
+            self.log(&format!("upload {r}"));
+            Ok(r.to_string())
+        }
+
+        async fn attach(
+            &self,
+            _: &CertificateConfig,
+            run: &mut String,
+            _: &InstallOptions,
+        ) -> Result<(), LbError> {
+            self.log(&format!("attach {run}"));
+            if self.attach_fails {
+                return Err(LbError::Aborted("attach".into()));
+            }
+            Ok(())
+        }
+
+        async fn clean_up(
+            &self,
+            _: &CertificateConfig,
+            run: String,
+            opts: &InstallOptions,
+        ) -> Result<InstallReport, LbError> {
+            self.log(&format!("clean_up {run}"));
+            opts.passed("cleaned")?;
+            Ok(InstallReport {
+                resource: run,
+                ..InstallReport::default()
+            })
+        }
+    }
+
+    fn cert() -> CertificateConfig {
+        CertificateConfig {
+            name: "app".into(),
+            domains: vec!["app.example.com".into()],
+            target_https_proxies: vec!["p1".into()],
+            key_type: KeyType::EcdsaP256,
+            zone: None,
+            reuse_key: false,
+            adopt: Vec::new(),
+        }
+    }
+
+    /// Options whose hook records each step boundary in `t`'s log.
+    fn hooked(t: &Arc<Recorder>, stop_at: &'static str) -> InstallOptions {
+        let t = Arc::clone(t);
+        InstallOptions {
+            verify: None,
+            hook: Some(Arc::new(move |s: &str| {
+                t.log(&format!("step {s}"));
+                s == stop_at
+            })),
+            ..InstallOptions::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn the_driver_runs_upload_attach_then_clean_up_in_order() {
+        let t = Arc::new(Recorder::default());
+        let report = retake(&*t, &cert(), "app-ab", &hooked(&t, "none")).await;
+        assert_eq!(report.map(|r| r.resource).ok().as_deref(), Some("app-ab"));
+        assert_eq!(
+            t.calls(),
+            [
+                "upload app-ab",
+                "attach app-ab",
+                "step verified",
+                "clean_up app-ab",
+                "step cleaned"
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn no_clean_up_unless_attach_finished_and_the_verified_step_was_passed() {
+        let t = Arc::new(Recorder {
+            attach_fails: true,
+            ..Recorder::default()
+        });
+        assert!(
+            retake(&*t, &cert(), "app-ab", &hooked(&t, "none"))
+                .await
+                .is_err()
+        );
+        assert_eq!(t.calls(), ["upload app-ab", "attach app-ab"]);
+
+        // A crash right after attach: clean-up is left to the next run.
+        let t = Arc::new(Recorder::default());
+        let err = retake(&*t, &cert(), "app-ab", &hooked(&t, step::VERIFIED)).await;
+        assert!(matches!(err, Err(LbError::Aborted(s)) if s == step::VERIFIED));
+        assert_eq!(
+            t.calls(),
+            ["upload app-ab", "attach app-ab", "step verified"]
+        );
+    }
+}
