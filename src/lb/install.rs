@@ -173,8 +173,8 @@ impl std::fmt::Display for HandMade {
     }
 }
 
-/// Installs `issued` on every proxy of `cert` through the target [`choose`]n
-/// for it: upload, swap, verify, clean up. The caller removes the pending file
+/// Installs `issued` on every proxy of `cert` through the target [`choose`]
+/// picks for it: upload, swap, verify, clean up. The caller removes the pending file
 /// once this returns `Ok`.
 pub async fn install(
     gcp: &Gcp,

@@ -31,7 +31,7 @@ pub enum Upload<'a> {
 /// A place the load balancer serves certificates from.
 ///
 /// One installation is `upload` -> `attach` -> `clean_up`, in that order, with
-/// [`install`] / [`retake`] as the only drivers; `observe` stands alone.
+/// [`install()`] / [`retake()`] as the only drivers; `observe` stands alone.
 ///
 /// # Contract
 ///
