@@ -77,11 +77,17 @@ pub enum Upload<'a> {
 ///
 /// **Concurrency.** One installation per `[[certificates]]` entry at a time:
 /// callers hold that entry's lock in the state directory (see
-/// [`crate::reconcile::lock_certificate`]). Different entries may run at once,
-/// even on a shared frontend: each attach re-reads the frontend right before
-/// its update and only replaces its own entry's certificates, so the other
-/// entry's certificates keep their slots. Implementations hold no state between
-/// installations; everything a run needs travels in [`CertificateTarget::Run`].
+/// [`crate::reconcile::lock_certificate`]). Different entries may run at once
+/// (`daemon.concurrency`). Each attach re-reads a frontend right before its
+/// update and replaces only its own entry's certificates, so entries on
+/// different frontends never interfere. Two entries sharing one frontend are
+/// *not* serialised today: `setSslCertificates` carries no fingerprint, so two
+/// updates of the same proxy racing can lose one (the proxy keeps serving a
+/// valid older certificate of that entry, never none). An implementation whose
+/// API offers a fingerprint or etag must send it; the sslCertificates one
+/// would need a per-proxy lock to close this. Implementations hold no state
+/// between installations; everything a run needs travels in
+/// [`CertificateTarget::Run`].
 pub trait CertificateTarget: Sync {
     /// What one installation carries from `upload` to `clean_up`.
     type Run: Send;
