@@ -1,4 +1,5 @@
-//! The daemon's [`Renewer`] over the real pipeline: observe with `lb::observe`,
+//! The daemon's [`Renewer`] over the real pipeline: observe through the
+//! certificate target ([`lb::CertificateTarget`]),
 //! renew with `reconcile::Renewer`, ARI through the ACME account.
 
 use std::sync::Arc;
@@ -10,7 +11,7 @@ use super::{Observation, RenewError, Renewer, RenewerFactory};
 use crate::acme::{AcmeClient, AcmeError};
 use crate::config::{CertificateConfig, Config};
 use crate::gcp::Gcp;
-use crate::lb::{self, LbError};
+use crate::lb::{self, CertificateTarget, LbError};
 use crate::metrics::Metrics;
 use crate::reconcile::{self, Reason, decide};
 use crate::schedule::timing::{AriWindow, Validity};
@@ -38,6 +39,7 @@ pub fn classify(e: &reconcile::RenewError) -> RenewError {
                 (format!("gcp:{label}"), g.is_retryable() || quota, None)
             }
             LbError::GaveUp { last, .. } => (format!("gcp:{}", last.label()), true, None),
+            LbError::NotInPlace { .. } => ("not_in_place".into(), true, None),
             LbError::ProxyNotFound { .. } => ("proxy_not_found".into(), false, None),
             LbError::CertificateMap { .. } => ("certificate_map".into(), false, None),
             LbError::Rewrite(_) => ("proxy_full".into(), false, None),
@@ -75,7 +77,10 @@ pub fn classify(e: &reconcile::RenewError) -> RenewError {
 impl Pipeline {
     async fn look(&self, cert: &CertificateConfig) -> Result<Observation, RenewError> {
         let gcp_err = |e: LbError| classify(&reconcile::RenewError::Lb(e));
-        let obs = lb::observe(&self.inner.gcp, cert).await.map_err(gcp_err)?;
+        let obs = lb::choose(&self.inner.gcp, cert)
+            .observe(cert)
+            .await
+            .map_err(gcp_err)?;
         let pending = self
             .inner
             .acme

@@ -14,8 +14,9 @@ use crate::gcp::{Gcp, GcpError, request_id};
 use crate::lb::observe::served_from;
 use crate::lb::proxies::{self, Rewrite};
 use crate::lb::takeover::{self, Competitor, Listed};
+use crate::lb::target::{self, CertificateTarget, SslCertificates, Upload, choose};
 use crate::lb::verify::{self, VerifyOptions, VerifyOutcome};
-use crate::lb::{LbError, naming};
+use crate::lb::{LbError, Observation, left_behind, naming, observe};
 
 /// Called with the name of each step boundary as it is passed; returning `true`
 /// stops the pipeline there with [`LbError::Aborted`], as a crash would.
@@ -172,26 +173,16 @@ impl std::fmt::Display for HandMade {
     }
 }
 
-/// Installs `issued` on every proxy of `cert`: upload, swap, verify, clean up.
-/// The caller removes the pending file once this returns `Ok`.
+/// Installs `issued` on every proxy of `cert` through the target [`choose`]
+/// picks for it: upload, swap, verify, clean up. The caller removes the pending file
+/// once this returns `Ok`.
 pub async fn install(
     gcp: &Gcp,
     cert: &CertificateConfig,
     issued: &IssuedCertificate,
     opts: &InstallOptions,
 ) -> Result<InstallReport, LbError> {
-    let sha = &issued.leaf.sha256_hex;
-    let resource = naming::certificate_resource_name(&cert.name, sha);
-    let mut run = Run::prepare(gcp, cert, &resource).await?;
-    let uploaded = upload(gcp, cert, issued, &resource, opts).await?;
-    run.report.uploaded = uploaded;
-    let links = run.swap_all(gcp, cert, opts).await?;
-    if let Some(v) = &opts.verify {
-        run.report.verify =
-            verify::verify_proxies(gcp, &links, &issued.names, &issued.leaf.serial_hex, v).await;
-    }
-    opts.at(step::VERIFIED)?;
-    run.finish(gcp, cert, opts).await
+    target::install(&choose(gcp, cert), cert, issued, opts).await
 }
 
 /// Puts the certificate of ours `resource`, already uploaded and served on some
@@ -203,17 +194,75 @@ pub async fn retake(
     resource: &str,
     opts: &InstallOptions,
 ) -> Result<InstallReport, LbError> {
-    let mut run = Run::prepare(gcp, cert, resource).await?;
-    run.swap_all(gcp, cert, opts).await?;
-    opts.at(step::VERIFIED)?;
-    run.finish(gcp, cert, opts).await
+    target::retake(&choose(gcp, cert), cert, resource, opts).await
 }
 
-/// One installation under way.
-struct Run {
+impl CertificateTarget for SslCertificates<'_> {
+    type Run = Run;
+    type Project = left_behind::Project;
+
+    async fn observe(&self, cert: &CertificateConfig) -> Result<Observation, LbError> {
+        observe::observe(self.gcp, cert).await
+    }
+
+    async fn left_behind(
+        &self,
+        cert: &CertificateConfig,
+        project: &left_behind::Project,
+    ) -> Result<Vec<left_behind::LeftBehind>, String> {
+        left_behind::left_behind(self.gcp, cert, project).await
+    }
+
+    async fn upload(
+        &self,
+        cert: &CertificateConfig,
+        what: Upload<'_>,
+        opts: &InstallOptions,
+    ) -> Result<Run, LbError> {
+        let gcp = self.gcp;
+        match what {
+            Upload::Issued(issued) => {
+                let resource =
+                    naming::certificate_resource_name(&cert.name, &issued.leaf.sha256_hex);
+                let mut run = Run::prepare(gcp, cert, &resource).await?;
+                run.report.uploaded = upload(gcp, cert, issued, &resource, opts).await?;
+                run.expect = Some((issued.names.clone(), issued.leaf.serial_hex.clone()));
+                Ok(run)
+            }
+            Upload::Uploaded(resource) => Run::prepare(gcp, cert, resource).await,
+        }
+    }
+
+    async fn attach(
+        &self,
+        cert: &CertificateConfig,
+        run: &mut Run,
+        opts: &InstallOptions,
+    ) -> Result<(), LbError> {
+        let links = run.swap_all(self.gcp, cert, opts).await?;
+        if let (Some(v), Some((names, serial))) = (&opts.verify, &run.expect) {
+            run.report.verify = verify::verify_proxies(self.gcp, &links, names, serial, v).await;
+        }
+        Ok(())
+    }
+
+    async fn clean_up(
+        &self,
+        cert: &CertificateConfig,
+        run: Run,
+        opts: &InstallOptions,
+    ) -> Result<InstallReport, LbError> {
+        run.finish(self.gcp, cert, opts).await
+    }
+}
+
+/// One installation on target HTTPS proxies under way.
+pub struct Run {
     new_url: String,
     cache: HashMap<String, Listed>,
     superseded: Vec<HandMade>,
+    /// The names and serial TLS must show after the swap (a fresh upload only).
+    expect: Option<(Vec<String>, String)>,
     report: InstallReport,
 }
 
@@ -225,6 +274,7 @@ impl Run {
             new_url: gcp.global_link("sslCertificates", resource),
             cache: HashMap::new(),
             superseded: Vec::new(),
+            expect: None,
             report: InstallReport {
                 resource: resource.to_string(),
                 ..InstallReport::default()
@@ -361,11 +411,11 @@ pub async fn upload(
             private_key: issued.key_pem.expose().to_string(),
         },
     };
-    let mut last = None;
     // Set once Compute answered with an operation of an earlier life of this
     // resource (see below): from then on every id is new.
     let mut fresh: Option<String> = None;
-    for attempt in 0..opts.attempts.max(1) {
+    let mut attempt = 0;
+    loop {
         let n = attempt.to_string();
         // The first attempt's id is the same in every run, so an insert retried
         // after a crash gets the original operation instead of a twin.
@@ -393,6 +443,13 @@ pub async fn upload(
                 // again under a new id when it is not there.
                 if gcp.get_ssl_certificate(resource).await?.is_none() {
                     tracing::info!(certificate = %cert.name, resource, "the insert answered with the operation of an earlier upload whose certificate has since been deleted; uploading again under a new requestId");
+                    attempt += 1;
+                    if attempt >= opts.attempts.max(1) {
+                        return Err(LbError::NotInPlace {
+                            what: format!("uploading {resource}"),
+                            attempts: opts.attempts,
+                        });
+                    }
                     fresh = Some(format!("{:016x}", rand::random::<u64>()));
                     continue;
                 }
@@ -401,23 +458,32 @@ pub async fn upload(
             }
             Err(e) if e.is_retryable() && !matches!(e, GcpError::Timeout { .. }) => {
                 tracing::warn!(certificate = %cert.name, resource, attempt, error = %e, "sslCertificates.insert failed inside its operation; retrying");
-                last = Some(e);
+                attempt = next_attempt(attempt, opts.attempts, e, || {
+                    format!("uploading {resource}")
+                })?;
             }
             Err(e) => return Err(e.into()),
         }
     }
-    Err(gave_up(
-        format!("uploading {resource}"),
-        opts.attempts,
-        last,
-    ))
 }
 
-fn gave_up(what: String, attempts: u32, last: Option<GcpError>) -> LbError {
-    LbError::GaveUp {
-        what,
-        attempts,
-        last: Box::new(last.unwrap_or(GcpError::Credentials("no attempt was made".into()))),
+/// After attempt `attempt` (from 0) of `attempts` failed with the transient
+/// error `e`: the next attempt's number, or, when none is left, the error
+/// giving up, which carries `e` (Google's code, reason and message).
+fn next_attempt(
+    attempt: u32,
+    attempts: u32,
+    e: GcpError,
+    what: impl FnOnce() -> String,
+) -> Result<u32, LbError> {
+    if attempt + 1 < attempts.max(1) {
+        Ok(attempt + 1)
+    } else {
+        Err(LbError::GaveUp {
+            what: what(),
+            attempts,
+            last: Box::new(e),
+        })
     }
 }
 
@@ -552,9 +618,9 @@ async fn swap(
     cache: &mut HashMap<String, Listed>,
     opts: &InstallOptions,
 ) -> Result<(bool, String), LbError> {
-    let mut last = None;
     let mut fresh: Option<String> = None;
-    for attempt in 0..opts.attempts.max(1) {
+    let mut attempt = 0;
+    loop {
         let p = get_proxy(gcp, cert, proxy).await?;
         let (list, t) = match rewrite_for(gcp, cert, &p, new_url, cache).await? {
             (Rewrite::Unchanged, _) => return Ok((false, p.self_link)),
@@ -579,6 +645,13 @@ async fn swap(
                     |l: &[String]| l.iter().map(|u| name_of(u).to_string()).collect::<Vec<_>>();
                 if names_of(&now.ssl_certificates) != names_of(&list) {
                     tracing::info!(certificate = %cert.name, proxy, "setSslCertificates answered with an earlier operation and the list is not set; setting it again under a new requestId");
+                    attempt += 1;
+                    if attempt >= opts.attempts.max(1) {
+                        return Err(LbError::NotInPlace {
+                            what: format!("swapping the certificate on {proxy}"),
+                            attempts: opts.attempts,
+                        });
+                    }
                     fresh = Some(format!("{:016x}", rand::random::<u64>()));
                     continue;
                 }
@@ -595,16 +668,13 @@ async fn swap(
             }
             Err(e) if e.is_retryable() && !matches!(e, GcpError::Timeout { .. }) => {
                 tracing::warn!(certificate = %cert.name, proxy, attempt, error = %e, "setSslCertificates failed inside its operation; retrying");
-                last = Some(e);
+                attempt = next_attempt(attempt, opts.attempts, e, || {
+                    format!("swapping the certificate on {proxy}")
+                })?;
             }
             Err(e) => return Err(e.into()),
         }
     }
-    Err(gave_up(
-        format!("swapping the certificate on {proxy}"),
-        opts.attempts,
-        last,
-    ))
 }
 
 /// Deletes every certificate of ours for `cert_name`, except `keep`, that no
@@ -645,12 +715,12 @@ pub async fn cleanup(
 async fn delete(gcp: &Gcp, name: &str, opts: &InstallOptions) -> Result<(), LbError> {
     let mut delay = opts.cleanup_initial;
     let attempts = opts.cleanup_attempts.max(1);
-    let mut last = None;
     // A delete is idempotent by itself (404 is done), so its id need not
     // survive a crash; a fixed one would get back the DONE operation of an
     // earlier delete of a certificate uploaded again since, and leave it.
     let run: u64 = rand::random();
-    for attempt in 0..attempts {
+    let mut attempt = 0;
+    loop {
         let n = attempt.to_string();
         let rid = request_id(&[name, "delete", &n, &format!("{run:016x}")]);
         let result = match gcp.delete_ssl_certificate(name, &rid).await {
@@ -669,18 +739,58 @@ async fn delete(gcp: &Gcp, name: &str, opts: &InstallOptions) -> Result<(), LbEr
                     || (e.is_retryable() && !matches!(e, GcpError::Timeout { .. })) =>
             {
                 tracing::info!(resource = name, attempt, delay_ms = delay.as_millis() as u64, error = %e, "cannot delete yet; retrying");
-                last = Some(e);
-                if attempt + 1 < attempts {
-                    let _step = crate::progress::Step::start(format!(
-                        "waiting to delete {name}, not free yet (attempt {} of {attempts})",
-                        attempt + 2
-                    ));
-                    tokio::time::sleep(delay).await;
-                    delay = delay.saturating_mul(2);
-                }
+                attempt = next_attempt(attempt, attempts, e, || format!("deleting {name}"))?;
+                let _step = crate::progress::Step::start(format!(
+                    "waiting to delete {name}, not free yet (attempt {} of {attempts})",
+                    attempt + 1
+                ));
+                tokio::time::sleep(delay).await;
+                delay = delay.saturating_mul(2);
             }
             Err(e) => return Err(e.into()),
         }
     }
-    Err(gave_up(format!("deleting {name}"), attempts, last))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn transient() -> GcpError {
+        GcpError::Api(crate::gcp::ApiError {
+            code: 503,
+            reason: "backendError".into(),
+            message: "try again".into(),
+            status: "UNAVAILABLE".into(),
+            request: "POST https://compute.googleapis.com/x".into(),
+            needs: Box::default(),
+        })
+    }
+
+    #[test]
+    fn next_attempt_counts_up_then_gives_up_with_the_last_error() {
+        assert_eq!(next_attempt(0, 3, transient(), || "x".into()).ok(), Some(1));
+        assert_eq!(next_attempt(1, 3, transient(), || "x".into()).ok(), Some(2));
+        match next_attempt(2, 3, transient(), || "uploading c".into()) {
+            Err(LbError::GaveUp {
+                what,
+                attempts,
+                last,
+            }) => {
+                assert_eq!((what.as_str(), attempts), ("uploading c", 3));
+                assert!(last.is(503, "backendError"), "{last}");
+            }
+            other => panic!("expected GaveUp, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn next_attempt_with_zero_attempts_configured_still_made_one() {
+        // `attempts = 0` makes one attempt (as `max(1)` always did), and
+        // giving up after it names the configured figure.
+        assert!(matches!(
+            next_attempt(0, 0, transient(), || "x".into()),
+            Err(LbError::GaveUp { attempts: 0, .. })
+        ));
+    }
 }

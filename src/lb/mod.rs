@@ -11,18 +11,27 @@
 //!
 //! Every step reads GCP first and does only what is missing, so running it again
 //! after a crash at any point converges without duplicating anything.
+//!
+//! The pipeline reaches these steps through the [`target::CertificateTarget`]
+//! seam (observe, upload, attach, clean up; its contract is written there),
+//! with the implementation picked by [`target::choose`]; `install` holds the
+//! first implementation, `sslCertificates` on target HTTPS proxies.
 
 pub mod install;
+pub mod left_behind;
 pub mod naming;
 pub mod observe;
 pub mod proxies;
 pub mod takeover;
+pub mod target;
 pub mod verify;
 
 use crate::gcp::GcpError;
 
 pub use install::{HandMade, InstallOptions, InstallReport, StepHook, install, retake};
+pub use left_behind::LeftBehind;
 pub use observe::{Observation, ProxyObservation, ServedCertificate, observe};
+pub use target::{CertificateTarget, Target, choose};
 pub use verify::{VerifyOptions, VerifyOutcome};
 
 /// Why installing (or observing) failed. Google's words are kept in [`GcpError`].
@@ -69,6 +78,13 @@ pub enum LbError {
         attempts: u32,
         last: Box<GcpError>,
     },
+    /// Compute reported a change done, yet reading back shows it not in place
+    /// (a concurrent writer on the proxy, or an operation replayed from an
+    /// earlier life of the resource), on every attempt.
+    #[error(
+        "{what}: Compute reported the change done but it was not in place on any of {attempts} attempts (another writer, or a replayed request); the next run retries"
+    )]
+    NotInPlace { what: String, attempts: u32 },
     /// The issued chain cannot be read.
     #[error("the issued certificate cannot be read: {0}")]
     Certificate(#[from] crate::certs::CertError),

@@ -8,7 +8,7 @@ use crate::config::{CertificateConfig, Config};
 use crate::gcp::Gcp;
 use crate::gcp::compute::{TargetHttpsProxy, name_of};
 use crate::lb::takeover::{self, Listed};
-use crate::lb::{self, Observation};
+use crate::lb::{self, CertificateTarget, Observation};
 
 /// How the new certificate is named in a preview (its hash is not known yet).
 pub const NEW: &str = "<new>";
@@ -30,7 +30,7 @@ pub async fn check(config: &Config, gcp: &Gcp) -> Vec<Line> {
     let mut lines = Vec::new();
     for cert in &config.certificates {
         // A missing proxy is reported by the proxy check.
-        let Ok(obs) = lb::observe(gcp, cert).await else {
+        let Ok(obs) = lb::choose(gcp, cert).observe(cert).await else {
             continue;
         };
         let mut adopted = Vec::new();

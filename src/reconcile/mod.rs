@@ -1,6 +1,7 @@
 //! The certificate reconciler behind `renew` and `status`: observe what the
-//! proxies serve, decide ([`decide::decide`], pure), then drive
-//! issue -> persist -> upload -> swap -> verify -> clean up.
+//! certificate target serves ([`lb::CertificateTarget`]), decide
+//! ([`decide::decide`], pure), then drive
+//! issue -> persist -> upload -> attach (swap, verify) -> clean up.
 //!
 //! Crash safety comes from two places only: the ACME engine persists the issued
 //! certificate (0600) before returning it, and the pending file is removed only
@@ -21,6 +22,7 @@ use crate::config::{CertificateConfig, Config};
 use crate::dns::CloudDns;
 use crate::gcp::Gcp;
 use crate::lb::install::step;
+use crate::lb::target::{self, CertificateTarget};
 use crate::lb::{self, InstallOptions, InstallReport, LbError, VerifyOptions};
 use crate::state::{CertificateLock, StateDir, StateError};
 
@@ -167,7 +169,9 @@ impl Renewer {
         // Before observing: what another process is doing would make the
         // observation stale.
         let _lock = lock_certificate(self.acme.state(), &cert.name).await?;
-        let obs = lb::observe(&self.gcp, cert).await?;
+        // Where the certificate is served: chosen once, from the configuration.
+        let target = lb::choose(&self.gcp, cert);
+        let obs = target.observe(cert).await?;
         let pending = self.acme.pending(&cert.name)?;
         let plan = decide(
             cert,
@@ -200,7 +204,7 @@ impl Renewer {
             }
             (Action::Swap, _) if plan.swap_to.is_some() => {
                 let resource = plan.swap_to.clone().unwrap_or_default();
-                let report = lb::retake(&self.gcp, cert, &resource, &self.install).await?;
+                let report = target::retake(&target, cert, &resource, &self.install).await?;
                 return Ok(Outcome {
                     certificate: cert.name.clone(),
                     done: Done::Swapped {
@@ -223,7 +227,7 @@ impl Renewer {
                 (issued, true)
             }
         };
-        let report = lb::install(&self.gcp, cert, &issued, &self.install).await?;
+        let report = target::install(&target, cert, &issued, &self.install).await?;
         // Only now: the new certificate is served everywhere and the old ones are gone.
         self.acme.mark_installed(&cert.name)?;
         Ok(Outcome {

@@ -9,9 +9,9 @@ use time::OffsetDateTime;
 use crate::acme::store;
 use crate::config::{CertificateConfig, Config};
 use crate::gcp::Gcp;
-use crate::gcp::compute::name_of;
-use crate::lb;
-use crate::lb::takeover::{Competitor, Fate, Overlap};
+use crate::lb::takeover::{Competitor, Fate};
+use crate::lb::target::TargetProject;
+use crate::lb::{self, CertificateTarget};
 use crate::reconcile::decide::{Action, decide};
 use crate::state::StateDir;
 
@@ -105,16 +105,7 @@ impl DaemonStatus {
 }
 
 /// A hand-made certificate ours replaced (or would have), left in the project.
-#[derive(Clone, Debug, Serialize)]
-pub struct HandMadeStatus {
-    pub name: String,
-    /// Proxies of the project that list it (none of them configured here).
-    pub served_by: Vec<String>,
-    /// In words, with what to do.
-    pub message: String,
-    /// Deletes it (when no proxy lists it).
-    pub delete_command: Option<String>,
-}
+pub use crate::lb::LeftBehind as HandMadeStatus;
 
 /// An issued certificate not yet installed.
 #[derive(Clone, Debug, Serialize)]
@@ -161,11 +152,17 @@ pub struct ServedStatus {
 pub async fn status(gcp: &Gcp, config: &Config, state: &StateDir) -> StatusReport {
     let now = OffsetDateTime::now_utc();
     let soon = config.daemon.error_before.get();
-    let project = Project::read(gcp).await;
+    let project = TargetProject::default();
     let mut certificates = Vec::new();
     for cert in &config.certificates {
-        let mut s = one(gcp, cert, state, now, soon).await;
-        project.hand_made(gcp, cert, &mut s);
+        let target = lb::choose(gcp, cert);
+        let mut s = one(&target, cert, state, now, soon).await;
+        match target.left_behind(cert, &project).await {
+            Ok(found) => s.hand_made = found,
+            Err(e) => s.warnings.push(format!(
+                "cannot look for hand-made certificates left behind: {e}"
+            )),
+        }
         certificates.push(s);
     }
     StatusReport {
@@ -176,98 +173,8 @@ pub async fn status(gcp: &Gcp, config: &Config, state: &StateDir) -> StatusRepor
     }
 }
 
-/// Every proxy and certificate of the project, for what no configured proxy shows.
-struct Project {
-    proxies: Result<Vec<crate::gcp::compute::TargetHttpsProxy>, String>,
-    certificates: Result<Vec<crate::gcp::compute::SslCertificate>, String>,
-}
-
-impl Project {
-    async fn read(gcp: &Gcp) -> Project {
-        Project {
-            proxies: gcp
-                .list_target_https_proxies()
-                .await
-                .map_err(|e| e.to_string()),
-            certificates: gcp
-                .list_ssl_certificates(None)
-                .await
-                .map_err(|e| e.to_string()),
-        }
-    }
-
-    /// Hand-made certificates whose names ours fully covers and that no
-    /// configured proxy lists: named, with where they are still served and the
-    /// command that deletes them.
-    fn hand_made(&self, gcp: &Gcp, cert: &CertificateConfig, s: &mut CertificateStatus) {
-        let (proxies, certificates) = match (&self.proxies, &self.certificates) {
-            (Ok(p), Ok(c)) => (p, c),
-            (Err(e), _) | (_, Err(e)) => {
-                s.warnings.push(format!(
-                    "cannot look for hand-made certificates left behind: {e}"
-                ));
-                return;
-            }
-        };
-        let names = store::normalize_names(&cert.domains);
-        for c in certificates {
-            let served = lb::observe::served_from(&cert.name, "", c.clone());
-            let listed = served.listed();
-            if listed.marked || lb::takeover::overlap(&names, &listed.sans) != Overlap::Covered {
-                continue;
-            }
-            let served_by: Vec<String> = proxies
-                .iter()
-                .filter(|p| p.ssl_certificates.iter().any(|u| name_of(u) == c.name))
-                .map(|p| p.name.clone())
-                .collect();
-            if served_by
-                .iter()
-                .any(|p| cert.target_https_proxies.contains(p))
-            {
-                // Still on a configured proxy: the reasons say it.
-                continue;
-            }
-            let adopted = cert.adopt.contains(&c.name);
-            let (message, delete_command) = if served_by.is_empty() {
-                let cmd = lb::takeover::delete_command(&gcp.project, &c.name);
-                (
-                    format!(
-                        "hand-made sslCertificate {} (for {}) is no longer served by any proxy{}; delete it with: {cmd}",
-                        c.name,
-                        listed.sans.join(", "),
-                        if adopted {
-                            "; it is adopted, so the next renewal deletes it"
-                        } else {
-                            "; gclb-acme keeps it"
-                        }
-                    ),
-                    Some(cmd),
-                )
-            } else {
-                (
-                    format!(
-                        "hand-made sslCertificate {} (for {}) is still served by target HTTPS proxy {}, which is not configured for {}: add it to target_https_proxies to have it replaced there too",
-                        c.name,
-                        listed.sans.join(", "),
-                        served_by.join(", "),
-                        cert.name
-                    ),
-                    None,
-                )
-            };
-            s.hand_made.push(HandMadeStatus {
-                name: c.name.clone(),
-                served_by,
-                message,
-                delete_command,
-            });
-        }
-    }
-}
-
 async fn one(
-    gcp: &Gcp,
+    target: &lb::Target<'_>,
     cert: &CertificateConfig,
     state: &StateDir,
     now: OffsetDateTime,
@@ -301,7 +208,7 @@ async fn one(
         issued_at: p.issued_at,
         resource: lb::naming::certificate_resource_name(&cert.name, &p.leaf.sha256_hex),
     });
-    let obs = match lb::observe(gcp, cert).await {
+    let obs = match target.observe(cert).await {
         Ok(o) => o,
         Err(e) => {
             s.error = Some(e.to_string());
