@@ -375,3 +375,131 @@ impl<P: DnsProvider> crate::acme::Dns01Solver for Solver<P> {
             .map_err(solver_error)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A provider with fixed placements: what the solver does with them must not
+    /// depend on Cloud DNS.
+    struct Fixed(Vec<(&'static str, Placement)>);
+
+    impl DnsProvider for Fixed {
+        fn name(&self) -> &'static str {
+            "fixed"
+        }
+        async fn present(&self, _: &[TxtRecord]) -> Result<u32, DnsError> {
+            Ok(0)
+        }
+        async fn cleanup(&self, _: &[TxtRecord]) -> Result<u32, DnsError> {
+            Ok(0)
+        }
+        async fn placement(&self, record_name: &str) -> Result<Placement, DnsError> {
+            self.0
+                .iter()
+                .find(|(n, _)| *n == record_name)
+                .map(|(_, p)| p.clone())
+                .ok_or_else(|| DnsError::Servers(format!("no placement for {record_name}")))
+        }
+    }
+
+    fn placement(name: &str, zone: &str, servers: &[&str]) -> Placement {
+        Placement {
+            name: name.into(),
+            zone: zone.into(),
+            servers: servers.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    fn rec(name: &str, value: &str) -> TxtRecord {
+        TxtRecord {
+            name: name.into(),
+            value: value.into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn one_expectation_per_written_name_with_all_its_values_at_its_zones_servers() {
+        // Apex and wildcard share a name; a second name is delegated by CNAME to
+        // the same target; a third lives in another zone.
+        let target = placement("t.delegated.test.", "z1", &["127.0.0.1:1053"]);
+        let solver = Solver::with_provider(
+            Fixed(vec![
+                ("_acme-challenge.a.test", target.clone()),
+                ("_acme-challenge.b.test", target),
+                (
+                    "_acme-challenge.c.test",
+                    placement("_acme-challenge.c.test.", "z2", &["127.0.0.2:53"]),
+                ),
+            ]),
+            &DnsConfig::default(),
+        );
+        let records = [
+            rec("_acme-challenge.a.test", "apex"),
+            rec("_acme-challenge.a.test", "wildcard"),
+            rec("_acme-challenge.b.test", "b"),
+            rec("_acme-challenge.b.test", "b"),
+            rec("_acme-challenge.c.test", "c"),
+        ];
+        let e = solver.expectations(&records).await.unwrap();
+        let got: Vec<(&str, Vec<&str>, Vec<String>)> = e
+            .iter()
+            .map(|e| {
+                (
+                    e.name.as_str(),
+                    e.values.iter().map(String::as_str).collect(),
+                    e.servers.iter().map(|s| s.addr.to_string()).collect(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (
+                    "t.delegated.test.",
+                    vec!["apex", "wildcard", "b"],
+                    vec!["127.0.0.1:1053".to_string()]
+                ),
+                (
+                    "_acme-challenge.c.test.",
+                    vec!["c"],
+                    vec!["127.0.0.2:53".to_string()]
+                ),
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn configured_name_servers_replace_the_providers_and_none_at_all_is_an_error() {
+        let provider = || Fixed(vec![("n", placement("n.", "bare", &[]))]);
+        let err = Solver::with_provider(provider(), &DnsConfig::default())
+            .expectations(&[rec("n", "v")])
+            .await
+            .unwrap_err();
+        assert!(matches!(err, DnsError::Servers(_)), "{err:?}");
+        assert_eq!(
+            err.to_string(),
+            "cannot find the name servers to check: zone bare lists no name servers; set dns.nameservers"
+        );
+        let config = DnsConfig {
+            nameservers: vec!["127.0.0.9:5300".into()],
+            ..DnsConfig::default()
+        };
+        let e = Solver::with_provider(provider(), &config)
+            .expectations(&[rec("n", "v")])
+            .await
+            .unwrap();
+        assert_eq!(e[0].servers[0].addr.to_string(), "127.0.0.9:5300");
+    }
+
+    #[tokio::test]
+    async fn a_placement_error_stops_before_any_server_is_polled() {
+        let solver = Solver::with_provider(Fixed(vec![]), &DnsConfig::default());
+        let err = solver.present(&[rec("missing", "v")]).await.unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "cannot find the name servers to check: no placement for missing"
+        );
+        assert_eq!(solver.checker().queries(), 0);
+    }
+}

@@ -47,17 +47,6 @@ pub enum WireError {
     Malformed(#[source] hickory_proto::serialize::binary::DecodeError),
 }
 
-impl WireError {
-    /// Whether the server may answer if asked again (no answer, or a transport
-    /// failure), as opposed to a query we cannot even build.
-    pub fn is_transient(&self) -> bool {
-        !matches!(
-            self,
-            WireError::BadName { .. } | WireError::Encode(_) | WireError::TooLarge
-        )
-    }
-}
-
 /// For callers whose errors are still plain text (the preflight's resolver).
 impl From<WireError> for String {
     fn from(e: WireError) -> String {
@@ -146,4 +135,65 @@ async fn tcp(bytes: &[u8], server: SocketAddr) -> Result<Message, WireError> {
     tokio::time::timeout(QUERY_TIMEOUT, work)
         .await
         .map_err(|_| WireError::TcpTimeout)?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A loopback server that answers one query with `answer(query)`.
+    async fn serve_once(answer: fn(Message) -> Message) -> SocketAddr {
+        let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let addr = sock.local_addr().unwrap();
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 4096];
+            let (n, from) = sock.recv_from(&mut buf).await.unwrap();
+            let reply = answer(Message::from_vec(&buf[..n]).unwrap());
+            sock.send_to(&reply.to_vec().unwrap(), from).await.unwrap();
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn unusable_answers_are_typed_errors_with_the_old_texts() {
+        let addr = serve_once(|mut q| {
+            q.metadata.id = q.metadata.id.wrapping_add(1);
+            q.metadata.message_type = MessageType::Response;
+            q
+        })
+        .await;
+        let e = query("a.test.", RecordType::TXT, addr, false)
+            .await
+            .err()
+            .unwrap();
+        assert!(matches!(e, WireError::WrongId), "{e:?}");
+
+        // The query echoed back as is: a query, not a response.
+        let addr = serve_once(|q| q).await;
+        let e = query("a.test.", RecordType::TXT, addr, false)
+            .await
+            .err()
+            .unwrap();
+        assert_eq!(e.to_string(), "not a response");
+        assert_eq!(String::from(e), "not a response");
+    }
+
+    #[tokio::test]
+    async fn a_name_that_cannot_be_asked_is_refused_before_sending() {
+        let long = format!("{}.test.", "a".repeat(64));
+        let e = query(
+            &long,
+            RecordType::TXT,
+            "127.0.0.1:9".parse().unwrap(),
+            false,
+        )
+        .await
+        .err()
+        .unwrap();
+        assert!(matches!(e, WireError::BadName { .. }), "{e:?}");
+        assert!(
+            e.to_string().starts_with(&format!("bad name {long}: ")),
+            "{e}"
+        );
+    }
 }
