@@ -7,7 +7,7 @@
 //! `tests/fuzz_seeds.rs`, so both check exactly the same properties.
 
 use gclb_acme::config::duration;
-use gclb_acme::dns::{txt, zone};
+use gclb_acme::dns::{cloud_dns, txt, zone};
 use gclb_acme::gcp::dns::{Change, ManagedZone, ResourceRecordSet};
 use gclb_acme::names;
 use gclb_acme::schedule::window::Cron;
@@ -81,7 +81,7 @@ fn plan(s: &str) {
         }
     }
     let mut change = Change::default();
-    let changed = txt::plan_edit(&mut change, current.as_ref(), &edit, 60);
+    let changed = cloud_dns::plan_change(&mut change, current.as_ref(), &edit, 60);
     if !changed {
         assert_eq!(
             change,

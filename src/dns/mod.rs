@@ -1,26 +1,28 @@
-//! DNS-01 through Cloud DNS: find the zone of each challenge name (following a
-//! CNAME delegation into another managed zone), write all TXT values of one zone
-//! in one atomic change that keeps other writers' values, and wait until every
-//! authoritative name server serves them.
+//! DNS-01: publish the challenge TXT values through a DNS provider, wait until
+//! every authoritative name server serves them, remove them afterwards.
+//!
+//! The seam is [`DnsProvider`] (write and remove TXT values, name the servers to
+//! poll); [`Solver`] adds what every provider shares (the propagation check,
+//! the ACME [`Dns01Solver`](crate::acme::Dns01Solver) glue); [`from_config`] is
+//! the one place that chooses the provider. Provider-neutral: `propagation` and
+//! `wire` (DNS queries), `txt` (quoting and the merge that keeps other writers'
+//! values), `zone` (longest public suffix). Cloud DNS, the first provider, is
+//! `cloud_dns`, the only module here that knows Cloud DNS's wire types.
 
+pub mod cloud_dns;
 pub mod propagation;
 pub mod txt;
 pub mod wire;
 pub mod zone;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::future::join_all;
-use rand::RngExt;
-use tokio::sync::{Mutex, OnceCell};
-
 use crate::config::DnsConfig;
-use crate::gcp::dns::{Change, ManagedZone};
 use crate::gcp::{Gcp, GcpError};
+pub use cloud_dns::{CloudDnsProvider, Target};
 use propagation::{Checker, Expectation, PropagationError, Server};
-use txt::Edit;
 pub use zone::ZoneError;
 
 /// One TXT value to publish.
@@ -31,13 +33,120 @@ pub struct TxtRecord {
     pub value: String,
 }
 
-/// Where a challenge name's TXT values are written.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Target {
-    pub zone: ManagedZone,
-    /// Absolute, with the trailing dot; differs from the challenge name when a
-    /// CNAME delegates it.
+/// Where a provider writes one challenge name's values, and who answers for it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Placement {
+    /// The name written, absolute with the trailing dot; differs from the
+    /// challenge name when a CNAME delegates it.
     pub name: String,
+    /// The provider's zone holding it, for messages.
+    pub zone: String,
+    /// The zone's authoritative name servers: `host`, `host:port` or `ip:port`.
+    /// May be empty when the provider cannot know them (`dns.nameservers` then
+    /// has to name them).
+    pub servers: Vec<String>,
+}
+
+/// A DNS provider: where challenge TXT values are written.
+///
+/// # Contract
+///
+/// What every implementation guarantees; the solver, the daemon and the tests
+/// rely on it (the tests in `tests/dns_solver.rs` hold Cloud DNS to it).
+///
+/// * **Batches.** [`present`](Self::present) and [`cleanup`](Self::cleanup) get
+///   all records of one order at once; the provider groups them as its API
+///   allows (Cloud DNS: one change per zone). A batch need not be atomic across
+///   zones, but each name's record set is replaced in one write.
+/// * **Idempotence.** Presenting values already served, or cleaning up values
+///   already gone, succeeds and writes nothing (returns 0 changes). The same
+///   value twice in one batch is one value.
+/// * **Concurrent writers.** Other writers may change the same record set at
+///   any time: another certificate of this daemon, another instance, another
+///   ACME client, a person. A write is conditional on the set as read (Cloud
+///   DNS: the change deletes exactly that set, or fails with 412/409); on a
+///   conflict the provider reads again and recomputes, a bounded number of
+///   times, then fails with the retryable [`DnsError::Contended`]. It never
+///   overwrites a set blindly. Calls on one instance may run concurrently
+///   (`&self`); caches are behind locks.
+/// * **What cleanup may remove.** Exactly the given values at the given names,
+///   nothing else: other writers' values stay, with their quoting and the set's
+///   TTL; a set left empty is deleted; other record types (the CNAME that
+///   delegates a challenge name) are never touched.
+/// * **Crashes and retries.** The records themselves are the only state: no
+///   local bookkeeping is needed for correctness. After a crash the caller
+///   simply calls `present` again with the same values (idempotent), or
+///   `cleanup` on a fresh instance with the values of the crashed attempt;
+///   cleanup must work after a partial or interrupted `present` and without
+///   any `present` in this process. A write whose fate is unknown (timeout, 5xx)
+///   is handled like a conflict: read again, then decide.
+/// * **Completion.** Both return once the provider has accepted and applied the
+///   write (Cloud DNS: the change is `done`), not once it is served: the
+///   [`Solver`] polls the servers [`placement`](Self::placement) names.
+/// * **Placement.** `placement` resolves a name exactly as `present` did
+///   (same CNAME delegation, same zone), without writing.
+/// * **Errors.** [`DnsError::is_retryable`] tells the daemon whether trying
+///   later may help; a permanent error says what to change (zone, delegation,
+///   permission), and an API error keeps the provider's code and message.
+pub trait DnsProvider: Send + Sync {
+    /// The backend's name, for logs.
+    fn name(&self) -> &'static str;
+
+    /// Makes every value present at its name (keeping other values there);
+    /// returns how many writes were made.
+    fn present(&self, records: &[TxtRecord]) -> impl Future<Output = Result<u32, DnsError>> + Send;
+
+    /// Removes exactly these values (keeping other values there); returns how
+    /// many writes were made.
+    fn cleanup(&self, records: &[TxtRecord]) -> impl Future<Output = Result<u32, DnsError>> + Send;
+
+    /// Where `record_name`'s values go and which servers answer for it.
+    fn placement(
+        &self,
+        record_name: &str,
+    ) -> impl Future<Output = Result<Placement, DnsError>> + Send;
+}
+
+/// The providers a configuration can choose; dispatches to the one chosen.
+pub enum Provider {
+    CloudDns(CloudDnsProvider),
+}
+
+impl DnsProvider for Provider {
+    fn name(&self) -> &'static str {
+        match self {
+            Provider::CloudDns(p) => p.name(),
+        }
+    }
+
+    async fn present(&self, records: &[TxtRecord]) -> Result<u32, DnsError> {
+        match self {
+            Provider::CloudDns(p) => p.present(records).await,
+        }
+    }
+
+    async fn cleanup(&self, records: &[TxtRecord]) -> Result<u32, DnsError> {
+        match self {
+            Provider::CloudDns(p) => p.cleanup(records).await,
+        }
+    }
+
+    async fn placement(&self, record_name: &str) -> Result<Placement, DnsError> {
+        match self {
+            Provider::CloudDns(p) => p.placement(record_name).await,
+        }
+    }
+}
+
+/// The solver for one certificate's names, with the provider the configuration
+/// chooses. The one place that chooses: a second provider adds a variant to
+/// [`Provider`] and an arm here (keyed on a `[dns]` setting).
+/// `zone`: the certificate's configured zone (skips discovery), if any.
+pub fn from_config(gcp: Gcp, config: &DnsConfig, zone: Option<String>) -> Solver<Provider> {
+    Solver::with_provider(
+        Provider::CloudDns(CloudDnsProvider::new(gcp, config, zone)),
+        config,
+    )
 }
 
 /// Why DNS-01 work failed.
@@ -86,11 +195,6 @@ impl DnsError {
     }
 }
 
-fn gcp(what: impl Into<String>) -> impl FnOnce(GcpError) -> DnsError {
-    let what = what.into();
-    move |source| DnsError::Gcp { what, source }
-}
-
 /// What presenting cost, for logs and benchmarks.
 #[derive(Clone, Debug, Default)]
 pub struct PresentReport {
@@ -99,23 +203,7 @@ pub struct PresentReport {
     pub propagation: Duration,
 }
 
-const MAX_CNAME_HOPS: usize = 8;
-const MAX_CHANGE_ATTEMPTS: u32 = 8;
-
-/// The Cloud DNS solver for one certificate's names.
-pub struct CloudDns {
-    gcp: Gcp,
-    ttl: u32,
-    propagation_timeout: Duration,
-    nameservers: Vec<String>,
-    zone_override: Option<String>,
-    zones: OnceCell<Vec<ManagedZone>>,
-    targets: Mutex<HashMap<String, Target>>,
-    checker: Arc<Checker>,
-    change_timeout: Duration,
-}
-
-fn fqdn(name: &str) -> String {
+pub(crate) fn fqdn(name: &str) -> String {
     if name.ends_with('.') {
         name.to_ascii_lowercase()
     } else {
@@ -123,20 +211,42 @@ fn fqdn(name: &str) -> String {
     }
 }
 
-impl CloudDns {
+/// DNS-01 over any provider: write through it, then wait until every
+/// authoritative server it names (or `dns.nameservers`) serves every value.
+pub struct Solver<P> {
+    provider: P,
+    propagation_timeout: Duration,
+    nameservers: Vec<String>,
+    checker: Arc<Checker>,
+}
+
+/// The Cloud DNS solver, named for callers that want Cloud DNS itself (tests).
+pub type CloudDns = Solver<CloudDnsProvider>;
+
+impl Solver<CloudDnsProvider> {
     /// `zone`: the configured managed zone (skips discovery), if any.
     pub fn new(gcp: Gcp, config: &DnsConfig, zone: Option<String>) -> CloudDns {
-        CloudDns {
-            gcp,
-            ttl: config.ttl,
+        Solver::with_provider(CloudDnsProvider::new(gcp, config, zone), config)
+    }
+
+    /// The zone and name where `record_name`'s TXT values go, following CNAMEs.
+    pub async fn target(&self, record_name: &str) -> Result<Target, DnsError> {
+        self.provider.target(record_name).await
+    }
+}
+
+impl<P: DnsProvider> Solver<P> {
+    pub fn with_provider(provider: P, config: &DnsConfig) -> Solver<P> {
+        Solver {
+            provider,
             propagation_timeout: config.propagation_timeout.get(),
             nameservers: config.nameservers.clone(),
-            zone_override: zone,
-            zones: OnceCell::new(),
-            targets: Mutex::new(HashMap::new()),
             checker: Checker::new(),
-            change_timeout: Duration::from_secs(120),
         }
+    }
+
+    pub fn provider(&self) -> &P {
+        &self.provider
     }
 
     /// The propagation checker (its query count feeds metrics and benchmarks).
@@ -144,117 +254,23 @@ impl CloudDns {
         &self.checker
     }
 
-    async fn all_zones(&self) -> Result<&Vec<ManagedZone>, DnsError> {
-        self.zones
-            .get_or_try_init(|| async {
-                self.gcp.list_zones(None).await.map_err(gcp(format!(
-                    "listing the Cloud DNS zones of project {}",
-                    self.gcp.project
-                )))
-            })
-            .await
-    }
-
-    async fn zone_for(&self, fqdn: &str, allow_override: bool) -> Result<ManagedZone, DnsError> {
-        if allow_override && let Some(z) = &self.zone_override {
-            let zone = self
-                .gcp
-                .get_zone(z)
-                .await
-                .map_err(gcp(format!("reading the configured zone {z}")))?;
-            zone::check_explicit(&zone, fqdn)?;
-            return Ok(zone);
-        }
-        let zones = self.all_zones().await?;
-        Ok(zone::select(zones, fqdn, &self.gcp.project)?.clone())
-    }
-
-    /// The zone and name where `record_name`'s TXT values go, following CNAMEs.
-    pub async fn target(&self, record_name: &str) -> Result<Target, DnsError> {
-        let start = fqdn(record_name);
-        if let Some(t) = self.targets.lock().await.get(&start) {
-            return Ok(t.clone());
-        }
-        let mut name = start.clone();
-        let mut zone = self.zone_for(&name, true).await?;
-        let mut seen = vec![name.clone()];
-        for _ in 0..MAX_CNAME_HOPS {
-            let cnames = self
-                .gcp
-                .list_rrsets(&zone.name, &name, "CNAME")
-                .await
-                .map_err(gcp(format!("reading {name} CNAME in zone {}", zone.name)))?;
-            let Some(target) = cnames
-                .first()
-                .and_then(|c| c.rrdatas.first())
-                .map(|t| fqdn(t))
-            else {
-                let t = Target { zone, name };
-                self.targets.lock().await.insert(start, t.clone());
-                return Ok(t);
-            };
-            if seen.contains(&target) {
-                return Err(DnsError::Cname {
-                    name,
-                    target,
-                    why: "loops back to an earlier name".into(),
-                });
-            }
-            tracing::debug!(from = %name, to = %target, "following CNAME delegation of the challenge");
-            zone = self
-                .zone_for(&target, false)
-                .await
-                .map_err(|e| DnsError::Cname {
-                    name: name.clone(),
-                    target: target.clone(),
-                    why: format!("no writable zone holds: {e}"),
-                })?;
-            seen.push(target.clone());
-            name = target;
-        }
-        Err(DnsError::Cname {
-            name: start,
-            target: name,
-            why: format!("is more than {MAX_CNAME_HOPS} CNAMEs away"),
-        })
-    }
-
     /// Writes every value and waits until every authoritative server serves them.
     pub async fn present(&self, records: &[TxtRecord]) -> Result<PresentReport, DnsError> {
-        let by_zone = self.group(records, true).await?;
-        let mut report = PresentReport::default();
-        // Zones are independent: write them concurrently.
-        let results = join_all(
-            by_zone
-                .values()
-                .map(|(zone, edits)| self.apply(zone, edits)),
-        )
-        .await;
-        for r in results {
-            if r? {
-                report.changes += 1;
-            }
-        }
-        let mut expectations = Vec::new();
-        for (zone, edits) in by_zone.values() {
-            let servers = self.servers(zone).await?;
-            for e in edits {
-                expectations.push(Expectation {
-                    name: e.name.clone(),
-                    values: e.add.clone(),
-                    servers: servers.clone(),
-                });
-            }
-        }
+        let changes = self.provider.present(records).await?;
+        let expectations = self.expectations(records).await?;
         let r = self
             .checker
             .wait(&expectations, self.propagation_timeout)
             .await?;
-        report.dns_queries = r.queries;
-        report.propagation = r.waited;
+        let report = PresentReport {
+            changes,
+            dns_queries: r.queries,
+            propagation: r.waited,
+        };
         tracing::info!(
+            provider = self.provider.name(),
             names = expectations.len(),
-            changes = report.changes,
+            changes,
             dns_queries = r.queries,
             waited_ms = r.waited.as_millis() as u64,
             "challenge records served by every authoritative name server"
@@ -264,120 +280,54 @@ impl CloudDns {
 
     /// Removes exactly our values (other values at the same names stay).
     pub async fn cleanup(&self, records: &[TxtRecord]) -> Result<u32, DnsError> {
-        let by_zone = self.group(records, false).await?;
-        let results = join_all(
-            by_zone
-                .values()
-                .map(|(zone, edits)| self.apply(zone, edits)),
-        )
-        .await;
-        let mut changes = 0;
-        for r in results {
-            if r? {
-                changes += 1;
-            }
-        }
-        Ok(changes)
+        self.provider.cleanup(records).await
     }
 
-    async fn group(
-        &self,
-        records: &[TxtRecord],
-        add: bool,
-    ) -> Result<BTreeMap<String, (ManagedZone, Vec<Edit>)>, DnsError> {
-        let mut by_zone: BTreeMap<String, (ManagedZone, Vec<Edit>)> = BTreeMap::new();
+    /// One expectation per written name: all its values, at its servers.
+    async fn expectations(&self, records: &[TxtRecord]) -> Result<Vec<Expectation>, DnsError> {
+        let mut out: Vec<Expectation> = Vec::new();
+        let mut servers_of_zone: HashMap<String, Vec<Server>> = HashMap::new();
         for r in records {
-            let t = self.target(&r.name).await?;
-            let entry = by_zone
-                .entry(t.zone.name.clone())
-                .or_insert_with(|| (t.zone.clone(), Vec::new()));
-            let edit = match entry.1.iter_mut().find(|e| e.name == t.name) {
-                Some(e) => e,
+            let p = self.provider.placement(&r.name).await?;
+            if let Some(e) = out.iter_mut().find(|e| e.name == p.name) {
+                if !e.values.contains(&r.value) {
+                    e.values.push(r.value.clone());
+                }
+                continue;
+            }
+            let servers = match servers_of_zone.get(&p.zone) {
+                Some(s) => s.clone(),
                 None => {
-                    entry.1.push(Edit {
-                        name: t.name.clone(),
-                        ..Default::default()
-                    });
-                    let last = entry.1.len() - 1;
-                    &mut entry.1[last]
+                    let s = self.servers(&p).await?;
+                    servers_of_zone.insert(p.zone.clone(), s.clone());
+                    s
                 }
             };
-            let list = if add { &mut edit.add } else { &mut edit.remove };
-            if !list.contains(&r.value) {
-                list.push(r.value.clone());
-            }
+            out.push(Expectation {
+                name: p.name,
+                values: vec![r.value.clone()],
+                servers,
+            });
         }
-        Ok(by_zone)
+        Ok(out)
     }
 
-    /// One atomic change for all edits of a zone; on 409/412/404 (another writer
-    /// got there first) re-read and try again. Returns whether a change was made.
-    async fn apply(&self, zone: &ManagedZone, edits: &[Edit]) -> Result<bool, DnsError> {
-        for attempt in 1..=MAX_CHANGE_ATTEMPTS {
-            let mut change = Change::default();
-            let currents = join_all(
-                edits
-                    .iter()
-                    .map(|e| self.gcp.list_rrsets(&zone.name, &e.name, "TXT")),
-            )
-            .await;
-            for (e, current) in edits.iter().zip(currents) {
-                let current = current
-                    .map_err(gcp(format!("reading {} TXT in zone {}", e.name, zone.name)))?;
-                txt::plan_edit(&mut change, current.first(), e, self.ttl);
-            }
-            if change.additions.is_empty() && change.deletions.is_empty() {
-                return Ok(false);
-            }
-            match self.gcp.create_change(&zone.name, &change).await {
-                Ok(c) => {
-                    let done = self
-                        .gcp
-                        .wait_change(&zone.name, c, self.change_timeout)
-                        .await
-                        .map_err(gcp(format!("waiting for the change in zone {}", zone.name)))?;
-                    tracing::debug!(zone = %zone.name, change = ?done.id, additions = change.additions.len(), deletions = change.deletions.len(), "Cloud DNS change done");
-                    return Ok(true);
-                }
-                Err(e)
-                    if e.is(409, "alreadyExists")
-                        || e.is(412, "conditionNotMet")
-                        || e.is(404, "notFound")
-                        || e.is_retryable() =>
-                {
-                    // Someone changed the set between our read and our write (or
-                    // the write's fate is unknown): read again and rebuild.
-                    let delay = Duration::from_millis(
-                        rand::rng().random_range(10..=50) * u64::from(attempt),
-                    );
-                    tracing::debug!(zone = %zone.name, attempt, error = %e, "TXT set changed under us; re-reading");
-                    tokio::time::sleep(delay).await;
-                }
-                Err(e) => return Err(gcp(format!("writing TXT records in zone {}", zone.name))(e)),
-            }
-        }
-        Err(DnsError::Contended {
-            zone: zone.name.clone(),
-            attempts: MAX_CHANGE_ATTEMPTS,
-        })
-    }
-
-    async fn servers(&self, zone: &ManagedZone) -> Result<Vec<Server>, DnsError> {
-        let specs: Vec<String> = if self.nameservers.is_empty() {
-            zone.name_servers.clone()
+    async fn servers(&self, p: &Placement) -> Result<Vec<Server>, DnsError> {
+        let specs = if self.nameservers.is_empty() {
+            &p.servers
         } else {
-            self.nameservers.clone()
+            &self.nameservers
         };
         if specs.is_empty() {
             return Err(DnsError::Servers(format!(
                 "zone {} lists no name servers; set dns.nameservers",
-                zone.name
+                p.zone
             )));
         }
         let mut out = Vec::new();
         for s in specs {
             out.extend(
-                propagation::resolve_servers(&s)
+                propagation::resolve_servers(s)
                     .await
                     .map_err(DnsError::Servers)?,
             );
@@ -404,12 +354,12 @@ fn solver_error(e: DnsError) -> crate::acme::SolverError {
     }
 }
 
-impl crate::acme::Dns01Solver for CloudDns {
+impl<P: DnsProvider> crate::acme::Dns01Solver for Solver<P> {
     async fn present(
         &self,
         records: &[crate::acme::ChallengeRecord],
     ) -> Result<(), crate::acme::SolverError> {
-        CloudDns::present(self, &to_txt(records))
+        Solver::present(self, &to_txt(records))
             .await
             .map(|_| ())
             .map_err(solver_error)
@@ -419,9 +369,137 @@ impl crate::acme::Dns01Solver for CloudDns {
         &self,
         records: &[crate::acme::ChallengeRecord],
     ) -> Result<(), crate::acme::SolverError> {
-        CloudDns::cleanup(self, &to_txt(records))
+        Solver::cleanup(self, &to_txt(records))
             .await
             .map(|_| ())
             .map_err(solver_error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A provider with fixed placements: what the solver does with them must not
+    /// depend on Cloud DNS.
+    struct Fixed(Vec<(&'static str, Placement)>);
+
+    impl DnsProvider for Fixed {
+        fn name(&self) -> &'static str {
+            "fixed"
+        }
+        async fn present(&self, _: &[TxtRecord]) -> Result<u32, DnsError> {
+            Ok(0)
+        }
+        async fn cleanup(&self, _: &[TxtRecord]) -> Result<u32, DnsError> {
+            Ok(0)
+        }
+        async fn placement(&self, record_name: &str) -> Result<Placement, DnsError> {
+            self.0
+                .iter()
+                .find(|(n, _)| *n == record_name)
+                .map(|(_, p)| p.clone())
+                .ok_or_else(|| DnsError::Servers(format!("no placement for {record_name}")))
+        }
+    }
+
+    fn placement(name: &str, zone: &str, servers: &[&str]) -> Placement {
+        Placement {
+            name: name.into(),
+            zone: zone.into(),
+            servers: servers.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    fn rec(name: &str, value: &str) -> TxtRecord {
+        TxtRecord {
+            name: name.into(),
+            value: value.into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn one_expectation_per_written_name_with_all_its_values_at_its_zones_servers() {
+        // Apex and wildcard share a name; a second name is delegated by CNAME to
+        // the same target; a third lives in another zone.
+        let target = placement("t.delegated.test.", "z1", &["127.0.0.1:1053"]);
+        let solver = Solver::with_provider(
+            Fixed(vec![
+                ("_acme-challenge.a.test", target.clone()),
+                ("_acme-challenge.b.test", target),
+                (
+                    "_acme-challenge.c.test",
+                    placement("_acme-challenge.c.test.", "z2", &["127.0.0.2:53"]),
+                ),
+            ]),
+            &DnsConfig::default(),
+        );
+        let records = [
+            rec("_acme-challenge.a.test", "apex"),
+            rec("_acme-challenge.a.test", "wildcard"),
+            rec("_acme-challenge.b.test", "b"),
+            rec("_acme-challenge.b.test", "b"),
+            rec("_acme-challenge.c.test", "c"),
+        ];
+        let e = solver.expectations(&records).await.unwrap();
+        let got: Vec<(&str, Vec<&str>, Vec<String>)> = e
+            .iter()
+            .map(|e| {
+                (
+                    e.name.as_str(),
+                    e.values.iter().map(String::as_str).collect(),
+                    e.servers.iter().map(|s| s.addr.to_string()).collect(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (
+                    "t.delegated.test.",
+                    vec!["apex", "wildcard", "b"],
+                    vec!["127.0.0.1:1053".to_string()]
+                ),
+                (
+                    "_acme-challenge.c.test.",
+                    vec!["c"],
+                    vec!["127.0.0.2:53".to_string()]
+                ),
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn configured_name_servers_replace_the_providers_and_none_at_all_is_an_error() {
+        let provider = || Fixed(vec![("n", placement("n.", "bare", &[]))]);
+        let err = Solver::with_provider(provider(), &DnsConfig::default())
+            .expectations(&[rec("n", "v")])
+            .await
+            .unwrap_err();
+        assert!(matches!(err, DnsError::Servers(_)), "{err:?}");
+        assert_eq!(
+            err.to_string(),
+            "cannot find the name servers to check: zone bare lists no name servers; set dns.nameservers"
+        );
+        let config = DnsConfig {
+            nameservers: vec!["127.0.0.9:5300".into()],
+            ..DnsConfig::default()
+        };
+        let e = Solver::with_provider(provider(), &config)
+            .expectations(&[rec("n", "v")])
+            .await
+            .unwrap();
+        assert_eq!(e[0].servers[0].addr.to_string(), "127.0.0.9:5300");
+    }
+
+    #[tokio::test]
+    async fn a_placement_error_stops_before_any_server_is_polled() {
+        let solver = Solver::with_provider(Fixed(vec![]), &DnsConfig::default());
+        let err = solver.present(&[rec("missing", "v")]).await.unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "cannot find the name servers to check: no placement for missing"
+        );
+        assert_eq!(solver.checker().queries(), 0);
     }
 }

@@ -1,12 +1,12 @@
-//! TXT record sets: quoting, parsing, and the merge that turns "add these values,
-//! remove those" into one exact Cloud DNS change (delete the current set as read,
-//! add the merged one), so concurrent writers are detected (412/409) instead of
-//! overwritten.
+//! TXT record sets, provider-neutral: quoting, parsing, and the merge that turns
+//! "add these values, remove those" into the set a name must hold afterwards,
+//! keeping every value another writer put there. A provider writes that set in one
+//! conditional write (Cloud DNS: delete the set as read, add the merged one), so a
+//! concurrent writer is detected instead of overwritten.
 
-use crate::gcp::dns::{Change, ResourceRecordSet};
-
-/// A TXT value as Cloud DNS stores it: one quoted character-string, or several when
-/// longer than 255 bytes. ACME values (43 base64url characters) need no escaping,
+/// A TXT value in presentation format (RFC 1035 5.1), as Cloud DNS and most DNS
+/// APIs store it: one quoted character-string, or several when longer than 255
+/// bytes. ACME values (43 base64url characters) need no escaping,
 /// but quotes and backslashes are escaped for safety.
 pub fn quote(value: &str) -> String {
     // Split between characters, never inside an escape: each character-string holds
@@ -77,18 +77,13 @@ pub struct Edit {
     pub remove: Vec<String>,
 }
 
-/// Adds to `change` what `edit` needs given the `current` TXT set at its name.
-/// Values of other writers are kept. Returns false when nothing needs changing.
-pub fn plan_edit(
-    change: &mut Change,
-    current: Option<&ResourceRecordSet>,
-    edit: &Edit,
-    ttl: u32,
-) -> bool {
-    let existing: Vec<String> = current
-        .map(|r| r.rrdatas.iter().map(|d| unquote(d)).collect())
-        .unwrap_or_default();
-    let mut merged: Vec<String> = current.map(|r| r.rrdatas.clone()).unwrap_or_default();
+/// The rrdatas `edit`'s name must hold afterwards, given the `current` ones (in
+/// presentation format, as the provider returned them), or `None` when nothing
+/// needs changing. Values of other writers are kept exactly as they were quoted;
+/// an empty result means the set is to be deleted.
+pub fn merge(current: &[String], edit: &Edit) -> Option<Vec<String>> {
+    let mut before: Vec<String> = current.iter().map(|d| unquote(d)).collect();
+    let mut merged: Vec<String> = current.to_vec();
     merged.retain(|d| !edit.remove.contains(&unquote(d)));
     for v in &edit.add {
         let present_after = merged.iter().any(|d| &unquote(d) == v);
@@ -96,43 +91,27 @@ pub fn plan_edit(
             merged.push(quote(v));
         }
     }
-    let mut merged_values: Vec<String> = merged.iter().map(|d| unquote(d)).collect();
-    let mut before = existing.clone();
-    merged_values.sort();
+    let mut after: Vec<String> = merged.iter().map(|d| unquote(d)).collect();
     before.sort();
-    if merged_values == before {
-        return false;
-    }
-    if let Some(cur) = current {
-        change.deletions.push(cur.clone());
-    }
-    if !merged.is_empty() {
-        change.additions.push(ResourceRecordSet {
-            name: edit.name.clone(),
-            rtype: "TXT".into(),
-            // Keep the TTL of a set another writer made; ours otherwise.
-            ttl: Some(current.and_then(|c| c.ttl).unwrap_or(ttl)),
-            rrdatas: merged,
-            other: Default::default(),
-        });
-    }
-    true
+    after.sort();
+    if after == before { None } else { Some(merged) }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn set(name: &str, ttl: u32, values: &[&str]) -> ResourceRecordSet {
-        ResourceRecordSet {
-            name: name.into(),
-            rtype: "TXT".into(),
-            ttl: Some(ttl),
-            rrdatas: values.iter().map(|v| quote(v)).collect(),
-            other: Default::default(),
-        }
+    fn quoted(values: &[&str]) -> Vec<String> {
+        values.iter().map(|v| quote(v)).collect()
     }
 
+    fn edit(add: &[&str], remove: &[&str]) -> Edit {
+        Edit {
+            name: "n.".into(),
+            add: add.iter().map(|v| v.to_string()).collect(),
+            remove: remove.iter().map(|v| v.to_string()).collect(),
+        }
+    }
     #[test]
     fn quoting_round_trips() {
         for v in [
@@ -171,83 +150,31 @@ mod tests {
     }
 
     #[test]
-    fn add_to_empty_name_is_one_addition() {
-        let mut c = Change::default();
-        let e = Edit {
-            name: "_acme-challenge.example.com.".into(),
-            add: vec!["v1".into(), "v2".into()],
-            remove: vec![],
-        };
-        assert!(plan_edit(&mut c, None, &e, 60));
-        assert!(c.deletions.is_empty());
-        assert_eq!(c.additions.len(), 1);
-        assert_eq!(c.additions[0].rrdatas, vec!["\"v1\"", "\"v2\""]);
-        assert_eq!(c.additions[0].ttl, Some(60));
+    fn merge_adds_keeps_theirs_and_removes_only_ours() {
+        assert_eq!(
+            merge(&[], &edit(&["v1", "v2"], &[])),
+            Some(quoted(&["v1", "v2"]))
+        );
+        assert_eq!(
+            merge(&quoted(&["theirs"]), &edit(&["ours"], &[])),
+            Some(quoted(&["theirs", "ours"]))
+        );
+        assert_eq!(
+            merge(&quoted(&["theirs", "ours"]), &edit(&[], &["ours"])),
+            Some(quoted(&["theirs"]))
+        );
+        // The last value gone: the set is to be deleted.
+        assert_eq!(
+            merge(&quoted(&["ours"]), &edit(&[], &["ours"])),
+            Some(vec![])
+        );
     }
 
     #[test]
-    fn merge_keeps_other_writers_values_and_ttl() {
-        let cur = set("_acme-challenge.example.com.", 300, &["theirs"]);
-        let mut c = Change::default();
-        let e = Edit {
-            name: cur.name.clone(),
-            add: vec!["ours".into()],
-            remove: vec![],
-        };
-        assert!(plan_edit(&mut c, Some(&cur), &e, 60));
-        assert_eq!(c.deletions, vec![cur.clone()]);
-        assert_eq!(c.additions[0].rrdatas, vec!["\"theirs\"", "\"ours\""]);
-        assert_eq!(c.additions[0].ttl, Some(300));
-    }
-
-    #[test]
-    fn cleanup_removes_only_ours_and_deletes_an_emptied_set() {
-        let cur = set("n.", 60, &["theirs", "ours"]);
-        let mut c = Change::default();
-        let e = Edit {
-            name: "n.".into(),
-            add: vec![],
-            remove: vec!["ours".into()],
-        };
-        assert!(plan_edit(&mut c, Some(&cur), &e, 60));
-        assert_eq!(c.additions[0].rrdatas, vec!["\"theirs\""]);
-
-        let cur = set("n.", 60, &["ours"]);
-        let mut c = Change::default();
-        assert!(plan_edit(&mut c, Some(&cur), &e, 60));
-        assert_eq!(c.deletions.len(), 1);
-        assert!(c.additions.is_empty());
-    }
-
-    #[test]
-    fn nothing_to_do_is_no_change() {
-        let cur = set("n.", 60, &["ours"]);
-        let mut c = Change::default();
-        let add = Edit {
-            name: "n.".into(),
-            add: vec!["ours".into()],
-            remove: vec![],
-        };
-        assert!(!plan_edit(&mut c, Some(&cur), &add, 60));
-        let rm = Edit {
-            name: "n.".into(),
-            add: vec![],
-            remove: vec!["gone".into()],
-        };
-        assert!(!plan_edit(&mut c, None, &rm, 60));
-        assert_eq!(c, Change::default());
-    }
-
-    #[test]
-    fn values_match_however_they_were_quoted() {
-        let mut cur = set("n.", 60, &[]);
-        cur.rrdatas = vec!["ours".into()]; // unquoted by another tool
-        let mut c = Change::default();
-        let add = Edit {
-            name: "n.".into(),
-            add: vec!["ours".into()],
-            remove: vec![],
-        };
-        assert!(!plan_edit(&mut c, Some(&cur), &add, 60));
+    fn merge_without_effect_is_none() {
+        assert_eq!(merge(&quoted(&["ours"]), &edit(&["ours"], &[])), None);
+        assert_eq!(merge(&[], &edit(&[], &["gone"])), None);
+        // Another tool stored it unquoted: still the same value.
+        assert_eq!(merge(&["ours".to_string()], &edit(&["ours"], &[])), None);
     }
 }

@@ -1,8 +1,17 @@
-//! Which managed zone holds a name: the public zone with the longest `dnsName`
+//! Which hosted zone holds a name: the public zone with the longest DNS-name
 //! suffix. A private zone of the same name (split horizon) is never chosen: the CA
-//! resolves through the public one.
+//! resolves through the public one. Provider-neutral: a provider's zone type
+//! implements [`HostedZone`].
 
-use crate::gcp::dns::ManagedZone;
+/// What zone selection needs to know of a provider's zone.
+pub trait HostedZone {
+    /// The provider's identifier of the zone (Cloud DNS: the managed zone name).
+    fn zone_name(&self) -> &str;
+    /// The zone's apex, absolute with the trailing dot: `example.com.`
+    fn apex(&self) -> &str;
+    /// Whether the public internet (and so the CA) resolves through this zone.
+    fn is_public_zone(&self) -> bool;
+}
 
 /// Why no zone could be chosen.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -36,35 +45,35 @@ pub fn in_zone(fqdn: &str, zone_dns: &str) -> bool {
 }
 
 /// The public zone with the longest `dnsName` holding `fqdn`.
-pub fn select<'a>(
-    zones: &'a [ManagedZone],
+pub fn select<'a, Z: HostedZone>(
+    zones: &'a [Z],
     fqdn: &str,
     project: &str,
-) -> Result<&'a ManagedZone, ZoneError> {
+) -> Result<&'a Z, ZoneError> {
     let best = zones
         .iter()
-        .filter(|z| z.is_public() && in_zone(fqdn, &z.dns_name))
-        .max_by_key(|z| z.dns_name.len());
+        .filter(|z| z.is_public_zone() && in_zone(fqdn, z.apex()))
+        .max_by_key(|z| z.apex().len());
     best.ok_or_else(|| ZoneError::NoZone {
         name: fqdn.to_string(),
         project: project.to_string(),
         private_only: zones
             .iter()
-            .any(|z| !z.is_public() && in_zone(fqdn, &z.dns_name)),
+            .any(|z| !z.is_public_zone() && in_zone(fqdn, z.apex())),
     })
 }
 
 /// Checks a configured zone against the name it must hold.
-pub fn check_explicit(zone: &ManagedZone, fqdn: &str) -> Result<(), ZoneError> {
-    if !zone.is_public() {
+pub fn check_explicit<Z: HostedZone>(zone: &Z, fqdn: &str) -> Result<(), ZoneError> {
+    if !zone.is_public_zone() {
         return Err(ZoneError::Private {
-            zone: zone.name.clone(),
+            zone: zone.zone_name().to_string(),
         });
     }
-    if !in_zone(fqdn, &zone.dns_name) {
+    if !in_zone(fqdn, zone.apex()) {
         return Err(ZoneError::NotInZone {
-            zone: zone.name.clone(),
-            dns_name: zone.dns_name.clone(),
+            zone: zone.zone_name().to_string(),
+            dns_name: zone.apex().to_string(),
             name: fqdn.to_string(),
         });
     }
@@ -75,73 +84,43 @@ pub fn check_explicit(zone: &ManagedZone, fqdn: &str) -> Result<(), ZoneError> {
 mod tests {
     use super::*;
 
-    fn z(name: &str, dns: &str, private: bool) -> ManagedZone {
-        ManagedZone {
-            name: name.into(),
-            dns_name: dns.into(),
-            visibility: Some(if private { "private" } else { "public" }.into()),
-            ..Default::default()
+    // The selection over Cloud DNS's own zone type is tested in `cloud_dns`.
+    struct Z(&'static str, &'static str, bool);
+
+    impl HostedZone for Z {
+        fn zone_name(&self) -> &str {
+            self.0
+        }
+        fn apex(&self) -> &str {
+            self.1
+        }
+        fn is_public_zone(&self) -> bool {
+            self.2
         }
     }
 
     #[test]
-    fn longest_public_suffix_wins() {
-        let zones = vec![
-            z("example-com", "example.com.", false),
-            z("app-example-com", "app.example.com.", false),
-            z("app-private", "app.example.com.", true),
-            z("notexample", "notexample.com.", false),
+    fn membership_falls_on_label_boundaries() {
+        assert!(in_zone("_acme-challenge.Example.com.", "example.COM."));
+        assert!(in_zone("example.com.", "example.com."));
+        assert!(!in_zone("_acme-challenge.xexample.com.", "example.com."));
+        assert!(in_zone("anything.", "."));
+    }
+
+    #[test]
+    fn any_zone_type_selects_the_longest_public_suffix() {
+        let zones = [
+            Z("outer", "example.com.", true),
+            Z("inner-private", "app.example.com.", false),
+            Z("inner", "app.example.com.", true),
         ];
-        let pick = |n| select(&zones, n, "p").map(|z| z.name.clone());
+        let pick = select(&zones, "_acme-challenge.app.example.com.", "p");
+        assert_eq!(pick.map(|z| z.0), Ok("inner"));
         assert_eq!(
-            pick("_acme-challenge.app.example.com.").unwrap(),
-            "app-example-com"
+            check_explicit(&zones[1], "app.example.com."),
+            Err(ZoneError::Private {
+                zone: "inner-private".into()
+            })
         );
-        assert_eq!(
-            pick("_acme-challenge.www.example.com.").unwrap(),
-            "example-com"
-        );
-        assert_eq!(pick("example.com.").unwrap(), "example-com");
-        // A suffix match must fall on a label boundary.
-        assert_eq!(
-            pick("_acme-challenge.xexample.com.")
-                .unwrap_err()
-                .to_string(),
-            "no public Cloud DNS zone of project p holds _acme-challenge.xexample.com."
-        );
-    }
-
-    #[test]
-    fn private_zone_is_never_chosen() {
-        let zones = vec![z("internal", "corp.example.", true)];
-        let e = select(&zones, "_acme-challenge.app.corp.example.", "p").unwrap_err();
-        assert!(matches!(
-            e,
-            ZoneError::NoZone {
-                private_only: true,
-                ..
-            }
-        ));
-        assert!(e.to_string().contains("only a private zone matches"));
-    }
-
-    #[test]
-    fn explicit_zone_is_checked() {
-        check_explicit(
-            &z("a", "example.com.", false),
-            "_acme-challenge.example.com.",
-        )
-        .unwrap();
-        assert!(matches!(
-            check_explicit(
-                &z("a", "example.com.", true),
-                "_acme-challenge.example.com."
-            ),
-            Err(ZoneError::Private { .. })
-        ));
-        assert!(matches!(
-            check_explicit(&z("a", "other.com.", false), "_acme-challenge.example.com."),
-            Err(ZoneError::NotInZone { .. })
-        ));
     }
 }

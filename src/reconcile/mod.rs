@@ -19,7 +19,6 @@ use time::OffsetDateTime;
 
 use crate::acme::{AcmeClient, AcmeError, IssueRequest};
 use crate::config::{CertificateConfig, Config};
-use crate::dns::CloudDns;
 use crate::gcp::Gcp;
 use crate::lb::install::step;
 use crate::lb::target::{self, CertificateTarget};
@@ -221,7 +220,8 @@ impl Renewer {
                     .replaces
                     .as_ref()
                     .and_then(|l| l.certificate_identifier());
-                let solver = CloudDns::new(self.gcp.clone(), &self.config.dns, cert.zone.clone());
+                let solver =
+                    crate::dns::from_config(self.gcp.clone(), &self.config.dns, cert.zone.clone());
                 let issued = self.acme.issue(&req, &solver).await?;
                 self.install.passed(step::PERSISTED)?;
                 (issued, true)

@@ -144,7 +144,7 @@ impl CertificateSource for IssueWithAcme {
         // names instead of ordering again (a bootstrap re-run after a crash).
         let request = crate::acme::IssueRequest::new(&self.cert, &self.config.acme);
         let solver =
-            crate::dns::CloudDns::new(self.gcp.clone(), &self.config.dns, self.cert.zone.clone());
+            crate::dns::from_config(self.gcp.clone(), &self.config.dns, self.cert.zone.clone());
         let issued = acme.issue(&request, &solver).await.map_err(|e| fail(&e))?;
         let resource = naming::certificate_resource_name(&self.cert.name, &issued.leaf.sha256_hex);
         let opts = crate::reconcile::Renewer::install_options(&self.config);
