@@ -4,6 +4,7 @@
 //! was expected, e.g. `config.toml: certificates[1].domains[0]: "exa mple.com" is
 //! not a valid DNS name: ...`. All problems are collected, not just the first.
 
+mod checks;
 pub mod duration;
 pub mod stack;
 
@@ -14,10 +15,12 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+pub use checks::{HostPortError, PemError, UrlError};
 pub use duration::HumanDuration;
 pub use stack::StackConfig;
 
 use crate::names::{gcp_name_rule, is_gcp_name, normalize_dns_name};
+use checks::{check_host_port, check_pem_certificates, check_url};
 
 /// Where the configuration lives unless `--config` or `GCLB_ACME_CONFIG` says otherwise.
 pub const DEFAULT_PATH: &str = "/etc/gclb-acme/config.toml";
@@ -479,7 +482,7 @@ impl Config {
                         url.push('/');
                     }
                 }
-                Err(m) => p.push(format!("gcp.endpoints.{key}"), m),
+                Err(m) => p.push(format!("gcp.endpoints.{key}"), m.to_string()),
             }
         }
 
@@ -520,7 +523,7 @@ impl Config {
         for (i, f) in self.acme.ca_roots.iter_mut().enumerate() {
             resolve(f);
             if let Err(m) = check_pem_certificates(f) {
-                p.push(format!("acme.ca_roots[{i}]"), m);
+                p.push(format!("acme.ca_roots[{i}]"), m.to_string());
             }
         }
         if let Some(eab) = &mut self.acme.eab {
@@ -556,12 +559,12 @@ impl Config {
         // [dns]
         for (i, ns) in self.dns.nameservers.iter().enumerate() {
             if let Err(m) = check_host_port(ns) {
-                p.push(format!("dns.nameservers[{i}]"), m);
+                p.push(format!("dns.nameservers[{i}]"), m.to_string());
             }
         }
         for (i, r) in self.dns.resolvers.iter().enumerate() {
             if let Err(m) = check_host_port(r) {
-                p.push(format!("dns.resolvers[{i}]"), m);
+                p.push(format!("dns.resolvers[{i}]"), m.to_string());
             }
         }
         let timeout = self.dns.propagation_timeout.get();
@@ -812,83 +815,6 @@ fn truncate(s: &str, max: usize) -> String {
 /// with a letter, not ending with a hyphen.
 pub fn is_project_id(s: &str) -> bool {
     (6..=30).contains(&s.len()) && is_gcp_name(s, 30)
-}
-
-fn check_url(url: &str, https_only: bool) -> Result<(), String> {
-    // The URL parser silently drops surrounding spaces and any tab or newline, so
-    // the string we keep (and send) would not be the URL that was checked.
-    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(format!(
-            "{url:?} contains a space or control character: expected a URL like \"https://host/path\""
-        ));
-    }
-    let parsed = reqwest::Url::parse(url).map_err(|e| {
-        format!("\"{url}\" is not a URL ({e}): expected e.g. \"https://host/path\"")
-    })?;
-    let loopback = matches!(
-        parsed.host_str(),
-        Some("localhost") | Some("127.0.0.1") | Some("[::1]")
-    );
-    match parsed.scheme() {
-        "https" => Ok(()),
-        "http" if !https_only || loopback => Ok(()),
-        "http" => Err(format!(
-            "\"{url}\" uses http: expected an https URL (http is accepted only for localhost)"
-        )),
-        other => Err(format!("\"{url}\" has scheme \"{other}\": expected https")),
-    }
-}
-
-fn check_host_port(s: &str) -> Result<(), String> {
-    if s.parse::<SocketAddr>().is_ok() {
-        return Ok(());
-    }
-    let expected =
-        "expected \"host:port\", e.g. \"ns-cloud-a1.googledomains.com:53\" or \"127.0.0.1:8053\"";
-    let Some((host, port)) = s.rsplit_once(':') else {
-        return Err(format!("\"{s}\" has no port: {expected}"));
-    };
-    if port.parse::<u16>().map_or(true, |p| p == 0) {
-        return Err(format!("\"{s}\" has a bad port: {expected}"));
-    }
-    if normalize_dns_name(host).is_err() && host != "localhost" {
-        return Err(format!("\"{s}\" has a bad host: {expected}"));
-    }
-    Ok(())
-}
-
-fn check_pem_certificates(f: &Path) -> Result<(), String> {
-    let bytes = std::fs::read(f).map_err(|e| {
-        format!(
-            "cannot read \"{}\": {e}; expected a PEM file of CA certificates",
-            f.display()
-        )
-    })?;
-    let mut count = 0;
-    for item in x509_parser::pem::Pem::iter_from_buffer(&bytes) {
-        match item {
-            Ok(pem) if pem.label == "CERTIFICATE" => {
-                pem.parse_x509().map_err(|e| {
-                    format!(
-                        "\"{}\" holds a certificate that does not parse: {e}",
-                        f.display()
-                    )
-                })?;
-                count += 1;
-            }
-            Ok(_) => {}
-            Err(e) => {
-                return Err(format!("\"{}\" is not valid PEM: {e}", f.display()));
-            }
-        }
-    }
-    if count == 0 {
-        return Err(format!(
-            "\"{}\" holds no \"BEGIN CERTIFICATE\" block: expected a PEM file of CA certificates",
-            f.display()
-        ));
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@
 //! and exits 0.
 
 pub mod book;
+mod error;
 pub mod pipeline;
 pub mod plan;
 
@@ -29,6 +30,8 @@ use crate::schedule::window::Cron;
 use crate::state::StateDir;
 use book::{AriState, Book, LastError};
 use plan::{Due, Inputs, Why};
+
+pub use error::DaemonError;
 
 /// What is served for a certificate, as the renewer sees it.
 #[derive(Clone, Debug, Default)]
@@ -81,7 +84,7 @@ pub trait Renewer: Send + Sync + 'static {
 /// Builds the renewer for a configuration (at start and on every reload).
 pub trait RenewerFactory: Send + Sync + 'static {
     type R: Renewer;
-    fn build(&self, config: &Config) -> impl Future<Output = Result<Self::R, String>> + Send;
+    fn build(&self, config: &Config) -> impl Future<Output = Result<Self::R, DaemonError>> + Send;
 }
 
 /// A finished task.
@@ -154,9 +157,11 @@ pub async fn run<F: RenewerFactory>(
     factory: F,
     metrics: Arc<Metrics>,
     options: Options,
-) -> Result<(), String> {
-    let state = StateDir::open(&config.state.dir)
-        .map_err(|e| format!("state directory {}: {e}", config.state.dir.display()))?;
+) -> Result<(), DaemonError> {
+    let state = StateDir::open(&config.state.dir).map_err(|source| DaemonError::State {
+        dir: config.state.dir.clone(),
+        source,
+    })?;
     let mut config = Arc::new(config);
     let mut renewer = Arc::new(factory.build(&config).await?);
     let mut window = parse_window(&config)?;
@@ -166,9 +171,18 @@ pub async fn run<F: RenewerFactory>(
         tracing::warn!(file = %config_path.display(), "no [[certificates]] configured: nothing to do until a reload adds one");
     }
 
-    let mut hup = signal(SignalKind::hangup()).map_err(|e| format!("SIGHUP handler: {e}"))?;
-    let mut term = signal(SignalKind::terminate()).map_err(|e| format!("SIGTERM handler: {e}"))?;
-    let mut int = signal(SignalKind::interrupt()).map_err(|e| format!("SIGINT handler: {e}"))?;
+    let mut hup = signal(SignalKind::hangup()).map_err(|source| DaemonError::Signal {
+        signal: "SIGHUP",
+        source,
+    })?;
+    let mut term = signal(SignalKind::terminate()).map_err(|source| DaemonError::Signal {
+        signal: "SIGTERM",
+        source,
+    })?;
+    let mut int = signal(SignalKind::interrupt()).map_err(|source| DaemonError::Signal {
+        signal: "SIGINT",
+        source,
+    })?;
     let watchdog = sd_notify::watchdog_enabled().map(|d| d / 2);
 
     // First observation pass: READY only once we know what is served. Bounded:
@@ -367,14 +381,13 @@ pub async fn run<F: RenewerFactory>(
     Ok(())
 }
 
-fn parse_window(config: &Config) -> Result<Option<Cron>, String> {
-    config
+fn parse_window(config: &Config) -> Result<Option<Cron>, DaemonError> {
+    Ok(config
         .daemon
         .maintenance_window
         .as_deref()
         .map(Cron::parse)
-        .transpose()
-        .map_err(|e| format!("daemon.maintenance_window {e}"))
+        .transpose()?)
 }
 
 fn make_slots(
@@ -611,8 +624,8 @@ fn summary(slots: &BTreeMap<String, Slot>, config: &Config, window: Option<&Cron
 async fn reload<F: RenewerFactory>(
     path: &std::path::Path,
     factory: &F,
-) -> Result<(Config, F::R), String> {
-    let c = Config::load(path).map_err(|e| e.to_string())?;
+) -> Result<(Config, F::R), DaemonError> {
+    let c = Config::load(path)?;
     let r = factory.build(&c).await?;
     Ok((c, r))
 }
