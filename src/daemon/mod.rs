@@ -8,7 +8,9 @@
 //! for a while, then abandons them safely (the pipeline resumes after a restart)
 //! and exits 0.
 
-pub mod book;
+/// Kept under its old path: the book moved to `schedule` (which the daemon and
+/// `status` both read) so that nothing outside needs to import the daemon.
+pub use crate::schedule::book;
 mod error;
 pub mod pipeline;
 pub mod plan;
