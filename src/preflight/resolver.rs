@@ -162,7 +162,11 @@ async fn query_one(
     // A recursive resolver: ask it to recurse, as the CA's own resolver does.
     let resp = crate::dns::wire::query(name, rtype, server, true)
         .await
-        .map_err(|reason| ResolverError::Query { server, reason })?
+        // Text: the DNS layer's error type is its own (and changing).
+        .map_err(|e| ResolverError::Query {
+            server,
+            reason: e.to_string(),
+        })?
         .message;
     Ok(Lookup {
         rcode: resp.metadata.response_code,
