@@ -1,19 +1,31 @@
-//! The subcommands, at the edge: they load the configuration, call the library and
-//! turn results into output and exit codes.
+//! The subcommands, at the edge of the binary: they load the configuration, call
+//! the library and turn results into output. Each returns the exit code of a run
+//! that finished, or a [`CliError`]; [`run`] is the one place an error becomes
+//! stderr text and an exit code.
+
+mod error;
+mod stack;
 
 use std::path::Path;
 use std::process::ExitCode;
 
-use crate::cli::{Cli, Command, RenewArgs, StatusArgs};
-use crate::config::Config;
+use gclb_acme::cli::{Cli, Command, RenewArgs, StatusArgs};
+use gclb_acme::config::Config;
 
-/// Exit code for "it ran, and something is not healthy / failed".
-pub const EXIT_FAILURE: u8 = 1;
-/// Exit code for a configuration that cannot be used.
-pub const EXIT_CONFIG: u8 = 2;
+pub use error::{CliError, EXIT_FAILURE};
 
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> ExitCode {
+    match dispatch(&cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+fn dispatch(cli: &Cli) -> Result<ExitCode, CliError> {
     match &cli.command {
         Command::Completions(args) => completions(args.shell),
         Command::Manpage(args) => manpage(args.out_dir.as_deref()),
@@ -21,20 +33,12 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Run => run_daemon(&cli.config),
         Command::Renew(args) => renew(&cli.config, args),
         Command::Status(args) => status(&cli.config, args),
-        Command::Bootstrap(args) => crate::stack::command::bootstrap(&cli.config, args),
-        Command::Teardown(args) => crate::stack::command::teardown(&cli.config, args),
+        Command::Bootstrap(args) => stack::bootstrap(&cli.config, args),
+        Command::Teardown(args) => stack::teardown(&cli.config, args),
     }
 }
 
-/// Loads the configuration or prints every problem with it.
-pub fn load_config(path: &Path) -> Result<Config, ExitCode> {
-    Config::load(path).map_err(|e| {
-        eprintln!("{e}");
-        ExitCode::from(EXIT_CONFIG)
-    })
-}
-
-fn check(path: &Path) -> ExitCode {
+fn check(path: &Path) -> Result<ExitCode, CliError> {
     let config = match Config::load(path) {
         Ok(c) => c,
         Err(e) => {
@@ -46,46 +50,35 @@ fn check(path: &Path) -> ExitCode {
                     println!("        {}: {}", p.path, p.message);
                 }
             }
-            eprintln!("{e}");
-            return ExitCode::from(EXIT_CONFIG);
+            return Err(CliError::Config(e));
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("gclb-acme check: cannot start the async runtime: {e}");
-            return ExitCode::from(EXIT_FAILURE);
-        }
-    };
-    let report = runtime.block_on(async {
-        let credentials = crate::preflight::credentials::detect().await;
-        crate::preflight::run(&config, path, credentials).await
+    let report = runtime()?.block_on(async {
+        let credentials = gclb_acme::preflight::credentials::detect().await;
+        gclb_acme::preflight::run(&config, path, credentials).await
     });
     print!("{report}");
-    if report.failed() {
-        ExitCode::from(EXIT_FAILURE)
-    } else {
+    Ok(healthy_or_failure(!report.failed()))
+}
+
+/// Exit 0 when everything is healthy, 1 when something ran but is not.
+fn healthy_or_failure(healthy: bool) -> ExitCode {
+    if healthy {
         ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_FAILURE)
     }
 }
 
-/// A runtime for the async subcommands.
 /// The async runtime every subcommand runs on.
-pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
     // Two workers are plenty for network-bound work on a small VM, and keep the
     // thread count (and memory) small on bigger machines too.
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
-        .map_err(|e| {
-            eprintln!("cannot start the async runtime: {e}");
-            ExitCode::from(EXIT_FAILURE)
-        })
+        .map_err(CliError::Runtime)
 }
 
 fn rfc3339(t: time::OffsetDateTime) -> String {
@@ -94,38 +87,21 @@ fn rfc3339(t: time::OffsetDateTime) -> String {
 }
 
 /// `renew`: one pass, one line per certificate, exit 0 only if all are healthy.
-fn renew(path: &Path, args: &RenewArgs) -> ExitCode {
-    let config = match load_config(path) {
-        Ok(c) => c,
-        Err(code) => return code,
-    };
-    let rt = match runtime() {
-        Ok(r) => r,
-        Err(code) => return code,
-    };
-    rt.block_on(async move {
-        use crate::reconcile::{Done, Renewer};
-        let gcp = match crate::gcp::Gcp::from_config(&config.gcp).await {
-            Ok(g) => g,
-            Err(e) => {
-                eprintln!("FAIL  Google Cloud: {e}");
-                return ExitCode::from(EXIT_FAILURE);
-            }
-        };
-        let state = match crate::state::StateDir::open(&config.state.dir) {
-            Ok(s) => s,
-            Err(e) => {
-                eprintln!("FAIL  state directory: {e}");
-                return ExitCode::from(EXIT_FAILURE);
-            }
-        };
-        let acme = match crate::acme::AcmeClient::connect(&config.acme, state).await {
-            Ok(a) => a,
-            Err(e) => {
-                eprintln!("FAIL  ACME account at {}: {e}", config.acme.directory);
-                return ExitCode::from(EXIT_FAILURE);
-            }
-        };
+fn renew(path: &Path, args: &RenewArgs) -> Result<ExitCode, CliError> {
+    let config = Config::load(path)?;
+    runtime()?.block_on(async move {
+        use gclb_acme::reconcile::{Done, Renewer};
+        let gcp = gclb_acme::gcp::Gcp::from_config(&config.gcp)
+            .await
+            .map_err(|e| CliError::GoogleCloud(Box::new(e)))?;
+        let state =
+            gclb_acme::state::StateDir::open(&config.state.dir).map_err(CliError::StateDir)?;
+        let acme = gclb_acme::acme::AcmeClient::connect(&config.acme, state)
+            .await
+            .map_err(|e| CliError::Acme {
+                directory: config.acme.directory.clone(),
+                source: Box::new(e),
+            })?;
         let install = Renewer::install_options(&config);
         let renewer = Renewer {
             gcp,
@@ -191,16 +167,12 @@ fn renew(path: &Path, args: &RenewArgs) -> ExitCode {
                 }
             }
         }
-        if all_healthy {
-            ExitCode::SUCCESS
-        } else {
-            ExitCode::from(EXIT_FAILURE)
-        }
+        Ok(healthy_or_failure(all_healthy))
     })
 }
 
 /// What a renewal did about certificates gclb-acme did not create.
-fn print_takeover(report: &crate::lb::InstallReport) {
+fn print_takeover(report: &gclb_acme::lb::InstallReport) {
     for h in &report.superseded {
         println!("        {h}");
     }
@@ -213,55 +185,30 @@ fn print_takeover(report: &crate::lb::InstallReport) {
 }
 
 /// `status`: what each proxy serves; exit 0 only if every certificate is healthy.
-fn status(path: &Path, args: &StatusArgs) -> ExitCode {
-    let config = match load_config(path) {
-        Ok(c) => c,
-        Err(code) => return code,
-    };
-    let rt = match runtime() {
-        Ok(r) => r,
-        Err(code) => return code,
-    };
-    rt.block_on(async move {
-        let gcp = match crate::gcp::Gcp::from_config(&config.gcp).await {
-            Ok(g) => g,
-            Err(e) => {
-                eprintln!("FAIL  Google Cloud: {e}");
-                return ExitCode::from(EXIT_FAILURE);
-            }
-        };
-        let state = match crate::state::StateDir::open(&config.state.dir) {
-            Ok(s) => s,
-            Err(e) => {
-                eprintln!("FAIL  state directory: {e}");
-                return ExitCode::from(EXIT_FAILURE);
-            }
-        };
-        let report = crate::reconcile::status::status(&gcp, &config, &state).await;
+fn status(path: &Path, args: &StatusArgs) -> Result<ExitCode, CliError> {
+    let config = Config::load(path)?;
+    runtime()?.block_on(async move {
+        let gcp = gclb_acme::gcp::Gcp::from_config(&config.gcp)
+            .await
+            .map_err(|e| CliError::GoogleCloud(Box::new(e)))?;
+        let state =
+            gclb_acme::state::StateDir::open(&config.state.dir).map_err(CliError::StateDir)?;
+        let report = gclb_acme::reconcile::status::status(&gcp, &config, &state).await;
         if args.json {
-            match serde_json::to_string_pretty(&report) {
-                Ok(s) => println!("{s}"),
-                Err(e) => {
-                    eprintln!("cannot encode the report: {e}");
-                    return ExitCode::from(EXIT_FAILURE);
-                }
-            }
+            let s = serde_json::to_string_pretty(&report).map_err(CliError::Encode)?;
+            println!("{s}");
         } else {
             print_status(&report);
         }
-        if report.healthy() {
-            ExitCode::SUCCESS
-        } else {
-            ExitCode::from(EXIT_FAILURE)
-        }
+        Ok(healthy_or_failure(report.healthy()))
     })
 }
 
-fn print_status(report: &crate::reconcile::status::StatusReport) {
+fn print_status(report: &gclb_acme::reconcile::status::StatusReport) {
     for c in &report.certificates {
         let status = match (c.healthy, c.action) {
             (true, _) => "ok",
-            (false, crate::reconcile::Action::Nothing) => "WARN",
+            (false, gclb_acme::reconcile::Action::Nothing) => "WARN",
             (false, _) => "DUE",
         };
         let next = c
@@ -335,71 +282,54 @@ fn print_status(report: &crate::reconcile::status::StatusReport) {
 }
 
 /// `gclb-acme run`: the daemon, with `/metrics` and `/healthz` when configured.
-fn run_daemon(path: &Path) -> ExitCode {
-    let config = match load_config(path) {
-        Ok(c) => c,
-        Err(code) => return code,
-    };
-    let rt = match runtime() {
-        Ok(r) => r,
-        Err(code) => return code,
-    };
-    rt.block_on(async {
-        let metrics = crate::metrics::Metrics::new();
+fn run_daemon(path: &Path) -> Result<ExitCode, CliError> {
+    let config = Config::load(path)?;
+    runtime()?.block_on(async {
+        let metrics = gclb_acme::metrics::Metrics::new();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let server = if config.daemon.metrics_listen.is_empty() {
             None
         } else {
-            let addr = match config.daemon.metrics_listen.parse() {
-                Ok(a) => a,
-                Err(e) => {
-                    eprintln!("daemon.metrics_listen: {e}");
-                    return ExitCode::from(EXIT_CONFIG);
-                }
-            };
-            match crate::metrics::serve(addr, std::sync::Arc::clone(&metrics), async {
-                let _ = stop_rx.await;
-            })
-            .await
-            {
-                Ok((local, task)) => {
-                    tracing::info!(address = %local, "serving /metrics and /healthz");
-                    Some(task)
-                }
-                Err(e) => {
-                    eprintln!("cannot listen on daemon.metrics_listen {addr}: {e}");
-                    return ExitCode::from(EXIT_FAILURE);
-                }
-            }
+            let addr = config
+                .daemon
+                .metrics_listen
+                .parse()
+                .map_err(CliError::MetricsAddress)?;
+            let (local, task) =
+                gclb_acme::metrics::serve(addr, std::sync::Arc::clone(&metrics), async {
+                    let _ = stop_rx.await;
+                })
+                .await
+                .map_err(|source| CliError::Listen { addr, source })?;
+            tracing::info!(address = %local, "serving /metrics and /healthz");
+            Some(task)
         };
-        let factory = crate::daemon::pipeline::Factory {
+        let factory = gclb_acme::daemon::pipeline::Factory {
             metrics: std::sync::Arc::clone(&metrics),
             gcp: None,
         };
-        let result = crate::daemon::run(
+        let result = gclb_acme::daemon::run(
             path.to_path_buf(),
             config,
             factory,
             metrics,
-            crate::daemon::Options::default(),
+            gclb_acme::daemon::Options::default(),
         )
         .await;
         let _ = stop_tx.send(());
         if let Some(t) = server {
             let _ = t.await;
         }
-        match result {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                tracing::error!(error = %e, "the daemon could not start");
-                eprintln!("error: {e}");
-                ExitCode::from(EXIT_FAILURE)
-            }
+        if let Err(e) = &result {
+            tracing::error!(error = %e, "the daemon could not start");
         }
+        result?;
+        Ok(ExitCode::SUCCESS)
     })
 }
+
 /// `gclb-acme completions SHELL`: the completion script on stdout (the .deb ships them).
-fn completions(shell: clap_complete::Shell) -> ExitCode {
+fn completions(shell: clap_complete::Shell) -> Result<ExitCode, CliError> {
     use clap::CommandFactory;
     // clap_complete offers hidden subcommands too: complete only the public ones.
     let full = Cli::command();
@@ -414,35 +344,31 @@ fn completions(shell: clap_complete::Shell) -> ExitCode {
 
 /// `gclb-acme manpage`: gclb-acme(1) in roff on stdout, or with `--out-dir` every page
 /// (gclb-acme.1 and gclb-acme-SUBCOMMAND.1) written into that directory.
-fn manpage(out_dir: Option<&Path>) -> ExitCode {
+fn manpage(out_dir: Option<&Path>) -> Result<ExitCode, CliError> {
     use clap::CommandFactory;
     let cmd = Cli::command();
     if let Some(dir) = out_dir {
-        return match std::fs::create_dir_all(dir).and_then(|()| clap_mangen::generate_to(cmd, dir))
-        {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("gclb-acme manpage: writing {}: {e}", dir.display());
-                ExitCode::from(EXIT_FAILURE)
-            }
-        };
+        std::fs::create_dir_all(dir)
+            .and_then(|()| clap_mangen::generate_to(cmd, dir))
+            .map_err(|source| CliError::ManpageDir {
+                dir: dir.to_path_buf(),
+                source,
+            })?;
+        return Ok(ExitCode::SUCCESS);
     }
     let mut out = Vec::new();
-    if let Err(e) = clap_mangen::Man::new(cmd).render(&mut out) {
-        eprintln!("gclb-acme manpage: {e}");
-        return ExitCode::from(EXIT_FAILURE);
-    }
+    clap_mangen::Man::new(cmd)
+        .render(&mut out)
+        .map_err(CliError::Manpage)?;
     write_stdout(&out)
 }
 
-fn write_stdout(bytes: &[u8]) -> ExitCode {
+fn write_stdout(bytes: &[u8]) -> Result<ExitCode, CliError> {
     use std::io::Write;
     let mut stdout = std::io::stdout().lock();
-    match stdout.write_all(bytes).and_then(|()| stdout.flush()) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("gclb-acme: writing to stdout: {e}");
-            ExitCode::from(EXIT_FAILURE)
-        }
-    }
+    stdout
+        .write_all(bytes)
+        .and_then(|()| stdout.flush())
+        .map_err(CliError::Stdout)?;
+    Ok(ExitCode::SUCCESS)
 }

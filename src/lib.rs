@@ -7,7 +7,6 @@
 pub mod acme;
 pub mod certs;
 pub mod cli;
-pub mod commands;
 pub mod config;
 pub mod daemon;
 pub mod dns;

@@ -1,9 +1,12 @@
-use std::process::ExitCode;
+//! The `gclb-acme` binary: the command line is its own leaf here; the library
+//! below it never imports it.
 
 use clap::Parser;
 
-fn main() -> ExitCode {
+mod commands;
+
+fn main() -> std::process::ExitCode {
     let cli = gclb_acme::cli::Cli::parse();
     gclb_acme::logging::init(cli.log_format, cli.verbose, cli.quiet);
-    gclb_acme::commands::run(cli)
+    commands::run(cli)
 }

@@ -69,7 +69,7 @@ struct Factory(Script);
 
 impl RenewerFactory for Factory {
     type R = Script;
-    async fn build(&self, _c: &Config) -> Result<Script, String> {
+    async fn build(&self, _c: &Config) -> Result<Script, daemon::DaemonError> {
         Ok(self.0.clone())
     }
 }

@@ -4,20 +4,21 @@
 //! was expected, e.g. `config.toml: certificates[1].domains[0]: "exa mple.com" is
 //! not a valid DNS name: ...`. All problems are collected, not just the first.
 
+mod checks;
 pub mod duration;
 pub mod stack;
+mod validate;
 
-use std::collections::BTreeSet;
 use std::fmt;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+pub use checks::{HostPortError, PemError, UrlError};
 pub use duration::HumanDuration;
 pub use stack::StackConfig;
 
-use crate::names::{gcp_name_rule, is_gcp_name, normalize_dns_name};
+use crate::names::is_gcp_name;
 
 /// Where the configuration lives unless `--config` or `GCLB_ACME_CONFIG` says otherwise.
 pub const DEFAULT_PATH: &str = "/etc/gclb-acme/config.toml";
@@ -447,295 +448,13 @@ impl Config {
     /// CA aliases to URLs, relative paths against the config's directory).
     pub fn validate(&mut self, base: Option<&Path>) -> Vec<Problem> {
         let mut p = Problems::default();
-        let resolve = |f: &mut PathBuf| {
-            if f.is_relative()
-                && let Some(b) = base
-            {
-                *f = b.join(&*f);
-            }
-        };
-
-        // [gcp]
-        if let Some(project) = &self.gcp.project
-            && !is_project_id(project)
-        {
-            p.push(
-                "gcp.project",
-                format!("\"{project}\" is not a project id: expected 6 to 30 characters, lowercase letters, digits and '-', starting with a letter"),
-            );
-        }
-        let e = &mut self.gcp.endpoints;
-        for (key, url) in [
-            ("compute", &mut e.compute),
-            ("dns", &mut e.dns),
-            ("iap", &mut e.iap),
-            ("run", &mut e.run),
-            ("serviceusage", &mut e.serviceusage),
-            ("resourcemanager", &mut e.resourcemanager),
-        ] {
-            match check_url(url, false) {
-                Ok(()) => {
-                    if !url.ends_with('/') {
-                        url.push('/');
-                    }
-                }
-                Err(m) => p.push(format!("gcp.endpoints.{key}"), m),
-            }
-        }
-
-        // [acme]
-        if let Some((_, url)) = CA_ALIASES
-            .iter()
-            .find(|(alias, _)| *alias == self.acme.directory)
-        {
-            self.acme.directory = (*url).to_string();
-        }
-        if let Err(m) = check_url(&self.acme.directory, true) {
-            let aliases: Vec<&str> = CA_ALIASES.iter().map(|(a, _)| *a).collect();
-            p.push(
-                "acme.directory",
-                format!("{m}, or one of {}", aliases.join(", ")),
-            );
-        }
-        for (i, c) in self.acme.contact.iter().enumerate() {
-            let ok = c
-                .strip_prefix("mailto:")
-                .is_some_and(|addr| {
-                    let mut parts = addr.split('@');
-                    matches!((parts.next(), parts.next(), parts.next()), (Some(l), Some(d), None) if !l.is_empty() && normalize_dns_name(d).is_ok())
-                });
-            if !ok {
-                p.push(
-                    format!("acme.contact[{i}]"),
-                    format!("\"{c}\" is not a contact: expected \"mailto:name@example.com\""),
-                );
-            }
-        }
-        if !self.acme.accept_terms && !self.certificates.is_empty() {
-            p.push(
-                "acme.accept_terms",
-                "must be true: the CA requires agreeing to its terms of service before it issues (read them at the directory's meta.termsOfService)",
-            );
-        }
-        for (i, f) in self.acme.ca_roots.iter_mut().enumerate() {
-            resolve(f);
-            if let Err(m) = check_pem_certificates(f) {
-                p.push(format!("acme.ca_roots[{i}]"), m);
-            }
-        }
-        if let Some(eab) = &mut self.acme.eab {
-            if eab.kid.trim().is_empty() {
-                p.push(
-                    "acme.eab.kid",
-                    "is empty: expected the key id your CA gave you",
-                );
-            }
-            resolve(&mut eab.hmac_key_file);
-            if let Err(e) = std::fs::metadata(&eab.hmac_key_file) {
-                p.push(
-                    "acme.eab.hmac_key_file",
-                    format!(
-                        "cannot read \"{}\": {e}; expected a file holding the base64url HMAC key",
-                        eab.hmac_key_file.display()
-                    ),
-                );
-            }
-        }
-        if let Some(profile) = &self.acme.profile
-            && (profile.is_empty()
-                || !profile
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
-        {
-            p.push(
-                "acme.profile",
-                format!("\"{profile}\" is not a profile name: expected e.g. \"tlsserver\" or \"shortlived\""),
-            );
-        }
-
-        // [dns]
-        for (i, ns) in self.dns.nameservers.iter().enumerate() {
-            if let Err(m) = check_host_port(ns) {
-                p.push(format!("dns.nameservers[{i}]"), m);
-            }
-        }
-        for (i, r) in self.dns.resolvers.iter().enumerate() {
-            if let Err(m) = check_host_port(r) {
-                p.push(format!("dns.resolvers[{i}]"), m);
-            }
-        }
-        let timeout = self.dns.propagation_timeout.get();
-        if timeout.is_zero() || timeout > std::time::Duration::from_secs(3600) {
-            p.push(
-                "dns.propagation_timeout",
-                format!(
-                    "\"{}\" is out of range: expected more than 0s and at most 1h",
-                    self.dns.propagation_timeout
-                ),
-            );
-        }
-        if !(1..=86_400).contains(&self.dns.ttl) {
-            p.push(
-                "dns.ttl",
-                format!(
-                    "{} is out of range: expected 1 to 86400 seconds",
-                    self.dns.ttl
-                ),
-            );
-        }
-
-        // [state]
-        resolve(&mut self.state.dir);
-
-        // [daemon]
-        let d = &self.daemon;
-        if !d.metrics_listen.is_empty() && d.metrics_listen.parse::<SocketAddr>().is_err() {
-            p.push(
-                "daemon.metrics_listen",
-                format!("\"{}\" is not an address: expected \"127.0.0.1:9464\", or \"\" to turn metrics off", d.metrics_listen),
-            );
-        }
-        if !(1..=64).contains(&d.concurrency) {
-            p.push(
-                "daemon.concurrency",
-                format!("{} is out of range: expected 1 to 64", d.concurrency),
-            );
-        }
-        if let Some(cron) = &d.maintenance_window
-            && let Err(m) = crate::schedule::window::Cron::parse(cron)
-        {
-            p.push("daemon.maintenance_window", format!("\"{cron}\" {m}"));
-        }
-        if d.retry_initial.get() < std::time::Duration::from_secs(1) {
-            p.push(
-                "daemon.retry_initial",
-                format!("\"{}\" is too short: expected at least 1s", d.retry_initial),
-            );
-        }
-        if d.retry_max.get() < d.retry_initial.get() {
-            p.push(
-                "daemon.retry_max",
-                format!(
-                    "\"{}\" is shorter than daemon.retry_initial (\"{}\")",
-                    d.retry_max, d.retry_initial
-                ),
-            );
-        }
-        if d.error_before.get().is_zero() {
-            p.push(
-                "daemon.error_before",
-                "\"0s\" is out of range: expected more than 0s, e.g. \"7d\"",
-            );
-        }
-
-        // [[certificates]]
-        let mut names = BTreeSet::new();
-        for (i, c) in self.certificates.iter_mut().enumerate() {
-            let at = format!("certificates[{i}]");
-            if !is_gcp_name(&c.name, MAX_CERT_NAME) {
-                p.push(
-                    format!("{at}.name"),
-                    format!(
-                        "\"{}\" is not usable: {}",
-                        c.name,
-                        gcp_name_rule(MAX_CERT_NAME)
-                    ),
-                );
-            } else if !names.insert(c.name.clone()) {
-                p.push(
-                    format!("{at}.name"),
-                    format!(
-                        "\"{}\" is used by an earlier certificate: names must be unique",
-                        c.name
-                    ),
-                );
-            }
-            if c.domains.is_empty() {
-                p.push(
-                    format!("{at}.domains"),
-                    "is empty: expected at least one DNS name",
-                );
-            }
-            if c.domains.len() > MAX_DOMAINS {
-                p.push(
-                    format!("{at}.domains"),
-                    format!(
-                        "has {} names: a certificate may hold at most {MAX_DOMAINS}; split them over several [[certificates]]",
-                        c.domains.len()
-                    ),
-                );
-            } else {
-                let mut seen = BTreeSet::new();
-                for (j, dn) in c.domains.iter_mut().enumerate() {
-                    match normalize_dns_name(dn) {
-                        Ok(n) => {
-                            if !seen.insert(n.clone()) {
-                                p.push(
-                                    format!("{at}.domains[{j}]"),
-                                    format!("\"{dn}\" is listed twice"),
-                                );
-                            }
-                            *dn = n;
-                        }
-                        Err(e) => p.push(
-                            format!("{at}.domains[{j}]"),
-                            format!("\"{}\" is not a valid DNS name: {e}", truncate(dn, 80)),
-                        ),
-                    }
-                }
-            }
-            if c.target_https_proxies.is_empty() {
-                p.push(
-                    format!("{at}.target_https_proxies"),
-                    "is empty: expected the name of at least one target HTTPS proxy to serve this certificate",
-                );
-            }
-            if c.target_https_proxies.len() > 100 {
-                p.push(
-                    format!("{at}.target_https_proxies"),
-                    format!(
-                        "has {} proxies: expected at most 100",
-                        c.target_https_proxies.len()
-                    ),
-                );
-            } else {
-                for (j, proxy) in c.target_https_proxies.iter().enumerate() {
-                    if !is_gcp_name(proxy, 63) {
-                        p.push(
-                            format!("{at}.target_https_proxies[{j}]"),
-                            format!(
-                                "\"{}\" is not a proxy name: {}",
-                                truncate(proxy, 80),
-                                gcp_name_rule(63)
-                            ),
-                        );
-                    }
-                }
-            }
-            for (j, a) in c.adopt.iter().enumerate() {
-                if !is_gcp_name(a, 63) {
-                    p.push(
-                        format!("{at}.adopt[{j}]"),
-                        format!(
-                            "\"{}\" is not an sslCertificates name (exact names only, no patterns): {}",
-                            truncate(a, 80),
-                            gcp_name_rule(63)
-                        ),
-                    );
-                }
-            }
-            if let Some(zone) = &c.zone
-                && !is_gcp_name(zone, 63)
-            {
-                p.push(
-                    format!("{at}.zone"),
-                    format!(
-                        "\"{zone}\" is not a managed-zone name: {}",
-                        gcp_name_rule(63)
-                    ),
-                );
-            }
-        }
+        self.gcp.validate(&mut p);
+        let has_certificates = !self.certificates.is_empty();
+        self.acme.validate(base, has_certificates, &mut p);
+        self.dns.validate(&mut p);
+        resolve(base, &mut self.state.dir);
+        self.daemon.validate(&mut p);
+        validate::validate_certificates(&mut self.certificates, &mut p);
 
         // [stack]
         if let Some(stack) = &mut self.stack {
@@ -800,6 +519,15 @@ fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
     })
 }
 
+/// A relative path in the file is relative to the file's directory.
+fn resolve(base: Option<&Path>, f: &mut PathBuf) {
+    if f.is_relative()
+        && let Some(b) = base
+    {
+        *f = b.join(&*f);
+    }
+}
+
 fn truncate(s: &str, max: usize) -> String {
     if s.chars().count() <= max {
         s.to_string()
@@ -812,83 +540,6 @@ fn truncate(s: &str, max: usize) -> String {
 /// with a letter, not ending with a hyphen.
 pub fn is_project_id(s: &str) -> bool {
     (6..=30).contains(&s.len()) && is_gcp_name(s, 30)
-}
-
-fn check_url(url: &str, https_only: bool) -> Result<(), String> {
-    // The URL parser silently drops surrounding spaces and any tab or newline, so
-    // the string we keep (and send) would not be the URL that was checked.
-    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(format!(
-            "{url:?} contains a space or control character: expected a URL like \"https://host/path\""
-        ));
-    }
-    let parsed = reqwest::Url::parse(url).map_err(|e| {
-        format!("\"{url}\" is not a URL ({e}): expected e.g. \"https://host/path\"")
-    })?;
-    let loopback = matches!(
-        parsed.host_str(),
-        Some("localhost") | Some("127.0.0.1") | Some("[::1]")
-    );
-    match parsed.scheme() {
-        "https" => Ok(()),
-        "http" if !https_only || loopback => Ok(()),
-        "http" => Err(format!(
-            "\"{url}\" uses http: expected an https URL (http is accepted only for localhost)"
-        )),
-        other => Err(format!("\"{url}\" has scheme \"{other}\": expected https")),
-    }
-}
-
-fn check_host_port(s: &str) -> Result<(), String> {
-    if s.parse::<SocketAddr>().is_ok() {
-        return Ok(());
-    }
-    let expected =
-        "expected \"host:port\", e.g. \"ns-cloud-a1.googledomains.com:53\" or \"127.0.0.1:8053\"";
-    let Some((host, port)) = s.rsplit_once(':') else {
-        return Err(format!("\"{s}\" has no port: {expected}"));
-    };
-    if port.parse::<u16>().map_or(true, |p| p == 0) {
-        return Err(format!("\"{s}\" has a bad port: {expected}"));
-    }
-    if normalize_dns_name(host).is_err() && host != "localhost" {
-        return Err(format!("\"{s}\" has a bad host: {expected}"));
-    }
-    Ok(())
-}
-
-fn check_pem_certificates(f: &Path) -> Result<(), String> {
-    let bytes = std::fs::read(f).map_err(|e| {
-        format!(
-            "cannot read \"{}\": {e}; expected a PEM file of CA certificates",
-            f.display()
-        )
-    })?;
-    let mut count = 0;
-    for item in x509_parser::pem::Pem::iter_from_buffer(&bytes) {
-        match item {
-            Ok(pem) if pem.label == "CERTIFICATE" => {
-                pem.parse_x509().map_err(|e| {
-                    format!(
-                        "\"{}\" holds a certificate that does not parse: {e}",
-                        f.display()
-                    )
-                })?;
-                count += 1;
-            }
-            Ok(_) => {}
-            Err(e) => {
-                return Err(format!("\"{}\" is not valid PEM: {e}", f.display()));
-            }
-        }
-    }
-    if count == 0 {
-        return Err(format!(
-            "\"{}\" holds no \"BEGIN CERTIFICATE\" block: expected a PEM file of CA certificates",
-            f.display()
-        ));
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -8,7 +8,10 @@
 //! for a while, then abandons them safely (the pipeline resumes after a restart)
 //! and exits 0.
 
-pub mod book;
+/// Kept under its old path: the book moved to `schedule` (which the daemon and
+/// `status` both read) so that nothing outside needs to import the daemon.
+pub use crate::schedule::book;
+mod error;
 pub mod pipeline;
 pub mod plan;
 
@@ -29,6 +32,8 @@ use crate::schedule::window::Cron;
 use crate::state::StateDir;
 use book::{AriState, Book, LastError};
 use plan::{Due, Inputs, Why};
+
+pub use error::DaemonError;
 
 /// What is served for a certificate, as the renewer sees it.
 #[derive(Clone, Debug, Default)]
@@ -81,7 +86,7 @@ pub trait Renewer: Send + Sync + 'static {
 /// Builds the renewer for a configuration (at start and on every reload).
 pub trait RenewerFactory: Send + Sync + 'static {
     type R: Renewer;
-    fn build(&self, config: &Config) -> impl Future<Output = Result<Self::R, String>> + Send;
+    fn build(&self, config: &Config) -> impl Future<Output = Result<Self::R, DaemonError>> + Send;
 }
 
 /// A finished task.
@@ -147,16 +152,27 @@ fn notify(states: &[sd_notify::NotifyState]) {
     }
 }
 
-/// Runs the daemon until SIGTERM/SIGINT. `config_path` is re-read on SIGHUP.
+/// Runs the daemon until SIGTERM/SIGINT; `config_path` is re-read on SIGHUP.
+///
+/// In order: open the state directory, build the renewer (`factory`), observe
+/// every certificate once (READY to systemd only then), then loop: start what
+/// is due (at most `daemon.concurrency` at a time), sleep until the next due
+/// moment, a finished task, a signal, the watchdog or the periodic summary.
+/// SIGTERM/SIGINT end the loop; steps in flight get `options.shutdown_grace`
+/// and are then abandoned (they resume from the state directory at the next
+/// start). Errors only before the loop runs (or a reload whose maintenance
+/// window does not parse, which validation already refuses).
 pub async fn run<F: RenewerFactory>(
     config_path: PathBuf,
     config: Config,
     factory: F,
     metrics: Arc<Metrics>,
     options: Options,
-) -> Result<(), String> {
-    let state = StateDir::open(&config.state.dir)
-        .map_err(|e| format!("state directory {}: {e}", config.state.dir.display()))?;
+) -> Result<(), DaemonError> {
+    let state = StateDir::open(&config.state.dir).map_err(|source| DaemonError::State {
+        dir: config.state.dir.clone(),
+        source,
+    })?;
     let mut config = Arc::new(config);
     let mut renewer = Arc::new(factory.build(&config).await?);
     let mut window = parse_window(&config)?;
@@ -165,45 +181,10 @@ pub async fn run<F: RenewerFactory>(
     if slots.is_empty() {
         tracing::warn!(file = %config_path.display(), "no [[certificates]] configured: nothing to do until a reload adds one");
     }
-
-    let mut hup = signal(SignalKind::hangup()).map_err(|e| format!("SIGHUP handler: {e}"))?;
-    let mut term = signal(SignalKind::terminate()).map_err(|e| format!("SIGTERM handler: {e}"))?;
-    let mut int = signal(SignalKind::interrupt()).map_err(|e| format!("SIGINT handler: {e}"))?;
+    let mut signals = Signals::install()?;
     let watchdog = sd_notify::watchdog_enabled().map(|d| d / 2);
 
-    // First observation pass: READY only once we know what is served. Bounded:
-    // hundreds of certificates must not become hundreds of simultaneous requests
-    // (rate limits; over HTTP/1.1 as many connections, whose buffers the
-    // allocator keeps afterwards).
-    let mut first = JoinSet::new();
-    let limit = Arc::new(tokio::sync::Semaphore::new(
-        config.daemon.concurrency.max(FIRST_PASS_CONCURRENCY),
-    ));
-    for slot in slots.values() {
-        let r = Arc::clone(&renewer);
-        let c = slot.cert.clone();
-        let limit = Arc::clone(&limit);
-        first.spawn(async move {
-            // infallible: the semaphore is never closed.
-            let _permit = limit.acquire_owned().await.ok();
-            (c.name.clone(), r.observe(&c).await)
-        });
-    }
-    while let Some(res) = first.join_next().await {
-        let Ok((name, obs)) = res else { continue };
-        if let Some(slot) = slots.get_mut(&name) {
-            match obs {
-                Ok(o) => {
-                    record_observation(&metrics, &name, &o);
-                    slot.observation = Some(o);
-                }
-                Err(e) => {
-                    tracing::warn!(certificate = %name, error = %e.message, "cannot read what the proxies serve; will retry");
-                    slot.observation = None;
-                }
-            }
-        }
-    }
+    first_pass(&mut slots, &renewer, &config, &metrics).await;
     metrics.set_ready();
     notify(&[
         sd_notify::NotifyState::Ready,
@@ -214,91 +195,26 @@ pub async fn run<F: RenewerFactory>(
 
     let mut tasks: JoinSet<(String, Done)> = JoinSet::new();
     loop {
-        let now = OffsetDateTime::now_utc();
-        // Start what is due, up to the concurrency limit.
-        let mut dues: Vec<(Due, String)> = slots
-            .values()
-            .filter(|s| !s.running)
-            .map(|s| (due(s, now, window.as_ref()), s.cert.name.clone()))
-            .collect();
-        dues.sort_by_key(|(d, _)| d.at);
-        for (d, name) in &dues {
-            if d.at > now || tasks.len() >= config.daemon.concurrency {
-                break;
-            }
-            let Some(slot) = slots.get_mut(name) else {
-                continue;
-            };
-            slot.running = true;
-            let r = Arc::clone(&renewer);
-            let cert = slot.cert.clone();
-            let why = d.why;
-            let ari_id = slot.observation.as_ref().and_then(|o| o.ari_id.clone());
-            metrics.update(name, |m| m.attempts += u64::from(why != Why::AriPoll));
-            tracing::info!(certificate = %name, reason = ?why, "working on certificate");
-            tasks.spawn(async move {
-                if why == Why::AriPoll {
-                    let id = ari_id.unwrap_or_default();
-                    let res = r.renewal_info(&id).await;
-                    return (cert.name.clone(), Done::Ari(id, res));
-                }
-                let force = matches!(why, Why::Renewal(_));
-                (cert.name.clone(), Done::Renew(r.renew(&cert, force).await))
-            });
-        }
-
-        let next_at = slots
-            .values()
-            .filter(|s| !s.running)
-            .map(|s| due(s, OffsetDateTime::now_utc(), window.as_ref()).at)
-            .min();
-        let mut sleep_for = next_at
-            .map(duration_until)
-            .unwrap_or(options.max_sleep)
-            .min(options.max_sleep);
-        // Something is due but every slot is busy: the next wake-up is a task
-        // finishing, not the clock (no spinning).
-        if next_at.is_some_and(|t| t <= OffsetDateTime::now_utc())
-            && tasks.len() >= config.daemon.concurrency
-        {
-            sleep_for = options.max_sleep;
-        }
+        start_due(
+            &mut slots,
+            &mut tasks,
+            &renewer,
+            &config,
+            window.as_ref(),
+            &metrics,
+        );
+        let busy = tasks.len() >= config.daemon.concurrency;
+        let mut sleep_for = sleep_time(&slots, busy, window.as_ref(), &options, next_summary);
         if let Some(w) = watchdog {
             notify(&[sd_notify::NotifyState::Watchdog]);
             sleep_for = sleep_for.min(w);
         }
-        let until_summary = next_summary.saturating_duration_since(tokio::time::Instant::now());
-        sleep_for = sleep_for.min(until_summary);
 
         tokio::select! {
             Some(done) = tasks.join_next(), if !tasks.is_empty() => {
                 let Ok((name, done)) = done else { continue };
-                let learn = match done {
-                    Done::Ari(id, res) => {
-                        store_ari(&state, &mut slots, &name, &id, res);
-                        None
-                    }
-                    Done::Renew(res) => {
-                        handle_result(&state, &metrics, &mut slots, &name, res, &config, &options);
-                        slots.get(&name).and_then(|s| {
-                            let id = s.observation.as_ref()?.ari_id.clone()?;
-                            s.book.ari.as_ref().is_none_or(|a| a.cert_id != id).then_some(id)
-                        })
-                    }
-                };
-                match (learn, slots.get_mut(&name)) {
-                    // A new certificate is served: learn its ARI window first.
-                    (Some(id), Some(s)) => {
-                        let r = Arc::clone(&renewer);
-                        tasks.spawn(async move {
-                            let res = r.renewal_info(&id).await;
-                            (name, Done::Ari(id, res))
-                        });
-                        s.running = true;
-                    }
-                    (None, Some(s)) => s.running = false,
-                    _ => {}
-                }
+                let ctx = Ctx { state: &state, metrics: &metrics, config: &config, options: &options };
+                task_done(&ctx, &mut slots, &mut tasks, &renewer, name, done);
                 update_next_renewal(&metrics, &slots, window.as_ref());
             }
             _ = tokio::time::sleep(sleep_for) => {
@@ -308,7 +224,7 @@ pub async fn run<F: RenewerFactory>(
                 }
                 update_next_renewal(&metrics, &slots, window.as_ref());
             }
-            _ = hup.recv() => {
+            _ = signals.hup.recv() => {
                 notify(&[sd_notify::NotifyState::Reloading]);
                 match reload(&config_path, &factory).await {
                     Ok((c, r)) => {
@@ -329,52 +245,259 @@ pub async fn run<F: RenewerFactory>(
                 }
                 notify(&[sd_notify::NotifyState::Ready]);
             }
-            _ = term.recv() => break,
-            _ = int.recv() => break,
+            _ = signals.term.recv() => break,
+            _ = signals.int.recv() => break,
         }
     }
 
     notify(&[sd_notify::NotifyState::Stopping]);
-    if !tasks.is_empty() {
-        tracing::info!(
-            in_flight = tasks.len(),
-            grace_s = options.shutdown_grace.as_secs(),
-            "stopping: letting the steps in flight finish"
-        );
-        let deadline = tokio::time::sleep(options.shutdown_grace);
-        tokio::pin!(deadline);
-        loop {
-            tokio::select! {
-                done = tasks.join_next() => match done {
-                    Some(Ok((name, Done::Renew(result)))) => {
-                        handle_result(&state, &metrics, &mut slots, &name, result, &config, &options);
-                    }
-                    Some(Ok((name, Done::Ari(id, res)))) => store_ari(&state, &mut slots, &name, &id, res),
-                    Some(Err(_)) => {}
-                    None => break,
-                },
-                _ = &mut deadline => {
-                    // Safe: every step is idempotent and resumes from the state
-                    // directory and what GCP shows.
-                    tracing::warn!(abandoned = tasks.len(), "stopping: abandoning steps still in flight; they resume at the next start");
-                    tasks.abort_all();
-                    break;
-                }
-            }
-        }
-    }
+    let ctx = Ctx {
+        state: &state,
+        metrics: &metrics,
+        config: &config,
+        options: &options,
+    };
+    drain(&ctx, &mut slots, tasks).await;
     tracing::info!("stopped");
     Ok(())
 }
 
-fn parse_window(config: &Config) -> Result<Option<Cron>, String> {
-    config
+/// The signals the loop listens to.
+struct Signals {
+    hup: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> Result<Signals, DaemonError> {
+        let one = |kind: SignalKind, name: &'static str| {
+            signal(kind).map_err(|source| DaemonError::Signal {
+                signal: name,
+                source,
+            })
+        };
+        Ok(Signals {
+            hup: one(SignalKind::hangup(), "SIGHUP")?,
+            term: one(SignalKind::terminate(), "SIGTERM")?,
+            int: one(SignalKind::interrupt(), "SIGINT")?,
+        })
+    }
+}
+
+/// What recording an outcome needs, besides the slots.
+struct Ctx<'a> {
+    state: &'a StateDir,
+    metrics: &'a Metrics,
+    config: &'a Config,
+    options: &'a Options,
+}
+
+/// The first observation pass: READY only once we know what is served. Bounded:
+/// hundreds of certificates must not become hundreds of simultaneous requests
+/// (rate limits; over HTTP/1.1 as many connections, whose buffers the
+/// allocator keeps afterwards).
+async fn first_pass<R: Renewer>(
+    slots: &mut BTreeMap<String, Slot>,
+    renewer: &Arc<R>,
+    config: &Config,
+    metrics: &Metrics,
+) {
+    let mut first = JoinSet::new();
+    let limit = Arc::new(tokio::sync::Semaphore::new(
+        config.daemon.concurrency.max(FIRST_PASS_CONCURRENCY),
+    ));
+    for slot in slots.values() {
+        let r = Arc::clone(renewer);
+        let c = slot.cert.clone();
+        let limit = Arc::clone(&limit);
+        first.spawn(async move {
+            // infallible: the semaphore is never closed.
+            let _permit = limit.acquire_owned().await.ok();
+            (c.name.clone(), r.observe(&c).await)
+        });
+    }
+    while let Some(res) = first.join_next().await {
+        let Ok((name, obs)) = res else { continue };
+        if let Some(slot) = slots.get_mut(&name) {
+            match obs {
+                Ok(o) => {
+                    record_observation(metrics, &name, &o);
+                    slot.observation = Some(o);
+                }
+                Err(e) => {
+                    tracing::warn!(certificate = %name, error = %e.message, "cannot read what the proxies serve; will retry");
+                    slot.observation = None;
+                }
+            }
+        }
+    }
+}
+
+/// Starts what is due now, earliest first, up to `daemon.concurrency` tasks.
+fn start_due<R: Renewer>(
+    slots: &mut BTreeMap<String, Slot>,
+    tasks: &mut JoinSet<(String, Done)>,
+    renewer: &Arc<R>,
+    config: &Config,
+    window: Option<&Cron>,
+    metrics: &Metrics,
+) {
+    let now = OffsetDateTime::now_utc();
+    let mut dues: Vec<(Due, String)> = slots
+        .values()
+        .filter(|s| !s.running)
+        .map(|s| (due(s, now, window), s.cert.name.clone()))
+        .collect();
+    dues.sort_by_key(|(d, _)| d.at);
+    for (d, name) in &dues {
+        if d.at > now || tasks.len() >= config.daemon.concurrency {
+            break;
+        }
+        let Some(slot) = slots.get_mut(name) else {
+            continue;
+        };
+        slot.running = true;
+        let r = Arc::clone(renewer);
+        let cert = slot.cert.clone();
+        let why = d.why;
+        let ari_id = slot.observation.as_ref().and_then(|o| o.ari_id.clone());
+        metrics.update(name, |m| m.attempts += u64::from(why != Why::AriPoll));
+        tracing::info!(certificate = %name, reason = ?why, "working on certificate");
+        tasks.spawn(async move {
+            if why == Why::AriPoll {
+                let id = ari_id.unwrap_or_default();
+                let res = r.renewal_info(&id).await;
+                return (cert.name.clone(), Done::Ari(id, res));
+            }
+            let force = matches!(why, Why::Renewal(_));
+            (cert.name.clone(), Done::Renew(r.renew(&cert, force).await))
+        });
+    }
+}
+
+/// How long the loop may sleep: until the next idle certificate is due, the
+/// next summary, or `max_sleep`. `busy`: every task slot is taken.
+fn sleep_time(
+    slots: &BTreeMap<String, Slot>,
+    busy: bool,
+    window: Option<&Cron>,
+    options: &Options,
+    next_summary: tokio::time::Instant,
+) -> Duration {
+    let next_at = slots
+        .values()
+        .filter(|s| !s.running)
+        .map(|s| due(s, OffsetDateTime::now_utc(), window).at)
+        .min();
+    let mut sleep_for = next_at
+        .map(duration_until)
+        .unwrap_or(options.max_sleep)
+        .min(options.max_sleep);
+    // Something is due but every slot is busy: the next wake-up is a task
+    // finishing, not the clock (no spinning).
+    if busy && next_at.is_some_and(|t| t <= OffsetDateTime::now_utc()) {
+        sleep_for = options.max_sleep;
+    }
+    let until_summary = next_summary.saturating_duration_since(tokio::time::Instant::now());
+    sleep_for.min(until_summary)
+}
+
+/// Records a finished task; after a renewal that put a new certificate in
+/// service, starts learning its ARI window before the slot is free again.
+fn task_done<R: Renewer>(
+    ctx: &Ctx<'_>,
+    slots: &mut BTreeMap<String, Slot>,
+    tasks: &mut JoinSet<(String, Done)>,
+    renewer: &Arc<R>,
+    name: String,
+    done: Done,
+) {
+    let learn = match done {
+        Done::Ari(id, res) => {
+            store_ari(ctx.state, slots, &name, &id, res);
+            None
+        }
+        Done::Renew(res) => {
+            handle_result(
+                ctx.state,
+                ctx.metrics,
+                slots,
+                &name,
+                res,
+                ctx.config,
+                ctx.options,
+            );
+            slots.get(&name).and_then(|s| {
+                let id = s.observation.as_ref()?.ari_id.clone()?;
+                s.book
+                    .ari
+                    .as_ref()
+                    .is_none_or(|a| a.cert_id != id)
+                    .then_some(id)
+            })
+        }
+    };
+    match (learn, slots.get_mut(&name)) {
+        // A new certificate is served: learn its ARI window first.
+        (Some(id), Some(s)) => {
+            let r = Arc::clone(renewer);
+            tasks.spawn(async move {
+                let res = r.renewal_info(&id).await;
+                (name, Done::Ari(id, res))
+            });
+            s.running = true;
+        }
+        (None, Some(s)) => s.running = false,
+        _ => {}
+    }
+}
+
+/// At shutdown: lets the steps in flight finish for `shutdown_grace`, recording
+/// their outcomes, then abandons the rest.
+async fn drain(
+    ctx: &Ctx<'_>,
+    slots: &mut BTreeMap<String, Slot>,
+    mut tasks: JoinSet<(String, Done)>,
+) {
+    if tasks.is_empty() {
+        return;
+    }
+    tracing::info!(
+        in_flight = tasks.len(),
+        grace_s = ctx.options.shutdown_grace.as_secs(),
+        "stopping: letting the steps in flight finish"
+    );
+    let deadline = tokio::time::sleep(ctx.options.shutdown_grace);
+    tokio::pin!(deadline);
+    loop {
+        tokio::select! {
+            done = tasks.join_next() => match done {
+                Some(Ok((name, Done::Renew(result)))) => {
+                    handle_result(ctx.state, ctx.metrics, slots, &name, result, ctx.config, ctx.options);
+                }
+                Some(Ok((name, Done::Ari(id, res)))) => store_ari(ctx.state, slots, &name, &id, res),
+                Some(Err(_)) => {}
+                None => break,
+            },
+            _ = &mut deadline => {
+                // Safe: every step is idempotent and resumes from the state
+                // directory and what GCP shows.
+                tracing::warn!(abandoned = tasks.len(), "stopping: abandoning steps still in flight; they resume at the next start");
+                tasks.abort_all();
+                break;
+            }
+        }
+    }
+}
+
+fn parse_window(config: &Config) -> Result<Option<Cron>, DaemonError> {
+    Ok(config
         .daemon
         .maintenance_window
         .as_deref()
         .map(Cron::parse)
-        .transpose()
-        .map_err(|e| format!("daemon.maintenance_window {e}"))
+        .transpose()?)
 }
 
 fn make_slots(
@@ -611,8 +734,8 @@ fn summary(slots: &BTreeMap<String, Slot>, config: &Config, window: Option<&Cron
 async fn reload<F: RenewerFactory>(
     path: &std::path::Path,
     factory: &F,
-) -> Result<(Config, F::R), String> {
-    let c = Config::load(path).map_err(|e| e.to_string())?;
+) -> Result<(Config, F::R), DaemonError> {
+    let c = Config::load(path)?;
     let r = factory.build(&c).await?;
     Ok((c, r))
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use time::OffsetDateTime;
 
-use super::{Observation, RenewError, Renewer, RenewerFactory};
+use super::{DaemonError, Observation, RenewError, Renewer, RenewerFactory};
 use crate::acme::{AcmeClient, AcmeError};
 use crate::config::{CertificateConfig, Config};
 use crate::gcp::Gcp;
@@ -190,18 +190,21 @@ pub struct Factory {
 impl RenewerFactory for Factory {
     type R = Pipeline;
 
-    async fn build(&self, config: &Config) -> Result<Pipeline, String> {
+    async fn build(&self, config: &Config) -> Result<Pipeline, DaemonError> {
         let gcp = match &self.gcp {
             Some(g) => g.clone(),
-            None => Gcp::from_config(&config.gcp)
-                .await
-                .map_err(|e| e.to_string())?,
+            None => Gcp::from_config(&config.gcp).await?,
         };
-        let state = StateDir::open(&config.state.dir)
-            .map_err(|e| format!("state directory {}: {e}", config.state.dir.display()))?;
+        let state = StateDir::open(&config.state.dir).map_err(|source| DaemonError::State {
+            dir: config.state.dir.clone(),
+            source,
+        })?;
         let acme = AcmeClient::connect(&config.acme, state)
             .await
-            .map_err(|e| format!("ACME account at {}: {e}", config.acme.directory))?;
+            .map_err(|e| DaemonError::Acme {
+                directory: config.acme.directory.clone(),
+                source: Box::new(e),
+            })?;
         self.metrics.set_gcp(Arc::clone(&gcp.stats));
         self.metrics.set_acme(acme.stats());
         Ok(Pipeline::new(reconcile::Renewer {

@@ -3,7 +3,7 @@
 
 use time::OffsetDateTime;
 
-use super::book::Book;
+use crate::schedule::book::Book;
 use crate::schedule::timing::{self, Reason, Validity};
 use crate::schedule::window::Cron;
 
@@ -103,7 +103,7 @@ pub fn next_due(i: &Inputs) -> Due {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::daemon::book::AriState;
+    use crate::schedule::book::AriState;
     use time::macros::datetime;
 
     fn v90() -> Validity {

@@ -7,7 +7,46 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::gcp::Auth;
+use crate::gcp::{Auth, GcpError};
+
+/// Why credentials are unusable, or none were found.
+#[derive(Debug, thiserror::Error)]
+pub enum CredentialsError {
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("not JSON: {0}")]
+    NotJson(serde_json::Error),
+    #[error("unknown credentials type \"{0}\"")]
+    UnknownType(String),
+    #[error("no \"type\" field")]
+    NoType,
+    /// google-cloud-auth refused to build the ADC chain.
+    #[error(transparent)]
+    Adc(Box<GcpError>),
+    #[error("cannot build an HTTP client: {0}")]
+    Client(reqwest::Error),
+    #[error("no metadata server at {host} ({source})")]
+    NoMetadata {
+        host: String,
+        source: reqwest::Error,
+    },
+    #[error("{host} answered {status} without Metadata-Flavor: Google")]
+    NotMetadata {
+        host: String,
+        status: reqwest::StatusCode,
+    },
+    #[error("{0}")]
+    Body(reqwest::Error),
+}
+
+impl From<GcpError> for CredentialsError {
+    fn from(e: GcpError) -> Self {
+        CredentialsError::Adc(Box::new(e))
+    }
+}
 
 /// Where credentials were found (it decides the fix when they fail).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -49,7 +88,7 @@ pub struct Credentials {
     /// The `project_id` (or `quota_project_id`) of a credentials file.
     pub file_project: Option<String>,
     /// How tokens are obtained; an error when the credentials are unusable.
-    pub auth: Result<Auth, String>,
+    pub auth: Result<Auth, CredentialsError>,
 }
 
 /// The result of looking.
@@ -69,8 +108,11 @@ pub struct FileKind {
 }
 
 /// Reads an ADC JSON file's `type` and the identity it names.
-pub fn describe_file(text: &str, gcloud_account: Option<String>) -> Result<FileKind, String> {
-    let v: Value = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
+pub fn describe_file(
+    text: &str,
+    gcloud_account: Option<String>,
+) -> Result<FileKind, CredentialsError> {
+    let v: Value = serde_json::from_str(text).map_err(CredentialsError::NotJson)?;
     let s = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_string);
     let project = s("project_id").or_else(|| s("quota_project_id"));
     let (kind, identity) = match s("type").as_deref() {
@@ -90,8 +132,8 @@ pub fn describe_file(text: &str, gcloud_account: Option<String>) -> Result<FileK
                 .as_deref()
                 .and_then(impersonated_email),
         ),
-        Some(other) => return Err(format!("unknown credentials type \"{other}\"")),
-        None => return Err("no \"type\" field".into()),
+        Some(other) => return Err(CredentialsError::UnknownType(other.to_string())),
+        None => return Err(CredentialsError::NoType),
     };
     Ok(FileKind {
         kind: kind.to_string(),
@@ -141,7 +183,10 @@ fn active_gcloud_account() -> Option<String> {
 
 fn from_file(path: &Path, label: &str, source: Source) -> Credentials {
     let described = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))
+        .map_err(|source| CredentialsError::Read {
+            path: path.to_path_buf(),
+            source,
+        })
         .and_then(|t| describe_file(&t, active_gcloud_account()));
     match described {
         Ok(f) => Credentials {
@@ -149,7 +194,7 @@ fn from_file(path: &Path, label: &str, source: Source) -> Credentials {
             kind: format!("{} ({label}{})", f.kind, path.display()),
             identity: f.identity,
             file_project: f.project,
-            auth: Auth::adc().map_err(|e| e.to_string()),
+            auth: Auth::adc().map_err(CredentialsError::from),
         },
         Err(e) => Credentials {
             source,
@@ -168,11 +213,11 @@ fn metadata_host() -> String {
 
 /// The default service account's email from the metadata server; `Err` when no
 /// metadata server answers (as off Google Cloud).
-async fn metadata_email(host: &str) -> Result<String, String> {
+async fn metadata_email(host: &str) -> Result<String, CredentialsError> {
     let client = reqwest::Client::builder()
         .timeout(Duration::from_millis(1500))
         .build()
-        .map_err(|e| e.to_string())?;
+        .map_err(CredentialsError::Client)?;
     let resp = client
         .get(format!(
             "http://{host}/computeMetadata/v1/instance/service-accounts/default/email"
@@ -180,22 +225,25 @@ async fn metadata_email(host: &str) -> Result<String, String> {
         .header("Metadata-Flavor", "Google")
         .send()
         .await
-        .map_err(|e| format!("no metadata server at {host} ({e})"))?;
+        .map_err(|source| CredentialsError::NoMetadata {
+            host: host.to_string(),
+            source,
+        })?;
     // A proxy or captive portal may answer too: only Google's server says this.
     let flavor = resp
         .headers()
         .get("metadata-flavor")
         .is_some_and(|v| v.as_bytes() == b"Google");
     if !flavor || !resp.status().is_success() {
-        return Err(format!(
-            "{host} answered {} without Metadata-Flavor: Google",
-            resp.status()
-        ));
+        return Err(CredentialsError::NotMetadata {
+            host: host.to_string(),
+            status: resp.status(),
+        });
     }
     Ok(resp
         .text()
         .await
-        .map_err(|e| e.to_string())?
+        .map_err(CredentialsError::Body)?
         .trim()
         .to_string())
 }
@@ -226,7 +274,7 @@ pub async fn detect() -> Detection {
             kind: format!("the VM's service account (metadata server {host})"),
             identity: Some(email),
             file_project: None,
-            auth: Auth::adc().map_err(|e| e.to_string()),
+            auth: Auth::adc().map_err(CredentialsError::from),
         }),
         Err(why) => Detection::None(format!(
             "GOOGLE_APPLICATION_CREDENTIALS unset, no gcloud application-default file, {why}"
@@ -276,11 +324,22 @@ mod tests {
 
     #[test]
     fn bad_files_say_why() {
-        assert!(describe_file("{", None).unwrap_err().contains("not JSON"));
-        assert!(describe_file("{}", None).unwrap_err().contains("type"));
+        assert!(
+            describe_file("{", None)
+                .unwrap_err()
+                .to_string()
+                .contains("not JSON")
+        );
+        assert!(
+            describe_file("{}", None)
+                .unwrap_err()
+                .to_string()
+                .contains("type")
+        );
         assert!(
             describe_file(r#"{"type":"mystery"}"#, None)
                 .unwrap_err()
+                .to_string()
                 .contains("mystery")
         );
     }

@@ -7,6 +7,29 @@ use std::path::Path;
 use super::Line;
 use crate::config::Config;
 
+/// Why a file could not be created or read where we looked. The OS's reason is
+/// kept as text: the facts are plain data, compared and built by hand in tests,
+/// which `std::io::Error` (neither `Clone` nor `Eq`) would not allow.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum AccessError {
+    #[error("{0}")]
+    Io(String),
+    #[error("not a directory")]
+    NotDir,
+}
+
+impl From<std::io::Error> for AccessError {
+    fn from(e: std::io::Error) -> Self {
+        AccessError::Io(e.to_string())
+    }
+}
+
+impl From<&str> for AccessError {
+    fn from(reason: &str) -> Self {
+        AccessError::Io(reason.to_string())
+    }
+}
+
 /// What we know about the state directory.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum DirFacts {
@@ -17,14 +40,14 @@ pub enum DirFacts {
         /// Our effective uid, when /proc tells it.
         us: Option<u32>,
         /// Whether a file could be created in it, or why not.
-        writable: Result<(), String>,
+        writable: Result<(), AccessError>,
     },
     /// Something else is at that path.
     NotDir,
     /// It does not exist; `ancestor` is the nearest existing one.
     Missing {
         ancestor: String,
-        creatable: Result<(), String>,
+        creatable: Result<(), AccessError>,
     },
     /// It could not be examined.
     Unreadable(String),
@@ -109,14 +132,13 @@ fn effective_uid() -> Option<u32> {
 
 /// Whether a file can be created in `dir`: create one and remove it (the only
 /// honest test: modes, ACLs, read-only mounts and SELinux all play a part).
-fn can_create_in(dir: &Path) -> Result<(), String> {
+fn can_create_in(dir: &Path) -> Result<(), AccessError> {
     let probe = dir.join(format!(".gclb-acme-check-{}", std::process::id()));
     std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
-        .open(&probe)
-        .map_err(|e| e.to_string())?;
-    std::fs::remove_file(&probe).map_err(|e| e.to_string())
+        .open(&probe)?;
+    Ok(std::fs::remove_file(&probe)?)
 }
 
 /// Gathers the facts about the state directory.
@@ -141,7 +163,7 @@ pub fn state_dir_facts(dir: &Path) -> DirFacts {
             let creatable = if ancestor.is_dir() {
                 can_create_in(ancestor)
             } else {
-                Err("not a directory".into())
+                Err(AccessError::NotDir)
             };
             DirFacts::Missing {
                 ancestor: ancestor.display().to_string(),
@@ -154,7 +176,7 @@ pub fn state_dir_facts(dir: &Path) -> DirFacts {
 
 /// The verdict on the EAB key file: readable, a base64url key, not readable by
 /// others.
-pub fn eab_line(file: &Path, content: Result<(String, u32), String>) -> Line {
+pub fn eab_line(file: &Path, content: Result<(String, u32), AccessError>) -> Line {
     use base64::Engine;
     let what = format!("EAB key file {}", file.display());
     let (text, mode) = match content {
@@ -167,9 +189,8 @@ pub fn eab_line(file: &Path, content: Result<(String, u32), String>) -> Line {
         }
     };
     let key = text.trim();
-    let decoded = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(key.trim_end_matches('='))
-        .map_err(|e| e.to_string());
+    let decoded =
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(key.trim_end_matches('='));
     match decoded {
         Ok(k) if !k.is_empty() => {}
         Ok(_) => {
@@ -214,7 +235,7 @@ pub fn run(config: &Config) -> Vec<Line> {
         let f = &eab.hmac_key_file;
         let content = std::fs::read_to_string(f)
             .and_then(|t| Ok((t, std::fs::metadata(f)?.permissions().mode())))
-            .map_err(|e| e.to_string());
+            .map_err(AccessError::from);
         lines.push(eab_line(f, content));
     }
     lines
@@ -225,7 +246,7 @@ mod tests {
     use super::*;
     use crate::preflight::Status;
 
-    fn dir(mode: u32, owner: u32, writable: Result<(), String>) -> DirFacts {
+    fn dir(mode: u32, owner: u32, writable: Result<(), AccessError>) -> DirFacts {
         DirFacts::Dir {
             mode,
             owner,

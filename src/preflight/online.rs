@@ -16,11 +16,30 @@ use super::caa::{self, CaaRecord};
 use super::credentials::Credentials;
 use super::delegation::{self, Delegation};
 use super::permissions;
-use super::resolver::Resolver;
+use super::resolver::{Resolver, ResolverError};
 use crate::config::Config;
 use crate::dns::zone::{self, ZoneError};
 use crate::gcp::dns::ManagedZone;
 use crate::gcp::{Api, Auth, Call, Gcp, GcpError, RetryPolicy};
+
+/// Why no access token could be had.
+#[derive(Debug, thiserror::Error)]
+enum TokenError {
+    #[error("no answer in {0:?}")]
+    Timeout(Duration),
+    #[error(transparent)]
+    Credentials(google_cloud_auth::errors::CredentialsError),
+}
+
+/// Why a configured zone cannot be used.
+#[derive(Debug, thiserror::Error)]
+enum ConfiguredZoneError {
+    #[error("the configured zone {zone} does not exist in project {project}")]
+    Missing { zone: String, project: String },
+    /// Only the first line: the rest is Google's detail, shown elsewhere.
+    #[error("{}", first_line(.0))]
+    Read(GcpError),
+}
 
 /// One request may not hold `check` up for longer than this.
 const CALL_TIMEOUT: Duration = Duration::from_secs(15);
@@ -115,13 +134,13 @@ pub async fn checks(config: &Config, gcp: &Gcp, who: &str) -> Vec<Line> {
     [apis, iam, dns, proxies, takeover].concat()
 }
 
-async fn token(auth: &Auth) -> Result<&'static str, String> {
+async fn token(auth: &Auth) -> Result<&'static str, TokenError> {
     match auth {
         Auth::Adc(c) => tokio::time::timeout(CALL_TIMEOUT, c.access_token())
             .await
-            .map_err(|_| format!("no answer in {CALL_TIMEOUT:?}"))?
+            .map_err(|_| TokenError::Timeout(CALL_TIMEOUT))?
             .map(|_| "an access token was obtained")
-            .map_err(|e| e.to_string()),
+            .map_err(TokenError::Credentials),
         Auth::Static(_) => Ok("a fixed access token is used"),
         Auth::None => Ok("no access token is sent (emulator)"),
     }
@@ -129,13 +148,14 @@ async fn token(auth: &Auth) -> Result<&'static str, String> {
 
 /// The project the daemon would use, and where it comes from (the same order as
 /// `Gcp::from_config`).
-async fn project(config: &Config, file_project: Option<&str>) -> Result<(String, String), String> {
+async fn project(
+    config: &Config,
+    file_project: Option<&str>,
+) -> Result<(String, String), GcpError> {
     if let Some(p) = &config.gcp.project {
         return Ok((p.clone(), "gcp.project in the configuration".into()));
     }
-    let p = crate::gcp::discover_project()
-        .await
-        .map_err(|e| e.to_string())?;
+    let p = crate::gcp::discover_project().await?;
     for var in ["GOOGLE_CLOUD_PROJECT", "CLOUDSDK_CORE_PROJECT"] {
         if std::env::var(var).is_ok_and(|v| v == p) {
             return Ok((p, var.into()));
@@ -416,7 +436,11 @@ struct Domain {
     zone: Result<ManagedZone, ZoneError>,
 }
 
-async fn domains(config: &Config, gcp: &Gcp, resolver: Result<Resolver, String>) -> Vec<Line> {
+async fn domains(
+    config: &Config,
+    gcp: &Gcp,
+    resolver: Result<Resolver, ResolverError>,
+) -> Vec<Line> {
     let mut lines = Vec::new();
     let project = gcp.project.clone();
     // One list for every discovered zone; one get per configured zone.
@@ -442,16 +466,20 @@ async fn domains(config: &Config, gcp: &Gcp, resolver: Result<Resolver, String>)
             }
         }
     }
-    let mut configured: BTreeMap<String, Result<ManagedZone, String>> = BTreeMap::new();
+    let mut configured: BTreeMap<String, Result<ManagedZone, ConfiguredZoneError>> =
+        BTreeMap::new();
     for c in &config.certificates {
         if let Some(z) = &c.zone
             && !configured.contains_key(z)
         {
             let r = gcp.get_zone(z).await.map_err(|e| {
                 if e.is_not_found() {
-                    format!("the configured zone {z} does not exist in project {project}")
+                    ConfiguredZoneError::Missing {
+                        zone: z.clone(),
+                        project: project.clone(),
+                    }
                 } else {
-                    first_line(&e)
+                    ConfiguredZoneError::Read(e)
                 }
             });
             configured.insert(z.clone(), r);

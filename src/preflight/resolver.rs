@@ -27,6 +27,29 @@ pub struct Lookup {
     pub answers: Vec<Record>,
 }
 
+/// Why the resolvers could not be used or gave no answer.
+#[derive(Debug, thiserror::Error)]
+pub enum ResolverError {
+    /// A resolver that does not resolve to an address (the DNS layer's text).
+    #[error("{0}")]
+    Servers(String),
+    #[error("no resolver configured")]
+    NoResolver,
+    #[error("{server} answered {rcode}")]
+    Rcode {
+        server: SocketAddr,
+        rcode: ResponseCode,
+    },
+    /// No answer from `server` (the DNS layer's text).
+    #[error("{server}: {reason}")]
+    Query { server: SocketAddr, reason: String },
+    #[error("bad name {name}: {source}")]
+    Name {
+        name: String,
+        source: hickory_proto::ProtoError,
+    },
+}
+
 /// `nameserver` lines of resolv.conf, as `ip:53`.
 pub fn parse_resolv_conf(text: &str) -> Vec<String> {
     text.lines()
@@ -42,7 +65,7 @@ pub fn parse_resolv_conf(text: &str) -> Vec<String> {
 
 impl Resolver {
     /// `dns.resolvers`, else the system resolver, else 8.8.8.8:53.
-    pub async fn from_config(configured: &[String]) -> Result<Resolver, String> {
+    pub async fn from_config(configured: &[String]) -> Result<Resolver, ResolverError> {
         let (specs, source) = if !configured.is_empty() {
             (configured.to_vec(), "dns.resolvers".to_string())
         } else {
@@ -57,7 +80,7 @@ impl Resolver {
         };
         let mut servers = Vec::new();
         for s in &specs {
-            servers.extend(resolve_servers(s).await?);
+            servers.extend(resolve_servers(s).await.map_err(ResolverError::Servers)?);
         }
         Ok(Resolver { servers, source })
     }
@@ -70,22 +93,27 @@ impl Resolver {
 
     /// Asks each resolver in turn until one answers (anything but SERVFAIL,
     /// REFUSED or silence).
-    pub async fn query(&self, name: &str, rtype: RecordType) -> Result<Lookup, String> {
-        let mut last = "no resolver configured".to_string();
+    pub async fn query(&self, name: &str, rtype: RecordType) -> Result<Lookup, ResolverError> {
+        let mut last = ResolverError::NoResolver;
         for s in &self.servers {
             match query_one(name, rtype, s.addr).await {
                 Ok(l) if !matches!(l.rcode, ResponseCode::ServFail | ResponseCode::Refused) => {
                     return Ok(l);
                 }
-                Ok(l) => last = format!("{} answered {}", s.addr, l.rcode),
-                Err(e) => last = format!("{}: {e}", s.addr),
+                Ok(l) => {
+                    last = ResolverError::Rcode {
+                        server: s.addr,
+                        rcode: l.rcode,
+                    }
+                }
+                Err(e) => last = e,
             }
         }
         Err(last)
     }
 
     /// The NS names served for `name` (lower case, absolute).
-    pub async fn ns(&self, name: &str) -> Result<Vec<String>, String> {
+    pub async fn ns(&self, name: &str) -> Result<Vec<String>, ResolverError> {
         let l = self.query(name, RecordType::NS).await?;
         Ok(l.answers
             .iter()
@@ -97,9 +125,12 @@ impl Resolver {
     }
 
     /// The CNAME target at `name`, if it is one.
-    pub async fn cname(&self, name: &str) -> Result<Option<String>, String> {
+    pub async fn cname(&self, name: &str) -> Result<Option<String>, ResolverError> {
         let l = self.query(name, RecordType::CNAME).await?;
-        let qname = Name::from_ascii(name).map_err(|e| format!("bad name {name}: {e}"))?;
+        let qname = Name::from_ascii(name).map_err(|source| ResolverError::Name {
+            name: name.to_string(),
+            source,
+        })?;
         Ok(l.answers.iter().find_map(|r| match &r.data {
             RData::CNAME(c) if r.name == qname => Some(c.0.to_ascii().to_ascii_lowercase()),
             _ => None,
@@ -107,7 +138,7 @@ impl Resolver {
     }
 
     /// The CAA records served at `name` (after any CNAME, as RFC 8659 says).
-    pub async fn caa(&self, name: &str) -> Result<Vec<super::caa::CaaRecord>, String> {
+    pub async fn caa(&self, name: &str) -> Result<Vec<super::caa::CaaRecord>, ResolverError> {
         let l = self.query(name, RecordType::CAA).await?;
         Ok(l.answers
             .iter()
@@ -123,10 +154,19 @@ impl Resolver {
     }
 }
 
-async fn query_one(name: &str, rtype: RecordType, server: SocketAddr) -> Result<Lookup, String> {
+async fn query_one(
+    name: &str,
+    rtype: RecordType,
+    server: SocketAddr,
+) -> Result<Lookup, ResolverError> {
     // A recursive resolver: ask it to recurse, as the CA's own resolver does.
     let resp = crate::dns::wire::query(name, rtype, server, true)
-        .await?
+        .await
+        // Text: the DNS layer's error type is its own (and changing).
+        .map_err(|e| ResolverError::Query {
+            server,
+            reason: e.to_string(),
+        })?
         .message;
     Ok(Lookup {
         rcode: resp.metadata.response_code,

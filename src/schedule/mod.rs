@@ -1,4 +1,6 @@
-//! When to renew: renewal timing, back-off and maintenance windows.
+//! When to renew: renewal timing, back-off and maintenance windows, and the
+//! per-certificate book of attempts they are computed from.
 
+pub mod book;
 pub mod timing;
 pub mod window;

@@ -24,6 +24,36 @@ const FIELDS: [(&str, u32, u32); 5] = [
     ("day of week", 0, 7),
 ];
 
+/// Why a cron expression was refused; the text completes "`"expr"` ...".
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum CronError {
+    #[error(
+        "has {0} fields: expected 5 (minute hour day-of-month month day-of-week, UTC), e.g. \"* 2-4 * * mon-fri\""
+    )]
+    FieldCount(usize),
+    #[error("has a bad {name} field \"{field}\": {problem}")]
+    Field {
+        name: &'static str,
+        field: String,
+        problem: FieldError,
+    },
+}
+
+/// What is wrong inside one field.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum FieldError {
+    #[error("step \"{0}\" is not a number")]
+    BadStep(String),
+    #[error("a step of 0 never advances")]
+    ZeroStep,
+    #[error("range {0}-{1} runs backwards")]
+    Backwards(u32, u32),
+    #[error("\"{value}\" is not a {name}")]
+    NotA { value: String, name: &'static str },
+    #[error("{value} is outside {lo}-{hi}")]
+    OutOfRange { value: u32, lo: u32, hi: u32 },
+}
+
 const MONTHS: [&str; 12] = [
     "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
 ];
@@ -31,18 +61,18 @@ const WEEKDAYS: [&str; 7] = ["sun", "mon", "tue", "wed", "thu", "fri", "sat"];
 
 impl Cron {
     /// Parses five space-separated fields; the error completes "`"expr"` ...".
-    pub fn parse(expr: &str) -> Result<Cron, String> {
+    pub fn parse(expr: &str) -> Result<Cron, CronError> {
         let fields: Vec<&str> = expr.split_whitespace().collect();
         if fields.len() != 5 {
-            return Err(format!(
-                "has {} fields: expected 5 (minute hour day-of-month month day-of-week, UTC), e.g. \"* 2-4 * * mon-fri\"",
-                fields.len()
-            ));
+            return Err(CronError::FieldCount(fields.len()));
         }
         let mut sets = [0u64; 5];
         for (i, f) in fields.iter().enumerate() {
-            sets[i] = parse_field(f, i)
-                .map_err(|m| format!("has a bad {} field \"{f}\": {m}", FIELDS[i].0))?;
+            sets[i] = parse_field(f, i).map_err(|problem| CronError::Field {
+                name: FIELDS[i].0,
+                field: (*f).to_string(),
+                problem,
+            })?;
         }
         // Sunday is 0 and 7.
         if sets[4] & (1 << 7) != 0 {
@@ -127,17 +157,15 @@ impl Cron {
     }
 }
 
-fn parse_field(f: &str, index: usize) -> Result<u64, String> {
+fn parse_field(f: &str, index: usize) -> Result<u64, FieldError> {
     let (_, lo, hi) = FIELDS[index];
     let mut set = 0u64;
     for part in f.split(',') {
         let (range, step) = match part.split_once('/') {
             Some((r, s)) => {
-                let step: u32 = s
-                    .parse()
-                    .map_err(|_| format!("step \"{s}\" is not a number"))?;
+                let step: u32 = s.parse().map_err(|_| FieldError::BadStep(s.to_string()))?;
                 if step == 0 {
-                    return Err("a step of 0 never advances".into());
+                    return Err(FieldError::ZeroStep);
                 }
                 (r, step)
             }
@@ -152,7 +180,7 @@ fn parse_field(f: &str, index: usize) -> Result<u64, String> {
             (v, if step > 1 { hi } else { v })
         };
         if a > b {
-            return Err(format!("range {a}-{b} runs backwards"));
+            return Err(FieldError::Backwards(a, b));
         }
         let mut v = a;
         while v <= b {
@@ -167,7 +195,7 @@ fn parse_field(f: &str, index: usize) -> Result<u64, String> {
     Ok(set)
 }
 
-fn value(s: &str, index: usize) -> Result<u32, String> {
+fn value(s: &str, index: usize) -> Result<u32, FieldError> {
     let (name, lo, hi) = FIELDS[index];
     let lower = s.to_ascii_lowercase();
     let named = match index {
@@ -180,12 +208,13 @@ fn value(s: &str, index: usize) -> Result<u32, String> {
     };
     let v = match named {
         Some(v) => v,
-        None => s
-            .parse::<u32>()
-            .map_err(|_| format!("\"{s}\" is not a {name}"))?,
+        None => s.parse::<u32>().map_err(|_| FieldError::NotA {
+            value: s.to_string(),
+            name,
+        })?,
     };
     if v < lo || v > hi {
-        return Err(format!("{v} is outside {lo}-{hi}"));
+        return Err(FieldError::OutOfRange { value: v, lo, hi });
     }
     Ok(v)
 }
@@ -246,25 +275,34 @@ mod tests {
 
     #[test]
     fn errors_name_the_field() {
-        assert!(Cron::parse("* * *").unwrap_err().contains("expected 5"));
+        assert!(
+            Cron::parse("* * *")
+                .unwrap_err()
+                .to_string()
+                .contains("expected 5")
+        );
         assert!(
             Cron::parse("61 * * * *")
                 .unwrap_err()
+                .to_string()
                 .contains("minute field")
         );
         assert!(
             Cron::parse("* 5-2 * * *")
                 .unwrap_err()
+                .to_string()
                 .contains("backwards")
         );
         assert!(
             Cron::parse("* * * foo *")
                 .unwrap_err()
+                .to_string()
                 .contains("month field")
         );
         assert!(
             Cron::parse("*/0 * * * *")
                 .unwrap_err()
+                .to_string()
                 .contains("step of 0")
         );
     }

@@ -173,7 +173,7 @@ pub async fn forget_deleted(
     let mut forgotten = Vec::new();
     // The renewal bookkeeping (back-off, the ARI window of the served
     // certificate) described what teardown removed.
-    if crate::daemon::book::Book::forget(state, cert_name).map_err(|e| fail(&e))? {
+    if crate::schedule::book::Book::forget(state, cert_name).map_err(|e| fail(&e))? {
         tracing::info!(
             certificate = cert_name,
             "teardown deleted the served certificate: forgot its renewal bookkeeping"

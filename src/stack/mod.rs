@@ -10,7 +10,6 @@
 
 mod apply;
 pub mod cert;
-pub mod command;
 mod observe;
 pub mod plan;
 pub mod takeover;
