@@ -9,6 +9,9 @@
 //! - `POST /emulator/settings` `{"operation_delay_ms", "dns_change_delay_ms"}`.
 //! - `POST /emulator/dns/lag` `{"server": 1, "lag_ms": 2000}` or
 //!   `{"lags_ms": [0, 2000]}`: per-name-server propagation lag.
+//! - `POST /emulator/latency` `{"profile": "google", "seed": 1, "call_ms", ...}`:
+//!   the latency model (see [`crate::latency`]); `{"profile": "none"}` turns it
+//!   off; `GET` shows it (null when off).
 //!
 //! IAM (`/emulator/iam/...`: granted, denied, checked) is in [`crate::authz`]; the
 //! middleware here calls its check on every API request.
@@ -46,6 +49,9 @@ pub struct LoggedRequest {
     pub id: Option<String>,
     /// Milliseconds since the emulator started.
     pub at_ms: u64,
+    /// The round trip the latency model added (0 without one).
+    #[serde(default)]
+    pub latency_ms: u64,
 }
 
 /// What a matching rule does.
@@ -280,7 +286,19 @@ pub async fn middleware(State(shared): State<Shared>, req: Request, next: Next) 
     let id = found.map(|m| shared.discovery.id_of(m).to_string());
     let style = style_for(&path);
 
+    // The model's round trip: half on the way in, half on the way out.
+    let round_trip = if api {
+        shared.next_call_latency()
+    } else {
+        Duration::ZERO
+    };
+    if !round_trip.is_zero() {
+        tokio::time::sleep(round_trip / 2).await;
+    }
     let response = handle(&shared, req, next, api, found, style).await;
+    if !round_trip.is_zero() {
+        tokio::time::sleep(round_trip - round_trip / 2).await;
+    }
 
     if api {
         shared.admin.record(LoggedRequest {
@@ -290,6 +308,7 @@ pub async fn middleware(State(shared): State<Shared>, req: Request, next: Next) 
             status: response.status().as_u16(),
             id,
             at_ms: shared.admin.elapsed_ms(),
+            latency_ms: round_trip.as_millis() as u64,
         });
     }
     response
@@ -385,6 +404,15 @@ async fn handle(
         _ => Request::from_parts(parts, body),
     };
 
+    if let Some(id) = id
+        && is_iap_write(id)
+        && let Some(wait) = shared
+            .latency()
+            .and_then(|m| m.operation_ms.get("iap").copied())
+    {
+        tokio::time::sleep(Duration::from_millis(wait)).await;
+    }
+
     let response = next.run(req).await;
 
     // A method served without an IAM table entry would be a hole in every
@@ -414,6 +442,12 @@ async fn handle(
     response
 }
 
+/// IAP methods that change a policy or settings (what the model's `iap` figure
+/// delays).
+fn is_iap_write(id: &str) -> bool {
+    id.starts_with("iap.") && (id.contains(".set") || id.contains(".update"))
+}
+
 /// Google's 404 for a path no API serves.
 pub async fn not_found(req: Request) -> Response {
     let path = req.uri().path().to_string();
@@ -434,6 +468,69 @@ pub async fn not_found(req: Request) -> Response {
 struct SettingsBody {
     operation_delay_ms: Option<u64>,
     dns_change_delay_ms: Option<u64>,
+}
+
+/// `POST /emulator/latency`: a profile to start from (`none` turns the model
+/// off), then any single figure to override.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LatencyBody {
+    profile: Option<String>,
+    seed: Option<u64>,
+    call_ms: Option<u64>,
+    call_jitter_ms: Option<u64>,
+    operation_ms: Option<std::collections::BTreeMap<String, u64>>,
+    dns_change_ms: Option<u64>,
+    dns_lags_ms: Option<Vec<u64>>,
+}
+
+fn set_latency(s: &Shared, b: LatencyBody) -> Response {
+    let base = match &b.profile {
+        Some(name) => match crate::latency::LatencyModel::profile(name) {
+            Ok(m) => m,
+            Err(e) => return (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
+        },
+        None => s.latency(),
+    };
+    let overrides = b.seed.is_some()
+        || b.call_ms.is_some()
+        || b.call_jitter_ms.is_some()
+        || b.operation_ms.is_some()
+        || b.dns_change_ms.is_some()
+        || b.dns_lags_ms.is_some();
+    let model = match (base, overrides) {
+        (None, false) => None,
+        (base, _) => {
+            let mut m = base.unwrap_or_else(|| crate::latency::LatencyModel {
+                profile: "custom".into(),
+                ..Default::default()
+            });
+            if let Some(v) = b.seed {
+                m.seed = v;
+            }
+            if let Some(v) = b.call_ms {
+                m.call_ms = v;
+            }
+            if let Some(v) = b.call_jitter_ms {
+                m.call_jitter_ms = v;
+            }
+            if let Some(v) = b.operation_ms {
+                m.operation_ms.extend(v);
+            }
+            if let Some(v) = b.dns_change_ms {
+                m.dns_change_ms = v;
+            }
+            if let Some(v) = b.dns_lags_ms {
+                m.dns_lags_ms = v;
+            }
+            if let Err(e) = m.check() {
+                return (StatusCode::BAD_REQUEST, e.to_string()).into_response();
+            }
+            Some(m)
+        }
+    };
+    s.set_latency(model);
+    Json(s.latency()).into_response()
 }
 
 #[derive(Deserialize)]
@@ -509,6 +606,13 @@ pub fn router() -> axum::Router<Shared> {
                     "lags_ms": s.admin.dns_lags().iter().map(|d| d.as_millis() as u64).collect::<Vec<_>>()
                 }))
             }),
+        )
+        .route(
+            "/emulator/latency",
+            post(|State(s): State<Shared>, Json(b): Json<LatencyBody>| async move {
+                set_latency(&s, b)
+            })
+            .get(|State(s): State<Shared>| async move { Json(s.latency()) }),
         )
         .route(
             "/emulator/health",

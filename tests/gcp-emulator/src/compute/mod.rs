@@ -1853,7 +1853,7 @@ fn mutate(
         }
         None => None,
     };
-    let delay = shared.settings().operation_delay;
+    let delay = shared.operation_delay(op_type);
     let now = SystemTime::now();
     let mut world = shared.world();
     let op_id = world.fresh_id();
