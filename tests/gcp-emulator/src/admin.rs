@@ -52,6 +52,18 @@ pub struct LoggedRequest {
     /// The round trip the latency model added (0 without one).
     #[serde(default)]
     pub latency_ms: u64,
+    /// When the request arrived and when its answer left (Unix epoch, ms), to
+    /// line calls up with a client's own timestamped log.
+    #[serde(default)]
+    pub start_unix_ms: u64,
+    #[serde(default)]
+    pub end_unix_ms: u64,
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// What a matching rule does.
@@ -286,6 +298,7 @@ pub async fn middleware(State(shared): State<Shared>, req: Request, next: Next) 
     let id = found.map(|m| shared.discovery.id_of(m).to_string());
     let style = style_for(&path);
 
+    let start_unix_ms = unix_ms();
     // The model's round trip: half on the way in, half on the way out.
     let round_trip = if api {
         shared.next_call_latency()
@@ -309,6 +322,8 @@ pub async fn middleware(State(shared): State<Shared>, req: Request, next: Next) 
             id,
             at_ms: shared.admin.elapsed_ms(),
             latency_ms: round_trip.as_millis() as u64,
+            start_unix_ms,
+            end_unix_ms: unix_ms(),
         });
     }
     response
