@@ -231,7 +231,7 @@ async fn one_renewal(a: &Args, m: &LatencyModel) -> Value {
     let (parts, bound) = lower_bound(m);
     let wall_ms = crate::ms(wall);
     json!({
-        "what": "release binary: gclb-acme renew --force of wildcard + apex on one proxy, emulator under the google latency profile (2 name servers: the profile's fastest and slowest lag)",
+        "what": "gclb-acme renew --force (the --bin binary) of wildcard + apex on one proxy, emulator under the google latency profile (2 name servers: the profile's fastest and slowest lag)",
         "wall_ms": wall_ms.round(),
         "calls": log.len(),
         "calls_by_method": calls_by_method(&log),
