@@ -49,7 +49,8 @@ pub struct LoggedRequest {
     pub id: Option<String>,
     /// Milliseconds since the emulator started.
     pub at_ms: u64,
-    /// The round trip the latency model added (0 without one).
+    /// What the latency model added: the round trip, plus the time an IAP write
+    /// was held (0 without a model).
     #[serde(default)]
     pub latency_ms: u64,
     /// When the request arrived and when its answer left (Unix epoch, ms), to
@@ -313,6 +314,10 @@ pub async fn middleware(State(shared): State<Shared>, req: Request, next: Next) 
         tokio::time::sleep(round_trip - round_trip / 2).await;
     }
 
+    let held = response
+        .extensions()
+        .get::<Held>()
+        .map_or(Duration::ZERO, |h| h.0);
     if api {
         shared.admin.record(LoggedRequest {
             method: method.to_string(),
@@ -321,7 +326,7 @@ pub async fn middleware(State(shared): State<Shared>, req: Request, next: Next) 
             status: response.status().as_u16(),
             id,
             at_ms: shared.admin.elapsed_ms(),
-            latency_ms: round_trip.as_millis() as u64,
+            latency_ms: (round_trip + held).as_millis() as u64,
             start_unix_ms,
             end_unix_ms: unix_ms(),
         });
@@ -419,16 +424,19 @@ async fn handle(
         _ => Request::from_parts(parts, body),
     };
 
-    if let Some(id) = id
-        && is_iap_write(id)
-        && let Some(wait) = shared
+    let held = match id {
+        Some(id) if is_iap_write(id) => shared
             .latency()
             .and_then(|m| m.operation_ms.get("iap").copied())
-    {
-        tokio::time::sleep(Duration::from_millis(wait)).await;
+            .map_or(Duration::ZERO, Duration::from_millis),
+        _ => Duration::ZERO,
+    };
+    if !held.is_zero() {
+        tokio::time::sleep(held).await;
     }
 
-    let response = next.run(req).await;
+    let mut response = next.run(req).await;
+    response.extensions_mut().insert(Held(held));
 
     // A method served without an IAM table entry would be a hole in every
     // least-privilege proof: fail loudly instead.
@@ -456,6 +464,11 @@ async fn handle(
     }
     response
 }
+
+/// How long a synchronous call was held by the model (IAP writes), so the
+/// request log can show it.
+#[derive(Clone, Copy)]
+struct Held(Duration);
 
 /// IAP methods that change a policy or settings (what the model's `iap` figure
 /// delays).

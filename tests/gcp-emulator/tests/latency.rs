@@ -410,3 +410,110 @@ async fn profiles_from_config_and_admin_and_bad_input() {
     let (_, m) = call(&emu, "GET", "emulator/latency", None).await;
     assert_eq!(m["call_ms"], 1);
 }
+
+#[tokio::test]
+async fn iap_writes_are_held_and_reads_are_not() {
+    let emu = Emulator::start(Config::default()).await.unwrap();
+    let res = "v1/projects/demo-project/iap_web/compute/services/bs-app";
+    latency(&emu, json!({"operation_ms": {"iap": 250}})).await;
+    call(&emu, "DELETE", "emulator/requests", None).await;
+    let (s, p) = call(
+        &emu,
+        "POST",
+        &format!("{res}:getIamPolicy"),
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(s, 200, "{p}");
+    let (s, p) = call(
+        &emu,
+        "POST",
+        &format!("{res}:setIamPolicy"),
+        Some(json!({"policy": {"etag": p["etag"], "bindings": [
+            {"role": "roles/iap.httpsResourceAccessor", "members": ["user:a@example.com"]}]}})),
+    )
+    .await;
+    assert_eq!(s, 200, "{p}");
+    let (_, log) = call(&emu, "GET", "emulator/requests", None).await;
+    let held: Vec<(String, u64)> = log
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["id"].as_str().unwrap_or("").to_string(),
+                r["latency_ms"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        held,
+        vec![
+            ("iap.getIamPolicy".to_string(), 0),
+            ("iap.setIamPolicy".to_string(), 250)
+        ]
+    );
+}
+
+#[tokio::test]
+async fn command_line_flags_set_the_profile_and_seed() {
+    use std::io::BufRead;
+    let bin = env!("CARGO_BIN_EXE_gcp-emulator");
+    let bad = std::process::Command::new(bin)
+        .args(["--latency-profile", "aws"])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(err.contains("unknown latency profile \"aws\""), "{err}");
+
+    let mut child = std::process::Command::new(bin)
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--dns-listen",
+            "127.0.0.1:0",
+            "--dns-servers",
+            "4",
+            "--latency-profile",
+            "google",
+            "--seed",
+            "3",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let http = line
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("http="))
+        .unwrap_or_else(|| panic!("no address in {line:?}"))
+        .to_string();
+    let got: Value = reqwest::get(format!("http://{http}/emulator/latency"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let lags: Value = reqwest::Client::new()
+        .post(format!("http://{http}/emulator/dns/lag"))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    let want = LatencyModel {
+        seed: 3,
+        ..LatencyModel::profile("google").unwrap().unwrap()
+    };
+    assert_eq!(got, serde_json::to_value(&want).unwrap());
+    assert_eq!(lags["lags_ms"], json!(want.dns_lags_ms));
+}
