@@ -52,6 +52,10 @@ struct Args {
     certs: usize,
     idle: Duration,
     only: Option<Vec<String>>,
+    /// Certificates of the many-certificate run under the `google` latency profile.
+    google_certs: usize,
+    /// Seed of the latency model's jitter.
+    seed: u64,
 }
 
 fn args() -> Args {
@@ -62,6 +66,8 @@ fn args() -> Args {
         certs: 200,
         idle: Duration::from_secs(60),
         only: None,
+        google_certs: 20,
+        seed: 1,
     };
     let mut it = std::env::args().skip(1);
     while let Some(x) = it.next() {
@@ -82,6 +88,13 @@ fn args() -> Args {
                         .collect(),
                 )
             }
+            "--google-certs" => {
+                a.google_certs = it
+                    .next()
+                    .and_then(|n| n.parse().ok())
+                    .expect("--google-certs N")
+            }
+            "--seed" => a.seed = it.next().and_then(|n| n.parse().ok()).expect("--seed N"),
             "--bench" => {} // passed by `cargo bench`
             other => panic!("unknown argument {other}"),
         }
@@ -634,6 +647,9 @@ async fn economy_of(
     })
 }
 
+#[path = "bench/google.rs"]
+mod google;
+
 // ---------------------------------------------------------------------------
 // Scale and footprint.
 
@@ -1143,6 +1159,17 @@ fn main() {
             eprintln!("== latency, API economy, propagation lag");
             latency(&a, &mut r).await;
         }
+        // Not in the default set: it takes minutes (Google's operations take seconds).
+        if a.only
+            .as_ref()
+            .is_some_and(|o| o.iter().any(|x| x == "google"))
+        {
+            eprintln!(
+                "== the `google` latency profile: one renewal, then {} certificates",
+                a.google_certs
+            );
+            r.insert("google".into(), google::run(&a).await);
+        }
         let mut fp = json!({
             "binary_bytes": std::fs::metadata(&a.bin).map(|m| m.len()).unwrap_or(0),
         });
@@ -1187,6 +1214,10 @@ fn main() {
         serde_json::to_string_pretty(&r).unwrap(),
     )
     .unwrap();
+    let md = match r.get("google") {
+        Some(g) => format!("{md}{}", google::markdown(g)),
+        None => md,
+    };
     std::fs::write(a.out.join("results.md"), &md).unwrap();
     println!("{md}");
 }

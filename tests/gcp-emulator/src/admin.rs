@@ -9,6 +9,9 @@
 //! - `POST /emulator/settings` `{"operation_delay_ms", "dns_change_delay_ms"}`.
 //! - `POST /emulator/dns/lag` `{"server": 1, "lag_ms": 2000}` or
 //!   `{"lags_ms": [0, 2000]}`: per-name-server propagation lag.
+//! - `POST /emulator/latency` `{"profile": "google", "seed": 1, "call_ms", ...}`:
+//!   the latency model (see [`crate::latency`]); `{"profile": "none"}` turns it
+//!   off; `GET` shows it (null when off).
 //!
 //! IAM (`/emulator/iam/...`: granted, denied, checked) is in [`crate::authz`]; the
 //! middleware here calls its check on every API request.
@@ -46,6 +49,22 @@ pub struct LoggedRequest {
     pub id: Option<String>,
     /// Milliseconds since the emulator started.
     pub at_ms: u64,
+    /// What the latency model added: the round trip, plus the time an IAP write
+    /// was held (0 without a model).
+    #[serde(default)]
+    pub latency_ms: u64,
+    /// When the request arrived and when its answer left (Unix epoch, ms), to
+    /// line calls up with a client's own timestamped log.
+    #[serde(default)]
+    pub start_unix_ms: u64,
+    #[serde(default)]
+    pub end_unix_ms: u64,
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// What a matching rule does.
@@ -280,8 +299,25 @@ pub async fn middleware(State(shared): State<Shared>, req: Request, next: Next) 
     let id = found.map(|m| shared.discovery.id_of(m).to_string());
     let style = style_for(&path);
 
+    let start_unix_ms = unix_ms();
+    // The model's round trip: half on the way in, half on the way out.
+    let round_trip = if api {
+        shared.next_call_latency()
+    } else {
+        Duration::ZERO
+    };
+    if !round_trip.is_zero() {
+        tokio::time::sleep(round_trip / 2).await;
+    }
     let response = handle(&shared, req, next, api, found, style).await;
+    if !round_trip.is_zero() {
+        tokio::time::sleep(round_trip - round_trip / 2).await;
+    }
 
+    let held = response
+        .extensions()
+        .get::<Held>()
+        .map_or(Duration::ZERO, |h| h.0);
     if api {
         shared.admin.record(LoggedRequest {
             method: method.to_string(),
@@ -290,6 +326,9 @@ pub async fn middleware(State(shared): State<Shared>, req: Request, next: Next) 
             status: response.status().as_u16(),
             id,
             at_ms: shared.admin.elapsed_ms(),
+            latency_ms: (round_trip + held).as_millis() as u64,
+            start_unix_ms,
+            end_unix_ms: unix_ms(),
         });
     }
     response
@@ -385,7 +424,19 @@ async fn handle(
         _ => Request::from_parts(parts, body),
     };
 
-    let response = next.run(req).await;
+    let held = match id {
+        Some(id) if is_iap_write(id) => shared
+            .latency()
+            .and_then(|m| m.operation_ms.get("iap").copied())
+            .map_or(Duration::ZERO, Duration::from_millis),
+        _ => Duration::ZERO,
+    };
+    if !held.is_zero() {
+        tokio::time::sleep(held).await;
+    }
+
+    let mut response = next.run(req).await;
+    response.extensions_mut().insert(Held(held));
 
     // A method served without an IAM table entry would be a hole in every
     // least-privilege proof: fail loudly instead.
@@ -414,6 +465,17 @@ async fn handle(
     response
 }
 
+/// How long a synchronous call was held by the model (IAP writes), so the
+/// request log can show it.
+#[derive(Clone, Copy)]
+struct Held(Duration);
+
+/// IAP methods that change a policy or settings (what the model's `iap` figure
+/// delays).
+fn is_iap_write(id: &str) -> bool {
+    id.starts_with("iap.") && (id.contains(".set") || id.contains(".update"))
+}
+
 /// Google's 404 for a path no API serves.
 pub async fn not_found(req: Request) -> Response {
     let path = req.uri().path().to_string();
@@ -434,6 +496,69 @@ pub async fn not_found(req: Request) -> Response {
 struct SettingsBody {
     operation_delay_ms: Option<u64>,
     dns_change_delay_ms: Option<u64>,
+}
+
+/// `POST /emulator/latency`: a profile to start from (`none` turns the model
+/// off), then any single figure to override.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LatencyBody {
+    profile: Option<String>,
+    seed: Option<u64>,
+    call_ms: Option<u64>,
+    call_jitter_ms: Option<u64>,
+    operation_ms: Option<std::collections::BTreeMap<String, u64>>,
+    dns_change_ms: Option<u64>,
+    dns_lags_ms: Option<Vec<u64>>,
+}
+
+fn set_latency(s: &Shared, b: LatencyBody) -> Response {
+    let base = match &b.profile {
+        Some(name) => match crate::latency::LatencyModel::profile(name) {
+            Ok(m) => m,
+            Err(e) => return (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
+        },
+        None => s.latency(),
+    };
+    let overrides = b.seed.is_some()
+        || b.call_ms.is_some()
+        || b.call_jitter_ms.is_some()
+        || b.operation_ms.is_some()
+        || b.dns_change_ms.is_some()
+        || b.dns_lags_ms.is_some();
+    let model = match (base, overrides) {
+        (None, false) => None,
+        (base, _) => {
+            let mut m = base.unwrap_or_else(|| crate::latency::LatencyModel {
+                profile: "custom".into(),
+                ..Default::default()
+            });
+            if let Some(v) = b.seed {
+                m.seed = v;
+            }
+            if let Some(v) = b.call_ms {
+                m.call_ms = v;
+            }
+            if let Some(v) = b.call_jitter_ms {
+                m.call_jitter_ms = v;
+            }
+            if let Some(v) = b.operation_ms {
+                m.operation_ms.extend(v);
+            }
+            if let Some(v) = b.dns_change_ms {
+                m.dns_change_ms = v;
+            }
+            if let Some(v) = b.dns_lags_ms {
+                m.dns_lags_ms = v;
+            }
+            if let Err(e) = m.check() {
+                return (StatusCode::BAD_REQUEST, e.to_string()).into_response();
+            }
+            Some(m)
+        }
+    };
+    s.set_latency(model);
+    Json(s.latency()).into_response()
 }
 
 #[derive(Deserialize)]
@@ -509,6 +634,13 @@ pub fn router() -> axum::Router<Shared> {
                     "lags_ms": s.admin.dns_lags().iter().map(|d| d.as_millis() as u64).collect::<Vec<_>>()
                 }))
             }),
+        )
+        .route(
+            "/emulator/latency",
+            post(|State(s): State<Shared>, Json(b): Json<LatencyBody>| async move {
+                set_latency(&s, b)
+            })
+            .get(|State(s): State<Shared>| async move { Json(s.latency()) }),
         )
         .route(
             "/emulator/health",

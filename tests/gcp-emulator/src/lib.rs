@@ -29,6 +29,7 @@ pub mod discovery;
 pub mod dns_api;
 pub mod dns_server;
 pub mod error;
+pub mod latency;
 pub mod metadata;
 pub mod state;
 
@@ -63,6 +64,8 @@ pub struct Config {
     /// When set, every API except the metadata server and `/emulator/` requires
     /// `Authorization: Bearer <token>`; the metadata server hands out this token.
     pub required_token: Option<String>,
+    /// A latency model from the start (`None`: the plain delays above).
+    pub latency: Option<latency::LatencyModel>,
 }
 
 impl Default for Config {
@@ -76,6 +79,7 @@ impl Default for Config {
             operation_delay: Duration::from_millis(30),
             dns_change_delay: Duration::from_millis(30),
             required_token: None,
+            latency: None,
         }
     }
 }
@@ -106,6 +110,9 @@ impl Emulator {
     pub async fn start(config: Config) -> Result<Emulator, StartError> {
         let discovery = discovery::Discovery::load().map_err(StartError::Discovery)?;
         let shared: Shared = Arc::new(Inner::new(config.clone(), discovery));
+        if config.latency.is_some() {
+            shared.set_latency(config.latency.clone());
+        }
         let (shutdown, rx) = watch::channel(false);
         let mut tasks = Vec::new();
 

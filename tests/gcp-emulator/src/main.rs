@@ -34,6 +34,15 @@ struct Args {
     /// Milliseconds a Cloud DNS change stays pending.
     #[arg(long, default_value_t = 30)]
     dns_change_delay_ms: u64,
+    /// Latency model: `none` (loopback speed, the default) or `google` (Google's
+    /// round trips, operation durations and DNS propagation; see
+    /// docs/benchmarks.md). Finer knobs: `POST /emulator/latency`.
+    #[arg(long, default_value = "none")]
+    latency_profile: String,
+    /// Seed of the latency model's jitter (same seed, same request order: same
+    /// latencies).
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
     /// Require this bearer token on every API (the metadata server hands it out).
     #[arg(long)]
     require_token: Option<String>,
@@ -49,6 +58,16 @@ async fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
+    let latency = match gcp_emulator::latency::LatencyModel::profile(&args.latency_profile) {
+        Ok(m) => m.map(|m| gcp_emulator::latency::LatencyModel {
+            seed: args.seed,
+            ..m
+        }),
+        Err(e) => {
+            eprintln!("gcp-emulator: --latency-profile: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let config = gcp_emulator::Config {
         listen: args.listen,
         dns_listen: args.dns_listen,
@@ -58,6 +77,7 @@ async fn main() -> ExitCode {
         operation_delay: Duration::from_millis(args.operation_delay_ms),
         dns_change_delay: Duration::from_millis(args.dns_change_delay_ms),
         required_token: args.require_token,
+        latency,
     };
     let emu = match gcp_emulator::Emulator::start(config).await {
         Ok(e) => e,

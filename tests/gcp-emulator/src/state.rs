@@ -5,10 +5,12 @@
 //! handler is a bug the tests would see; we still recover the data if it happens).
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
 use crate::error::ApiError;
+use crate::latency::LatencyModel;
 use crate::{Config, admin, authz, cloud, compute, discovery, dns_api};
 
 /// Shared handle given to every handler.
@@ -21,6 +23,9 @@ pub struct Inner {
     pub admin: admin::Admin,
     world: Mutex<World>,
     settings: Mutex<Settings>,
+    latency: Mutex<Option<LatencyModel>>,
+    /// API requests seen, numbering the jitter draws.
+    calls: AtomicU64,
 }
 
 /// Delays that tests may change at run time through `/emulator/settings`.
@@ -44,6 +49,8 @@ impl Inner {
             discovery,
             world: Mutex::new(world),
             settings: Mutex::new(settings),
+            latency: Mutex::new(None),
+            calls: AtomicU64::new(0),
         }
     }
 
@@ -57,6 +64,62 @@ impl Inner {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
+    }
+
+    /// The latency model in force, if any.
+    pub fn latency(&self) -> Option<LatencyModel> {
+        self.latency
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Puts a latency model in force (or, with `None`, goes back to the plain
+    /// delays of the configuration and lag-free name servers). The model's Cloud
+    /// DNS change duration, default operation duration and name-server lags go
+    /// into the settings the APIs already read; the jitter sequence restarts.
+    pub fn set_latency(&self, model: Option<LatencyModel>) {
+        let servers = self.admin.dns_lags().len();
+        match &model {
+            Some(m) => {
+                self.update_settings(|s| {
+                    s.dns_change_delay = Duration::from_millis(m.dns_change_ms);
+                    if let Some(d) = m.operation("default") {
+                        s.operation_delay = d;
+                    }
+                });
+                for i in 0..servers {
+                    self.admin.set_dns_lag(i, m.dns_lag(i));
+                }
+            }
+            None => {
+                self.update_settings(|s| {
+                    s.dns_change_delay = self.config.dns_change_delay;
+                    s.operation_delay = self.config.operation_delay;
+                });
+                for i in 0..servers {
+                    self.admin.set_dns_lag(i, Duration::ZERO);
+                }
+            }
+        }
+        self.calls.store(0, Ordering::SeqCst);
+        *self.latency.lock().unwrap_or_else(|p| p.into_inner()) = model;
+    }
+
+    /// The round trip of the next API request under the model (zero without one).
+    pub fn next_call_latency(&self) -> Duration {
+        match self.latency() {
+            Some(m) => m.call_latency(self.calls.fetch_add(1, Ordering::SeqCst)),
+            None => Duration::ZERO,
+        }
+    }
+
+    /// How long an operation of this kind takes: the model's figure, else the
+    /// configured operation delay.
+    pub fn operation_delay(&self, kind: &str) -> Duration {
+        self.latency()
+            .and_then(|m| m.operation(kind))
+            .unwrap_or_else(|| self.settings().operation_delay)
     }
 
     pub fn update_settings(&self, f: impl FnOnce(&mut Settings)) {

@@ -484,7 +484,7 @@ pub(super) async fn dispatch(
                     "service.name must be empty: the name is given by parent and service_id.",
                 ));
             }
-            let delay = shared.settings().operation_delay;
+            let delay = shared.operation_delay("run");
             with_run(shared, project, "run.services.create", &parent, |st, p| {
                 let key = (region.to_string(), id.to_string());
                 let full = format!("{parent}/services/{id}");
@@ -549,7 +549,7 @@ pub(super) async fn dispatch(
                 }
             }
             let allow_missing = q.get("allowMissing").is_some_and(|v| v == "true");
-            let delay = shared.settings().operation_delay;
+            let delay = shared.operation_delay("run");
             with_run(shared, project, "run.services.update", &parent, |st, p| {
                 let key = (region.to_string(), id.to_string());
                 let now = rfc3339_utc(SystemTime::now());
@@ -598,7 +598,7 @@ pub(super) async fn dispatch(
         }
         (Method::DELETE, Target::Service(id, None)) => {
             let etag = q.get("etag").cloned();
-            let delay = shared.settings().operation_delay;
+            let delay = shared.operation_delay("run");
             with_run(shared, project, "run.services.delete", &parent, |st, _| {
                 let key = (region.to_string(), id.to_string());
                 let full = format!("{parent}/services/{id}");

@@ -38,6 +38,8 @@ pub const LINK_ROOT: &str = "https://www.googleapis.com/compute/v1/";
 pub const MAX_CERTS_PER_PROXY: usize = 15;
 /// How long `operations.wait` blocks at most in the emulator.
 pub const WAIT_LIMIT: Duration = Duration::from_secs(2);
+/// How long `wait` holds under a latency model.
+pub const MODEL_WAIT_LIMIT: Duration = Duration::from_secs(30);
 /// Who the emulator says requested each operation.
 pub const OPERATION_USER: &str = "emulator@demo-project.iam.gserviceaccount.com";
 /// Google's fingerprint of an empty label set.
@@ -1853,7 +1855,7 @@ fn mutate(
         }
         None => None,
     };
-    let delay = shared.settings().operation_delay;
+    let delay = shared.operation_delay(op_type);
     let now = SystemTime::now();
     let mut world = shared.world();
     let op_id = world.fresh_id();
@@ -2198,7 +2200,15 @@ async fn wait_op(
     region: Option<&str>,
     name: &str,
 ) -> ApiResult<Json<Value>> {
-    let deadline = SystemTime::now() + WAIT_LIMIT;
+    // Under a latency model, hold the wait as Google does (up to 2 min there; 30 s
+    // here covers every operation of the profiles and stays under clients'
+    // per-call timeouts), so a wait costs one call, not one per 2 s.
+    let limit = if shared.latency().is_some() {
+        MODEL_WAIT_LIMIT
+    } else {
+        WAIT_LIMIT
+    };
+    let deadline = SystemTime::now() + limit;
     loop {
         let op = read(shared, project, region, |st, ctx| find_op(st, ctx, name))?;
         let now = SystemTime::now();
