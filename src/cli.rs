@@ -2,7 +2,8 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
+use gclb_acme::logging::LogFormat;
 
 /// Keeps ACME certificates on Google Cloud HTTPS load balancers valid, without a human.
 ///
@@ -25,7 +26,7 @@ pub struct Cli {
         long,
         global = true,
         env = "GCLB_ACME_CONFIG",
-        default_value = crate::config::DEFAULT_PATH,
+        default_value = gclb_acme::config::DEFAULT_PATH,
         value_name = "PATH"
     )]
     pub config: PathBuf,
@@ -45,13 +46,6 @@ pub struct Cli {
 
     #[command(subcommand)]
     pub command: Command,
-}
-
-/// How log lines are written.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    Text,
-    Json,
 }
 
 /// What to do.

@@ -9,7 +9,7 @@ mod stack;
 use std::path::Path;
 use std::process::ExitCode;
 
-use gclb_acme::cli::{Cli, Command, RenewArgs, StatusArgs};
+use crate::cli::{Cli, Command, RenewArgs, StatusArgs};
 use gclb_acme::config::Config;
 
 pub use error::{CliError, EXIT_FAILURE};

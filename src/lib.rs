@@ -6,7 +6,6 @@
 
 pub mod acme;
 pub mod certs;
-pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod dns;

@@ -7,7 +7,6 @@ use tracing_subscriber::EnvFilter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
-use crate::cli::LogFormat;
 use crate::progress::Mode;
 
 /// The default filter for a verbosity: -qq error, -q warn, info, -v debug, -vv trace.
@@ -40,6 +39,13 @@ fn stderr_is_journal() -> bool {
         return false;
     };
     dev.parse::<u64>().ok() == Some(meta.dev()) && ino.parse::<u64>().ok() == Some(meta.ino())
+}
+
+/// How log lines are written (`--log-format`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 /// Installs the global subscriber. `GCLB_ACME_LOG` (an EnvFilter directive)

@@ -3,10 +3,11 @@
 
 use clap::Parser;
 
+mod cli;
 mod commands;
 
 fn main() -> std::process::ExitCode {
-    let cli = gclb_acme::cli::Cli::parse();
+    let cli = cli::Cli::parse();
     gclb_acme::logging::init(cli.log_format, cli.verbose, cli.quiet);
     commands::run(cli)
 }

@@ -12,7 +12,7 @@
 //!   lines after 5 s, 15 s, 30 s, 60 s and then every minute, naming the step.
 //!
 //! Nothing is shown until [`enable`] is called (the CLI does, from
-//! [`crate::logging::init`]); library users and tests pay one uncontended lock per
+//! `logging::init`); library users and tests pay one uncontended lock per
 //! step and nothing else.
 
 use std::borrow::Cow;

@@ -536,7 +536,7 @@ async fn bootstrap_after_a_teardown_that_kept_the_issued_certificate() {
     // pending copy and the renewal bookkeeping of the served certificate.
     w.bootstrap().await.unwrap();
     let pending = w.pending_resource();
-    let book = gclb_acme::daemon::book::Book {
+    let book = gclb_acme::schedule::book::Book {
         failures: 3,
         ..Default::default()
     };

@@ -5,7 +5,7 @@ use std::io::{BufRead, IsTerminal, Write};
 use std::path::Path;
 use std::process::ExitCode;
 
-use gclb_acme::cli::{BootstrapArgs, TeardownArgs};
+use crate::cli::{BootstrapArgs, TeardownArgs};
 use gclb_acme::config::Config;
 use gclb_acme::gcp::Gcp;
 use gclb_acme::stack::{self, Desired, Options};

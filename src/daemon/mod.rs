@@ -8,9 +8,6 @@
 //! for a while, then abandons them safely (the pipeline resumes after a restart)
 //! and exits 0.
 
-/// Kept under its old path: the book moved to `schedule` (which the daemon and
-/// `status` both read) so that nothing outside needs to import the daemon.
-pub use crate::schedule::book;
 mod error;
 pub mod pipeline;
 pub mod plan;
@@ -27,10 +24,10 @@ use tokio::task::JoinSet;
 
 use crate::config::{CertificateConfig, Config};
 use crate::metrics::Metrics;
+use crate::schedule::book::{AriState, Book, LastError};
 use crate::schedule::timing::{self, AriWindow, Validity};
 use crate::schedule::window::Cron;
 use crate::state::StateDir;
-use book::{AriState, Book, LastError};
 use plan::{Due, Inputs, Why};
 
 pub use error::DaemonError;

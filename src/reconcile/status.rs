@@ -90,7 +90,7 @@ pub struct DaemonStatus {
 
 impl DaemonStatus {
     fn load(state: &StateDir, name: &str) -> DaemonStatus {
-        let b = crate::daemon::book::Book::load(state, name);
+        let b = crate::schedule::book::Book::load(state, name);
         DaemonStatus {
             last_attempt: b.last_attempt,
             last_success: b.last_success,
