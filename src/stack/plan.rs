@@ -359,7 +359,6 @@ fn iap_drift(d: &Desired, seen: Option<&BackendIap>) -> Option<String> {
 /// The bootstrap plan: every missing resource created and every fixable drift
 /// fixed, in dependency order. Unfixable drift is an error naming each resource.
 pub fn plan(d: &Desired, o: &ObservedStack) -> Result<Plan, StackError> {
-    let n = &d.names;
     let mut p = Plan::default();
     let (collide, confusing) = name_collisions(d);
     if !collide.is_empty() {
@@ -373,17 +372,50 @@ pub fn plan(d: &Desired, o: &ObservedStack) -> Result<Plan, StackError> {
         )));
     }
     p.notes.extend(confusing);
+    // Each section adds its actions and notes in this order, and its
+    // unfixable drift to `bad`, reported together at the end.
     let mut bad: Vec<String> = Vec::new();
-    let marker = d.marker();
-    let foreign = |p: &mut Plan, kind: &str, name: &str, desc: Option<&str>| {
-        if !d.is_marked(desc) {
-            p.notes.push(format!(
-                "{kind} {name} exists and was not created by gclb-acme: bootstrap uses it, teardown will leave it alone"
-            ));
-        }
-    };
+    run_service(d, o, &mut p)?;
+    neg(d, o, &mut p, &mut bad);
+    backend(d, o, &mut p, &mut bad);
+    url_map(d, o, &mut p);
+    address(d, o, &mut p, &mut bad);
+    dns_records(d, o, &mut p, &mut bad);
+    https_proxy(d, o, &mut p);
+    let ip = o.ip();
+    forwarding_rule(
+        d,
+        &mut p,
+        &mut bad,
+        o.forwarding_rule.as_ref(),
+        &d.names.forwarding_rule,
+        &d.link("targetHttpsProxies", &d.names.https_proxy),
+        443,
+        &d.link("addresses", &d.names.ip),
+        ip.as_deref(),
+    );
+    if d.http_redirect {
+        http_redirect(d, o, &mut p, &mut bad);
+    }
+    iap_members(d, o, &mut p);
+    if !bad.is_empty() {
+        return Err(StackError::Unfixable(bad));
+    }
+    Ok(p)
+}
 
-    // Cloud Run: must exist; ingress; IAP's agent may invoke it.
+/// A note when an existing resource lacks our marker: bootstrap uses it, but
+/// teardown will not delete it.
+fn foreign(d: &Desired, p: &mut Plan, kind: &str, name: &str, desc: Option<&str>) {
+    if !d.is_marked(desc) {
+        p.notes.push(format!(
+            "{kind} {name} exists and was not created by gclb-acme: bootstrap uses it, teardown will leave it alone"
+        ));
+    }
+}
+
+/// Cloud Run: must exist; ingress; IAP's agent may invoke it.
+fn run_service(d: &Desired, o: &ObservedStack, p: &mut Plan) -> Result<(), StackError> {
     let Some(run) = &o.run else {
         return Err(StackError::RunServiceMissing {
             service: d.service.clone(),
@@ -414,305 +446,311 @@ pub fn plan(d: &Desired, o: &ObservedStack) -> Result<Plan, StackError> {
             member: agent.clone(),
         });
     }
+    Ok(())
+}
 
-    // Serverless NEG.
-    let neg_link = d.neg_link();
-    match &o.neg {
-        None => p.actions.push(Action::CreateNeg(NetworkEndpointGroup {
-            name: n.neg.clone(),
-            description: Some(marker.clone()),
+/// Serverless NEG.
+fn neg(d: &Desired, o: &ObservedStack, p: &mut Plan, bad: &mut Vec<String>) {
+    let Some(neg) = &o.neg else {
+        p.actions.push(Action::CreateNeg(NetworkEndpointGroup {
+            name: d.names.neg.clone(),
+            description: Some(d.marker()),
             network_endpoint_type: Some("SERVERLESS".into()),
             cloud_run: Some(CloudRunTarget {
                 service: Some(d.service.clone()),
                 ..Default::default()
             }),
             ..Default::default()
-        })),
-        Some(neg) => {
-            foreign(
-                &mut p,
-                "network endpoint group",
-                &neg.name,
-                neg.description.as_deref(),
-            );
-            let svc = neg.cloud_run.as_ref().and_then(|c| c.service.as_deref());
-            if svc != Some(d.service.as_str()) {
-                bad.push(format!(
-                    "network endpoint group {} serves {}, not Cloud Run service {}; a NEG cannot be changed: delete it (gcloud compute network-endpoint-groups delete {} --region {}) or set stack.names.neg, then run bootstrap again",
-                    neg.name,
-                    svc.map(|s| format!("Cloud Run service {s}")).unwrap_or_else(|| "something else".into()),
-                    d.service,
-                    neg.name,
-                    d.region
-                ));
-            }
-        }
+        }));
+        return;
+    };
+    foreign(
+        d,
+        p,
+        "network endpoint group",
+        &neg.name,
+        neg.description.as_deref(),
+    );
+    let svc = neg.cloud_run.as_ref().and_then(|c| c.service.as_deref());
+    if svc != Some(d.service.as_str()) {
+        bad.push(format!(
+            "network endpoint group {} serves {}, not Cloud Run service {}; a NEG cannot be changed: delete it (gcloud compute network-endpoint-groups delete {} --region {}) or set stack.names.neg, then run bootstrap again",
+            neg.name,
+            svc.map(|s| format!("Cloud Run service {s}")).unwrap_or_else(|| "something else".into()),
+            d.service,
+            neg.name,
+            d.region
+        ));
     }
+}
 
-    // Backend service.
-    let backend_link = d.link("backendServices", &n.backend);
+/// Backend service.
+fn backend(d: &Desired, o: &ObservedStack, p: &mut Plan, bad: &mut Vec<String>) {
+    let n = &d.names;
+    let neg_link = d.neg_link();
     let want_backends = vec![Backend {
         group: neg_link.clone(),
         ..Default::default()
     }];
-    match &o.backend {
-        None => p.actions.push(Action::CreateBackend(BackendService {
+    let Some(b) = &o.backend else {
+        p.actions.push(Action::CreateBackend(BackendService {
             name: n.backend.clone(),
-            description: Some(marker.clone()),
+            description: Some(d.marker()),
             load_balancing_scheme: Some(d.scheme.as_str().into()),
             protocol: Some("HTTP".into()),
             backends: want_backends,
             iap: Some(desired_iap(d)),
             ..Default::default()
-        })),
-        Some(b) => {
-            foreign(&mut p, "backend service", &b.name, b.description.as_deref());
-            let scheme = b.load_balancing_scheme.as_deref().unwrap_or("EXTERNAL");
-            if scheme != d.scheme.as_str() {
-                bad.push(format!(
-                    "backend service {} uses load-balancing scheme {scheme}, the configuration says {}; the scheme cannot be changed in place: delete the load balancer (gclb-acme teardown, or gcloud) or set stack.load_balancing_scheme = \"{scheme}\"",
-                    b.name,
-                    d.scheme.as_str()
-                ));
-            }
-            let mut why = Vec::new();
-            let groups: Vec<&str> = b.backends.iter().map(|x| x.group.as_str()).collect();
-            let backends = (groups != [neg_link.as_str()]).then(|| {
-                why.push(format!(
-                    "backends are [{}], want [{}]",
-                    groups
-                        .iter()
-                        .map(|g| last(g))
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                    n.neg
-                ));
-                want_backends.clone()
-            });
-            let protocol = (b.protocol.as_deref() != Some("HTTP")).then(|| {
-                why.push(format!(
-                    "protocol is {}, want HTTP",
-                    b.protocol.as_deref().unwrap_or("unset")
-                ));
-                "HTTP".to_string()
-            });
-            let iap = iap_drift(d, b.iap.as_ref()).map(|w| {
-                why.push(w);
-                desired_iap(d)
-            });
-            if !why.is_empty() {
-                p.actions.push(Action::PatchBackend {
-                    name: b.name.clone(),
-                    fingerprint: b.fingerprint.clone().unwrap_or_default(),
-                    backends,
-                    protocol,
-                    iap,
-                    why,
-                });
-            }
-        }
+        }));
+        return;
+    };
+    foreign(d, p, "backend service", &b.name, b.description.as_deref());
+    let scheme = b.load_balancing_scheme.as_deref().unwrap_or("EXTERNAL");
+    if scheme != d.scheme.as_str() {
+        bad.push(format!(
+            "backend service {} uses load-balancing scheme {scheme}, the configuration says {}; the scheme cannot be changed in place: delete the load balancer (gclb-acme teardown, or gcloud) or set stack.load_balancing_scheme = \"{scheme}\"",
+            b.name,
+            d.scheme.as_str()
+        ));
     }
+    let mut why = Vec::new();
+    let groups: Vec<&str> = b.backends.iter().map(|x| x.group.as_str()).collect();
+    let backends = (groups != [neg_link.as_str()]).then(|| {
+        why.push(format!(
+            "backends are [{}], want [{}]",
+            groups
+                .iter()
+                .map(|g| last(g))
+                .collect::<Vec<_>>()
+                .join(", "),
+            n.neg
+        ));
+        want_backends.clone()
+    });
+    let protocol = (b.protocol.as_deref() != Some("HTTP")).then(|| {
+        why.push(format!(
+            "protocol is {}, want HTTP",
+            b.protocol.as_deref().unwrap_or("unset")
+        ));
+        "HTTP".to_string()
+    });
+    let iap = iap_drift(d, b.iap.as_ref()).map(|w| {
+        why.push(w);
+        desired_iap(d)
+    });
+    if !why.is_empty() {
+        p.actions.push(Action::PatchBackend {
+            name: b.name.clone(),
+            fingerprint: b.fingerprint.clone().unwrap_or_default(),
+            backends,
+            protocol,
+            iap,
+            why,
+        });
+    }
+}
 
-    // URL map.
-    let url_map_link = d.link("urlMaps", &n.url_map);
-    match &o.url_map {
-        None => p.actions.push(Action::CreateUrlMap(UrlMap {
+/// URL map (HTTPS): everything goes to the backend service.
+fn url_map(d: &Desired, o: &ObservedStack, p: &mut Plan) {
+    let n = &d.names;
+    let backend_link = d.link("backendServices", &n.backend);
+    let Some(m) = &o.url_map else {
+        p.actions.push(Action::CreateUrlMap(UrlMap {
             name: n.url_map.clone(),
-            description: Some(marker.clone()),
-            default_service: Some(backend_link.clone()),
+            description: Some(d.marker()),
+            default_service: Some(backend_link),
             ..Default::default()
-        })),
-        Some(m) => {
-            foreign(&mut p, "URL map", &m.name, m.description.as_deref());
-            if m.default_service.as_deref() != Some(backend_link.as_str()) {
-                p.actions.push(Action::PatchUrlMap {
-                    name: m.name.clone(),
-                    fingerprint: m.fingerprint.clone().unwrap_or_default(),
-                    default_service: Some(backend_link.clone()),
-                    redirect: None,
-                    why: format!(
-                        "default service is {}, want {}",
-                        m.default_service.as_deref().map(last).unwrap_or("unset"),
-                        n.backend
-                    ),
-                });
-            }
-        }
+        }));
+        return;
+    };
+    foreign(d, p, "URL map", &m.name, m.description.as_deref());
+    if m.default_service.as_deref() != Some(backend_link.as_str()) {
+        p.actions.push(Action::PatchUrlMap {
+            name: m.name.clone(),
+            fingerprint: m.fingerprint.clone().unwrap_or_default(),
+            default_service: Some(backend_link.clone()),
+            redirect: None,
+            why: format!(
+                "default service is {}, want {}",
+                m.default_service.as_deref().map(last).unwrap_or("unset"),
+                n.backend
+            ),
+        });
     }
+}
 
-    // Global address.
-    let address_link = d.link("addresses", &n.ip);
-    let ip = o.ip();
-    match &o.address {
-        None => p.actions.push(Action::CreateAddress(Address {
-            name: n.ip.clone(),
-            description: Some(marker.clone()),
+/// Global address.
+fn address(d: &Desired, o: &ObservedStack, p: &mut Plan, bad: &mut Vec<String>) {
+    let Some(a) = &o.address else {
+        p.actions.push(Action::CreateAddress(Address {
+            name: d.names.ip.clone(),
+            description: Some(d.marker()),
             address_type: Some("EXTERNAL".into()),
             ip_version: Some("IPV4".into()),
             network_tier: Some("PREMIUM".into()),
             ..Default::default()
+        }));
+        return;
+    };
+    foreign(d, p, "global address", &a.name, a.description.as_deref());
+    if a.address_type.as_deref() == Some("INTERNAL") || a.ip_version.as_deref() == Some("IPV6") {
+        bad.push(format!(
+            "global address {} is {} {}, the stack needs an external IPv4 address; an address cannot be changed: release it or set stack.names.ip",
+            a.name,
+            a.address_type.as_deref().unwrap_or("EXTERNAL"),
+            a.ip_version.as_deref().unwrap_or("IPV4")
+        ));
+    }
+}
+
+/// DNS A records, once the address exists.
+fn dns_records(d: &Desired, o: &ObservedStack, p: &mut Plan, bad: &mut Vec<String>) {
+    if !d.manage_dns {
+        return;
+    }
+    let ip = o.ip();
+    for dn in &o.dns {
+        let Some(zone) = &dn.zone else {
+            bad.push(format!(
+                "{}: {}; or set stack.manage_dns = false and create the A record yourself",
+                dn.domain,
+                dn.zone_problem
+                    .as_deref()
+                    .unwrap_or("no managed zone holds it")
+            ));
+            continue;
+        };
+        let fqdn = format!("{}.", dn.domain);
+        let ok = match (&dn.a, &ip) {
+            (Some(r), Some(ip)) => r.rrdatas == [ip.clone()],
+            _ => false,
+        };
+        if !ok {
+            p.actions.push(Action::SetDnsA {
+                zone: zone.clone(),
+                fqdn,
+                ip: ip.clone(),
+                replace: dn.a.clone(),
+            });
+        }
+    }
+}
+
+/// The first certificate, and the HTTPS proxy.
+fn https_proxy(d: &Desired, o: &ObservedStack, p: &mut Plan) {
+    let n = &d.names;
+    let url_map_link = d.link("urlMaps", &n.url_map);
+    let Some(px) = &o.https_proxy else {
+        p.actions.push(Action::EnsureCertificate {
+            names: d.domains.clone(),
+        });
+        p.actions.push(Action::CreateHttpsProxy {
+            name: n.https_proxy.clone(),
+            description: d.marker(),
+            url_map: url_map_link,
+            certificate: None,
+        });
+        return;
+    };
+    foreign(
+        d,
+        p,
+        "target HTTPS proxy",
+        &px.name,
+        px.other.get("description").and_then(|v| v.as_str()),
+    );
+    if px.url_map.as_deref() != Some(url_map_link.as_str()) {
+        p.actions.push(Action::SetProxyUrlMap {
+            proxy: Collection::TargetHttpsProxies,
+            name: px.name.clone(),
+            url_map: url_map_link,
+        });
+    }
+}
+
+/// Port 80: redirect to HTTPS on the same address.
+fn http_redirect(d: &Desired, o: &ObservedStack, p: &mut Plan, bad: &mut Vec<String>) {
+    let n = &d.names;
+    let http_map_link = d.link("urlMaps", &n.http_url_map);
+    http_url_map(d, o, p);
+    let http_link = d.link("targetHttpProxies", &n.http_proxy);
+    match &o.http_proxy {
+        None => p.actions.push(Action::CreateHttpProxy(TargetHttpProxy {
+            name: n.http_proxy.clone(),
+            description: Some(d.marker()),
+            url_map: Some(http_map_link.clone()),
+            ..Default::default()
         })),
-        Some(a) => {
-            foreign(&mut p, "global address", &a.name, a.description.as_deref());
-            if a.address_type.as_deref() == Some("INTERNAL")
-                || a.ip_version.as_deref() == Some("IPV6")
-            {
-                bad.push(format!(
-                    "global address {} is {} {}, the stack needs an external IPv4 address; an address cannot be changed: release it or set stack.names.ip",
-                    a.name,
-                    a.address_type.as_deref().unwrap_or("EXTERNAL"),
-                    a.ip_version.as_deref().unwrap_or("IPV4")
-                ));
-            }
-        }
-    }
-
-    // DNS A records, once the address exists.
-    if d.manage_dns {
-        for dn in &o.dns {
-            let Some(zone) = &dn.zone else {
-                bad.push(format!(
-                    "{}: {}; or set stack.manage_dns = false and create the A record yourself",
-                    dn.domain,
-                    dn.zone_problem
-                        .as_deref()
-                        .unwrap_or("no managed zone holds it")
-                ));
-                continue;
-            };
-            let fqdn = format!("{}.", dn.domain);
-            let ok = match (&dn.a, &ip) {
-                (Some(r), Some(ip)) => r.rrdatas == [ip.clone()],
-                _ => false,
-            };
-            if !ok {
-                p.actions.push(Action::SetDnsA {
-                    zone: zone.clone(),
-                    fqdn,
-                    ip: ip.clone(),
-                    replace: dn.a.clone(),
-                });
-            }
-        }
-    }
-
-    // The first certificate, and the HTTPS proxy.
-    let https_link = d.link("targetHttpsProxies", &n.https_proxy);
-    match &o.https_proxy {
-        None => {
-            p.actions.push(Action::EnsureCertificate {
-                names: d.domains.clone(),
-            });
-            p.actions.push(Action::CreateHttpsProxy {
-                name: n.https_proxy.clone(),
-                description: marker.clone(),
-                url_map: url_map_link.clone(),
-                certificate: None,
-            });
-        }
         Some(px) => {
             foreign(
-                &mut p,
-                "target HTTPS proxy",
+                d,
+                p,
+                "target HTTP proxy",
                 &px.name,
-                px.other.get("description").and_then(|v| v.as_str()),
+                px.description.as_deref(),
             );
-            if px.url_map.as_deref() != Some(url_map_link.as_str()) {
+            if px.url_map.as_deref() != Some(http_map_link.as_str()) {
                 p.actions.push(Action::SetProxyUrlMap {
-                    proxy: Collection::TargetHttpsProxies,
+                    proxy: Collection::TargetHttpProxies,
                     name: px.name.clone(),
-                    url_map: url_map_link.clone(),
+                    url_map: http_map_link.clone(),
                 });
             }
         }
     }
+    let ip = o.ip();
     forwarding_rule(
         d,
-        &mut p,
-        &mut bad,
-        o.forwarding_rule.as_ref(),
-        &n.forwarding_rule,
-        &https_link,
-        443,
-        &address_link,
+        p,
+        bad,
+        o.http_forwarding_rule.as_ref(),
+        &n.http_forwarding_rule,
+        &http_link,
+        80,
+        &d.link("addresses", &n.ip),
         ip.as_deref(),
     );
+}
 
-    // Port 80: redirect to HTTPS on the same address.
-    if d.http_redirect {
-        let redirect = UrlRedirect {
-            https_redirect: Some(true),
-            redirect_response_code: Some("MOVED_PERMANENTLY_DEFAULT".into()),
-            strip_query: Some(false),
+/// The port-80 URL map: a permanent redirect to HTTPS, no backend.
+fn http_url_map(d: &Desired, o: &ObservedStack, p: &mut Plan) {
+    let redirect = UrlRedirect {
+        https_redirect: Some(true),
+        redirect_response_code: Some("MOVED_PERMANENTLY_DEFAULT".into()),
+        strip_query: Some(false),
+        ..Default::default()
+    };
+    let Some(m) = &o.http_url_map else {
+        p.actions.push(Action::CreateUrlMap(UrlMap {
+            name: d.names.http_url_map.clone(),
+            description: Some(d.marker()),
+            default_url_redirect: Some(redirect),
             ..Default::default()
-        };
-        let http_map_link = d.link("urlMaps", &n.http_url_map);
-        match &o.http_url_map {
-            None => p.actions.push(Action::CreateUrlMap(UrlMap {
-                name: n.http_url_map.clone(),
-                description: Some(marker.clone()),
-                default_url_redirect: Some(redirect),
-                ..Default::default()
-            })),
-            Some(m) => {
-                foreign(&mut p, "URL map", &m.name, m.description.as_deref());
-                let r = m.default_url_redirect.as_ref();
-                let redirects = r.is_some_and(|r| {
-                    r.https_redirect == Some(true)
-                        && r.redirect_response_code
-                            .as_deref()
-                            .unwrap_or("MOVED_PERMANENTLY_DEFAULT")
-                            == "MOVED_PERMANENTLY_DEFAULT"
-                });
-                if !redirects || m.default_service.is_some() {
-                    p.actions.push(Action::PatchUrlMap {
-                        name: m.name.clone(),
-                        fingerprint: m.fingerprint.clone().unwrap_or_default(),
-                        default_service: None,
-                        redirect: Some(redirect),
-                        why: "it does not redirect to HTTPS".into(),
-                    });
-                }
-            }
-        }
-        let http_link = d.link("targetHttpProxies", &n.http_proxy);
-        match &o.http_proxy {
-            None => p.actions.push(Action::CreateHttpProxy(TargetHttpProxy {
-                name: n.http_proxy.clone(),
-                description: Some(marker.clone()),
-                url_map: Some(http_map_link.clone()),
-                ..Default::default()
-            })),
-            Some(px) => {
-                foreign(
-                    &mut p,
-                    "target HTTP proxy",
-                    &px.name,
-                    px.description.as_deref(),
-                );
-                if px.url_map.as_deref() != Some(http_map_link.as_str()) {
-                    p.actions.push(Action::SetProxyUrlMap {
-                        proxy: Collection::TargetHttpProxies,
-                        name: px.name.clone(),
-                        url_map: http_map_link.clone(),
-                    });
-                }
-            }
-        }
-        forwarding_rule(
-            d,
-            &mut p,
-            &mut bad,
-            o.http_forwarding_rule.as_ref(),
-            &n.http_forwarding_rule,
-            &http_link,
-            80,
-            &address_link,
-            ip.as_deref(),
-        );
+        }));
+        return;
+    };
+    foreign(d, p, "URL map", &m.name, m.description.as_deref());
+    let r = m.default_url_redirect.as_ref();
+    let redirects = r.is_some_and(|r| {
+        r.https_redirect == Some(true)
+            && r.redirect_response_code
+                .as_deref()
+                .unwrap_or("MOVED_PERMANENTLY_DEFAULT")
+                == "MOVED_PERMANENTLY_DEFAULT"
+    });
+    if !redirects || m.default_service.is_some() {
+        p.actions.push(Action::PatchUrlMap {
+            name: m.name.clone(),
+            fingerprint: m.fingerprint.clone().unwrap_or_default(),
+            default_service: None,
+            redirect: Some(redirect),
+            why: "it does not redirect to HTTPS".into(),
+        });
     }
+}
 
-    // Who may pass IAP.
+/// Who may pass IAP.
+fn iap_members(d: &Desired, o: &ObservedStack, p: &mut Plan) {
     let have = o.iap_members.clone().unwrap_or_default();
     let missing: Vec<String> = d
         .iap
@@ -723,15 +761,10 @@ pub fn plan(d: &Desired, o: &ObservedStack) -> Result<Plan, StackError> {
         .collect();
     if !missing.is_empty() {
         p.actions.push(Action::GrantIapAccess {
-            backend: n.backend.clone(),
+            backend: d.names.backend.clone(),
             members: missing,
         });
     }
-
-    if !bad.is_empty() {
-        return Err(StackError::Unfixable(bad));
-    }
-    Ok(p)
 }
 
 #[allow(clippy::too_many_arguments)]
