@@ -1,20 +1,24 @@
 //! The issuance flow (see the module documentation of [`crate::acme`]).
 
+mod authz;
+
 use std::time::{Duration, Instant};
 
-use instant_acme::{
-    AuthorizationStatus, ChallengeStatus, ChallengeType, Identifier, NewOrder, Order, OrderStatus,
-};
+use instant_acme::{Identifier, NewOrder, Order, OrderStatus};
 use time::OffsetDateTime;
 use tracing::Instrument;
 
-use crate::acme::http::{self, ChallengeAnswer, Endpoint};
+use crate::acme::http::{self, Endpoint};
 use crate::acme::store::{self, OrderRecord, normalize_names};
 use crate::acme::{
     AcmeClient, AcmeError, ChallengeRecord, Dns01Solver, IssueRequest, IssuedCertificate, Problem,
     retrying,
 };
 use crate::certs::{self, SecretPem};
+use authz::{
+    AuthzVerdict, authorization_verdict, collect_challenges, failed_authorization, plain_problem,
+    set_ready, validated_records,
+};
 
 pub(crate) async fn issue<S: Dns01Solver>(
     client: &AcmeClient,
@@ -597,199 +601,6 @@ impl Flow<'_> {
             tracing::warn!(error = %e, "cannot forget the invalid order");
         }
     }
-}
-
-/// What the order's authorizations say while the order is still pending.
-enum AuthzVerdict {
-    /// One failed: the CA's verdict, verbatim.
-    Failed(AcmeError),
-    /// Every one is valid (the order should be `ready`).
-    AllValid,
-    /// Still being validated (or could not be read).
-    Waiting,
-}
-
-/// A failed authorization: invalid, or its dns-01 challenge is (a CA may leave
-/// the authorization pending after a failed challenge).
-fn authz_failed(a: &instant_acme::AuthorizationState) -> bool {
-    a.status == AuthorizationStatus::Invalid
-        || a.challenges
-            .iter()
-            .any(|c| c.r#type == ChallengeType::Dns01 && c.status == ChallengeStatus::Invalid)
-}
-
-/// Reads every authorization of the order once. `refresh`: re-read those already
-/// fetched (right after an order refresh none are, and each is fetched fresh).
-async fn authorization_verdict(order: &mut Order, refresh: bool) -> AuthzVerdict {
-    http::hint(Endpoint::Authorization);
-    let mut all_valid = true;
-    let mut authzs = order.authorizations();
-    while let Some(next) = authzs.next().await {
-        let Ok(mut authz) = next else {
-            all_valid = false;
-            continue;
-        };
-        if refresh && !authz_failed(&authz) && authz.refresh().await.is_err() {
-            all_valid = false;
-            continue;
-        }
-        if !authz_failed(&authz) {
-            all_valid &= authz.status == AuthorizationStatus::Valid;
-            continue;
-        }
-        let identifier = authz.identifier().to_string();
-        let problem = authz
-            .challenges
-            .iter()
-            .find_map(|c| c.error.clone())
-            .map(Problem::from)
-            .unwrap_or_else(|| {
-                let challenge = authz
-                    .challenges
-                    .iter()
-                    .find(|c| c.r#type == ChallengeType::Dns01)
-                    .map(|c| format!("{:?}", c.status).to_lowercase())
-                    .unwrap_or_else(|| "absent".into());
-                plain_problem(&format!(
-                    "the CA marked the authorization {} (its dns-01 challenge {challenge}) \
-                     and gave no reason: no problem document in either",
-                    format!("{:?}", authz.status).to_lowercase()
-                ))
-            });
-        tracing::error!(identifier = %identifier, problem = %problem, "authorization failed");
-        return AuthzVerdict::Failed(AcmeError::Authorization {
-            identifier,
-            problem,
-        });
-    }
-    if all_valid {
-        AuthzVerdict::AllValid
-    } else {
-        AuthzVerdict::Waiting
-    }
-}
-
-/// The first failed authorization of the order, as an error carrying its
-/// challenge's problem document verbatim.
-async fn failed_authorization(order: &mut Order, refresh: bool) -> Option<AcmeError> {
-    match authorization_verdict(order, refresh).await {
-        AuthzVerdict::Failed(e) => Some(e),
-        AuthzVerdict::AllValid | AuthzVerdict::Waiting => None,
-    }
-}
-
-fn plain_problem(detail: &str) -> Problem {
-    Problem {
-        r#type: None,
-        detail: Some(detail.into()),
-        status: None,
-        subproblems: Vec::new(),
-    }
-}
-
-/// The dns-01 records of every authorization still pending, with whether the
-/// challenge still needs `set_ready` (a resumed order may have asked already).
-async fn collect_challenges(order: &mut Order) -> Result<Vec<(ChallengeRecord, bool)>, AcmeError> {
-    http::hint(Endpoint::Authorization);
-    let mut out = Vec::new();
-    let mut authzs = order.authorizations();
-    while let Some(next) = authzs.next().await {
-        let mut authz = next.map_err(|e| AcmeError::from_acme("authorization", e))?;
-        let identifier = authz.identifier().to_string();
-        match authz.status {
-            AuthorizationStatus::Valid => continue,
-            AuthorizationStatus::Pending => {}
-            other => {
-                return Err(AcmeError::Authorization {
-                    identifier,
-                    problem: plain_problem(&format!("the authorization is {other:?}")),
-                });
-            }
-        }
-        let base = match authz.identifier().identifier {
-            Identifier::Dns(d) => d.clone(),
-            other => {
-                return Err(AcmeError::Protocol {
-                    operation: "authorization",
-                    message: format!("unexpected identifier {other:?}"),
-                });
-            }
-        };
-        let Some(challenge) = authz.challenge(ChallengeType::Dns01) else {
-            return Err(AcmeError::Protocol {
-                operation: "authorization",
-                message: format!("the CA offers no dns-01 challenge for {identifier}"),
-            });
-        };
-        let needs_ready = challenge.status == ChallengeStatus::Pending;
-        out.push((
-            ChallengeRecord {
-                identifier,
-                record_name: format!("_acme-challenge.{}", base.trim_end_matches('.')),
-                value: challenge.key_authorization().dns_value(),
-            },
-            needs_ready,
-        ));
-    }
-    Ok(out)
-}
-
-/// The dns-01 records of the order's authorizations that are already valid:
-/// values an earlier run may have written and not removed (best effort: an
-/// authorization that cannot be read is skipped).
-async fn validated_records(order: &mut Order) -> Vec<ChallengeRecord> {
-    http::hint(Endpoint::Authorization);
-    let mut out = Vec::new();
-    let mut authzs = order.authorizations();
-    while let Some(next) = authzs.next().await {
-        let Ok(mut authz) = next else { continue };
-        if authz.status != AuthorizationStatus::Valid {
-            continue;
-        }
-        let identifier = authz.identifier().to_string();
-        let Identifier::Dns(base) = authz.identifier().identifier.clone() else {
-            continue;
-        };
-        let Some(challenge) = authz.challenge(ChallengeType::Dns01) else {
-            continue;
-        };
-        out.push(ChallengeRecord {
-            identifier,
-            record_name: format!("_acme-challenge.{}", base.trim_end_matches('.')),
-            value: challenge.key_authorization().dns_value(),
-        });
-    }
-    out
-}
-
-/// Requests validation of the dns-01 challenge of `identifier`; returns the
-/// challenge object the CA answered with, when it was one.
-async fn set_ready(
-    order: &mut Order,
-    identifier: &str,
-) -> Result<Option<ChallengeAnswer>, AcmeError> {
-    http::hint(Endpoint::Challenge);
-    let mut authzs = order.authorizations();
-    while let Some(next) = authzs.next().await {
-        let mut authz = next.map_err(|e| AcmeError::from_acme("authorization", e))?;
-        if authz.identifier().to_string() != identifier {
-            continue;
-        }
-        let Some(mut challenge) = authz.challenge(ChallengeType::Dns01) else {
-            break;
-        };
-        http::hint(Endpoint::Challenge);
-        let _ = http::take_challenge_answer();
-        return challenge
-            .set_ready()
-            .await
-            .map(|()| http::take_challenge_answer())
-            .map_err(|e| AcmeError::from_acme("challenge", e));
-    }
-    Err(AcmeError::Protocol {
-        operation: "challenge",
-        message: format!("no dns-01 challenge for {identifier} in the order"),
-    })
 }
 
 /// Longest wait between polls while the CA validates: bounds the time from its
