@@ -26,8 +26,7 @@ pub mod b64;
 pub mod cloud;
 pub mod compute;
 pub mod discovery;
-pub mod dns_api;
-pub mod dns_server;
+pub mod dns;
 pub mod error;
 pub mod latency;
 pub mod metadata;
@@ -138,7 +137,7 @@ impl Emulator {
         }));
 
         let (dns_addrs, dns_tasks) =
-            dns_server::start(shared.clone(), config.dns_listen, config.dns_servers, rx)
+            dns::server::start(shared.clone(), config.dns_listen, config.dns_servers, rx)
                 .await
                 .map_err(|(addr, source)| StartError::Bind { addr, source })?;
         tasks.extend(dns_tasks);
@@ -194,7 +193,7 @@ impl Drop for Emulator {
 pub fn router(shared: Shared) -> axum::Router {
     axum::Router::new()
         .merge(compute::router())
-        .merge(dns_api::router())
+        .merge(dns::router())
         .merge(cloud::router())
         .merge(metadata::router())
         .merge(admin::router())
