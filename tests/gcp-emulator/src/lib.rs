@@ -28,8 +28,13 @@ pub mod compute;
 pub mod discovery;
 pub mod dns;
 pub mod error;
+pub mod iam_policy;
+pub mod iap;
 pub mod latency;
 pub mod metadata;
+pub mod resourcemanager;
+pub mod run;
+pub mod serviceusage;
 pub mod state;
 
 use std::net::SocketAddr;
@@ -195,6 +200,9 @@ pub fn router(shared: Shared) -> axum::Router {
         .merge(compute::router())
         .merge(dns::router())
         .merge(cloud::router())
+        .merge(run::router())
+        .merge(serviceusage::router())
+        .merge(resourcemanager::router())
         .merge(metadata::router())
         .merge(admin::router())
         .merge(authz::router())
