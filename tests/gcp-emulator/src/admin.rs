@@ -364,7 +364,7 @@ async fn handle(
     }
 
     // A disabled API answers 403 before anything else (cloud.rs owns the switch).
-    if let Some(e) = crate::cloud::check_api_enabled(shared, req.uri().path()) {
+    if let Some(e) = crate::serviceusage::check_api_enabled(shared, req.uri().path()) {
         return e.into_response();
     }
 

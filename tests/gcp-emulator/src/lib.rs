@@ -19,6 +19,71 @@
 //! let dns = emu.dns_addrs();  // one address per simulated name server
 //! # Ok(()) }
 //! ```
+//!
+//! # Layout: one shape per API
+//!
+//! Each Google API is a module `src/<api>/` (or a single `src/<api>.rs` while it is
+//! short): `mod.rs` holds the module docs, `router()` (its own path prefixes) and
+//! the handlers' plumbing; `state.rs` the per-project state; one file per resource
+//! when the module grows (see [`compute`]: `url_maps.rs`, `backend_services.rs`,
+//! `negs.rs`, `addresses.rs`, `forwarding_rules.rs`, `operations.rs`, `list.rs`;
+//! [`dns`]: `zones.rs`, `changes.rs`, `rrsets.rs`, `server.rs`). The APIs:
+//! [`compute`], [`dns`], [`iap`], [`run`] (v2, and `run/v1.rs` for the v1 subset
+//! gcloud uses), [`serviceusage`], [`resourcemanager`]. What they share is apart:
+//! [`cloud`] (the `/v1/` prefix IAP, Cloud Run v1, Service Usage v1 and Resource
+//! Manager v1 have in common, Google's AIP-193 errors, body parsing, each
+//! project's state of these APIs), [`iam_policy`] (IAM policies on resources),
+//! [`state`] (the `World` of projects behind one lock), [`admin`] (the
+//! middleware, faults, request log), [`authz`] (IAM enforcement), [`latency`],
+//! [`discovery`], [`metadata`] (the metadata server).
+//!
+//! # Recipe: adding a Google API
+//!
+//! 1. **Discovery document.** Put Google's published document in `discovery/`
+//!    (from the `google-api-python-client` wheel; a reduced one keeps only the
+//!    methods served, unchanged otherwise) and add a row to
+//!    `discovery/SOURCES.md`. Register it in [`discovery`]'s `DOCS` with the path
+//!    prefix its `servicePath` lives under. The middleware then resolves every
+//!    request to a discovery method id (the request log, faults and IAM key on
+//!    it) and validates request bodies against its schemas, so paths, fields and
+//!    enums must be the document's.
+//! 2. **Module in the shape.** `src/<api>/mod.rs` with module docs (what is
+//!    served, which semantics are Google's and where they are documented), a
+//!    `pub fn router() -> axum::Router<Shared>` for the API's own prefixes, and
+//!    handlers returning `ApiResult<Json<Value>>` with Google's errors
+//!    ([`ApiError`]: code, reason, message as Google's; `.aip193()` for the
+//!    AIP-193 APIs). Declare it `pub mod <api>;` here.
+//! 3. **Routing.** Merge its router in [`router`]. A prefix several APIs share
+//!    (`/v1/`) is dispatched by path in [`cloud`]; add the API's branch there
+//!    rather than a second route on the same prefix (axum rejects overlaps).
+//!    Add the path to `serviceusage::api_for_path` (disabled-API 403s) and,
+//!    if it is neither `/compute/` nor `/dns/`, check `admin::style_for` and
+//!    `authz`'s `family` give it the right error style.
+//! 4. **State.** A `State` struct with `#[derive(Default)]` in the module, a
+//!    field for it on [`state::Project`] (or on [`cloud::State`] for an
+//!    AIP-193 API). Take the world's lock, work, release it before any `.await`.
+//!    A mutation works on a copy and commits only on success, so a rejected
+//!    request or an injected operation fault changes nothing.
+//! 5. **IAM.** One row per discovery method id in [`authz::TABLE`] with the
+//!    permission(s) Google's reference lists; permissions on *other* resources
+//!    a request names go in `authz::referenced`, and `authz::resource_of` names
+//!    the resource checked. A method without a row is not checked at all; the
+//!    unit test in `authz.rs` only proves each row names a real method id.
+//! 6. **Fault injection.** Faults match by method id or path prefix in the
+//!    middleware, nothing to add for `error`, `corrupt` and `delay`. For
+//!    `operation` faults, take `Option<Extension<admin::FailOperation>>` in the
+//!    mutating handlers and end the long-running operation with that error,
+//!    changing nothing (see `serviceusage::handle`, `run`).
+//! 7. **Latency.** Every request already gets the model's round trip. A
+//!    long-running operation takes `shared.operation_delay(kind)`: give the API
+//!    its own `kind` in [`latency::LatencyModel`]'s profiles if Google's timing
+//!    differs, and document the source in `docs/benchmarks.md`.
+//! 8. **Tests.** Rust integration tests in `tests/<api>.rs`; a case in
+//!    `conformance/conformance_test.py`, driving the API with Google's own Python
+//!    client built from the same discovery document (`conformance/run.sh`); and,
+//!    if gcloud uses the API, a case in `conformance/gcloud_test.py`
+//!    (`conformance/gcloud.sh`), plus any path gcloud takes (host names, v1
+//!    subsets) in `tests/gcloud_compat.rs`.
 
 pub mod admin;
 pub mod authz;
@@ -26,11 +91,15 @@ pub mod b64;
 pub mod cloud;
 pub mod compute;
 pub mod discovery;
-pub mod dns_api;
-pub mod dns_server;
+pub mod dns;
 pub mod error;
+pub mod iam_policy;
+pub mod iap;
 pub mod latency;
 pub mod metadata;
+pub mod resourcemanager;
+pub mod run;
+pub mod serviceusage;
 pub mod state;
 
 use std::net::SocketAddr;
@@ -138,7 +207,7 @@ impl Emulator {
         }));
 
         let (dns_addrs, dns_tasks) =
-            dns_server::start(shared.clone(), config.dns_listen, config.dns_servers, rx)
+            dns::server::start(shared.clone(), config.dns_listen, config.dns_servers, rx)
                 .await
                 .map_err(|(addr, source)| StartError::Bind { addr, source })?;
         tasks.extend(dns_tasks);
@@ -194,8 +263,11 @@ impl Drop for Emulator {
 pub fn router(shared: Shared) -> axum::Router {
     axum::Router::new()
         .merge(compute::router())
-        .merge(dns_api::router())
+        .merge(dns::router())
         .merge(cloud::router())
+        .merge(run::router())
+        .merge(serviceusage::router())
+        .merge(resourcemanager::router())
         .merge(metadata::router())
         .merge(admin::router())
         .merge(authz::router())

@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime};
 
 use crate::error::ApiError;
 use crate::latency::LatencyModel;
-use crate::{Config, admin, authz, cloud, compute, discovery, dns_api};
+use crate::{Config, admin, authz, cloud, compute, discovery, dns};
 
 /// Shared handle given to every handler.
 pub type Shared = Arc<Inner>;
@@ -172,7 +172,7 @@ pub struct Project {
     pub id: String,
     pub number: u64,
     pub compute: compute::State,
-    pub dns: dns_api::State,
+    pub dns: dns::State,
     pub cloud: cloud::State,
     /// What the caller may do here, and what requests needed.
     pub iam: authz::Iam,
@@ -184,7 +184,7 @@ impl Project {
             id: id.to_string(),
             number,
             compute: compute::State::default(),
-            dns: dns_api::State::default(),
+            dns: dns::State::default(),
             cloud: cloud::State::default(),
             iam: authz::Iam::default(),
         }

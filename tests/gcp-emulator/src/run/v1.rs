@@ -20,10 +20,10 @@ use axum::body::Bytes;
 use axum::http::Method;
 use serde_json::{Map, Value, json};
 
-use super::run::{self, with_run};
-use super::{invalid, parse_body};
 use crate::admin::FailOperation;
+use crate::cloud::{invalid, parse_body};
 use crate::error::ApiError;
+use crate::run::{self, with_run};
 
 /// The annotation that carries v2's `ingress`.
 const INGRESS_ANNOTATION: &str = "run.googleapis.com/ingress";

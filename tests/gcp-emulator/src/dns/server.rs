@@ -2,7 +2,7 @@
 //!
 //! Server `i` stands for the zone's `i`-th name server and lags behind the API by
 //! `shared.admin.dns_lags()[i]`: it answers from the newest version of the zone
-//! applied at least that long ago (see [`crate::dns_api::visible_zone`]).
+//! applied at least that long ago (see [`crate::dns::visible_zone`]).
 //! Answers are authoritative (AA set, RA clear); names outside every served zone
 //! get REFUSED, as Google's servers answer.
 
@@ -17,7 +17,7 @@ use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::dns_api::{RecordSet, ZoneView, visible_zone};
+use crate::dns::{RecordSet, ZoneView, visible_zone};
 use crate::state::Shared;
 
 /// Listener start-up result: addresses in name-server order and their tasks.

@@ -6,6 +6,12 @@
 //! (ready, `observedGeneration == generation`). Operations settle lazily, on the
 //! next request that looks at them. An `operation` fault ends the Operation with
 //! its error and changes nothing.
+//!
+//! The v1 subset gcloud uses (Knative paths under `/apis/`, and
+//! `/v1/projects/{p}/locations/...` dispatched from the shared `/v1/` prefix in
+//! [`crate::cloud`]) is in `v1.rs`, on the same state.
+
+pub mod v1;
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant, SystemTime};
@@ -15,13 +21,14 @@ use axum::body::Bytes;
 use axum::extract::{Path, Query, State as AxState};
 use axum::http::Method;
 use axum::response::Response;
+use axum::routing::any;
 use rand::RngExt;
 use serde_json::{Value, json};
 
-use super::iam::{self, Policy};
-use super::{invalid, parse_body, permission_denied, respond};
 use crate::admin::FailOperation;
+use crate::cloud::{invalid, parse_body, permission_denied, respond};
 use crate::error::ApiError;
+use crate::iam_policy::{self as iam, Policy};
 use crate::state::{Project, Shared, rfc3339_utc};
 
 const SERVICE_TYPE: &str = "type.googleapis.com/google.cloud.run.v2.Service";
@@ -346,6 +353,26 @@ enum Target<'a> {
     Operation(&'a str, Option<&'a str>),
 }
 
+/// The `/v2/` and `/apis/` routes.
+pub fn router() -> axum::Router<Shared> {
+    axum::Router::new()
+        .route("/v2/{*rest}", any(handle))
+        .route("/apis/{*rest}", any(knative))
+}
+
+/// Cloud Run v1's Knative paths (`/apis/serving.knative.dev/v1/namespaces/...`),
+/// whose region is the prefix of the (regional) host they were sent to.
+async fn knative(
+    AxState(shared): AxState<Shared>,
+    method: Method,
+    crate::compute::Addressed { host, .. }: crate::compute::Addressed,
+    Path(rest): Path<String>,
+    fail: Option<Extension<FailOperation>>,
+    body: Bytes,
+) -> Response {
+    respond(v1::namespaces_path(&shared, host.as_deref(), &method, &rest, fail, &body).await)
+}
+
 /// `/v2/{*rest}`.
 pub async fn handle(
     AxState(shared): AxState<Shared>,
@@ -656,7 +683,7 @@ pub(super) async fn dispatch(
                 &parent,
                 |st, p| {
                     let full = format!("{parent}/services/{id}");
-                    let agents = p.cloud.agents.clone();
+                    let agents = p.cloud.services.agents.clone();
                     let number = p.number;
                     let svc = st
                         .services

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 
 use serde_json::{Value, json};
 
-use super::invalid;
+use crate::cloud::invalid;
 use crate::error::ApiError;
 
 /// Which resource a policy guards: the roles each accepts differ.
