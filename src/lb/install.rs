@@ -70,7 +70,8 @@ impl Default for InstallOptions {
             operation_timeout: Duration::from_secs(300),
             attempts: 4,
             cleanup_initial: Duration::from_secs(2),
-            // About a minute in all, as gcp-api.md section 4 advises.
+            // About a minute in all: a certificate just taken off a proxy can stay "in use"
+            // for a short while after the proxy update is DONE.
             cleanup_attempts: 6,
             verify: Some(VerifyOptions::default()),
             hook: None,

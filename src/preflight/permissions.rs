@@ -1,5 +1,5 @@
 //! The IAM permissions the daemon and `bootstrap` need on the project, derived
-//! from the configuration (gcp-api.md section 6; docs/iam.md lists them for
+//! from the configuration (docs/iam.md lists them for
 //! humans). Pure, so the lists are tested rather than trusted: the unit tests
 //! below hold docs/iam.md to them, and `tests/least_privilege.rs` runs renewals,
 //! bootstrap and teardown against the gcp-emulator granted exactly these lists,
