@@ -444,14 +444,10 @@ pub async fn upload(
                 // again under a new id when it is not there.
                 if gcp.get_ssl_certificate(resource).await?.is_none() {
                     tracing::info!(certificate = %cert.name, resource, "the insert answered with the operation of an earlier upload whose certificate has since been deleted; uploading again under a new requestId");
-                    attempt += 1;
-                    if attempt >= opts.attempts.max(1) {
-                        return Err(LbError::NotInPlace {
-                            what: format!("uploading {resource}"),
-                            attempts: opts.attempts,
-                        });
-                    }
-                    fresh = Some(format!("{:016x}", rand::random::<u64>()));
+                    let (next, id) =
+                        after_replay(attempt, opts.attempts, || format!("uploading {resource}"))?;
+                    attempt = next;
+                    fresh = Some(id);
                     continue;
                 }
                 opts.at(step::INSERT_DONE)?;
@@ -484,6 +480,25 @@ fn next_attempt(
             what: what(),
             attempts,
             last: Box::new(e),
+        })
+    }
+}
+
+/// After attempt `attempt` (from 0) of `attempts` was answered with an
+/// operation replayed from an earlier life of the resource (the change is not
+/// in place): the next attempt's number and a fresh id part, so every later id
+/// is new; or, when none is left, [`LbError::NotInPlace`].
+fn after_replay(
+    attempt: u32,
+    attempts: u32,
+    what: impl FnOnce() -> String,
+) -> Result<(u32, String), LbError> {
+    if attempt + 1 < attempts.max(1) {
+        Ok((attempt + 1, format!("{:016x}", rand::random::<u64>())))
+    } else {
+        Err(LbError::NotInPlace {
+            what: what(),
+            attempts,
         })
     }
 }
@@ -646,14 +661,11 @@ async fn swap(
                     |l: &[String]| l.iter().map(|u| name_of(u).to_string()).collect::<Vec<_>>();
                 if names_of(&now.ssl_certificates) != names_of(&list) {
                     tracing::info!(certificate = %cert.name, proxy, "setSslCertificates answered with an earlier operation and the list is not set; setting it again under a new requestId");
-                    attempt += 1;
-                    if attempt >= opts.attempts.max(1) {
-                        return Err(LbError::NotInPlace {
-                            what: format!("swapping the certificate on {proxy}"),
-                            attempts: opts.attempts,
-                        });
-                    }
-                    fresh = Some(format!("{:016x}", rand::random::<u64>()));
+                    let (next, id) = after_replay(attempt, opts.attempts, || {
+                        format!("swapping the certificate on {proxy}")
+                    })?;
+                    attempt = next;
+                    fresh = Some(id);
                     continue;
                 }
                 // Said from the list set, not assumed (issue #20).
@@ -782,6 +794,20 @@ mod tests {
                 assert!(last.is(503, "backendError"), "{last}");
             }
             other => panic!("expected GaveUp, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn after_replay_counts_up_with_a_new_id_then_says_not_in_place() {
+        let (n, a) = after_replay(0, 3, || "x".into()).ok().unwrap();
+        let (m, b) = after_replay(n, 3, || "x".into()).ok().unwrap();
+        assert_eq!((n, m), (1, 2));
+        assert_ne!(a, b);
+        match after_replay(2, 3, || "swapping p".into()) {
+            Err(LbError::NotInPlace { what, attempts }) => {
+                assert_eq!((what.as_str(), attempts), ("swapping p", 3))
+            }
+            other => panic!("{other:?}"),
         }
     }
 
