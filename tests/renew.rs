@@ -11,27 +11,7 @@ use gclb_acme::acme::Endpoint;
 use gclb_acme::lb::install::step;
 use gclb_acme::reconcile::{Done, Outcome, RenewError, Renewer};
 use serde_json::{Value, json};
-use support::gcp::Cloud;
 use support::lb::{Lab, NAMES, finalized};
-
-/// Compute mutations in the emulator's log (everything but reads and waits).
-async fn compute_mutations(cloud: &Cloud) -> Vec<String> {
-    cloud
-        .requests()
-        .await
-        .iter()
-        .filter(|r| r["status"].as_u64().is_some_and(|s| s < 300))
-        .filter_map(|r| r["id"].as_str().map(str::to_string))
-        .filter(|id| id.starts_with("compute."))
-        .filter(|id| {
-            !(id.ends_with(".get")
-                || id.ends_with(".list")
-                || id.ends_with(".wait")
-                || id.starts_with("compute.globalOperations")
-                || id == "compute.projects.get")
-        })
-        .collect()
-}
 
 async fn renew_one(r: &Renewer, force: bool) -> Result<Outcome, RenewError> {
     let mut v = r.renew_all(None, force).await;
@@ -107,7 +87,7 @@ async fn renewal_replaces_ours_in_place_keeps_the_unrelated_one_and_costs_three_
     assert!(r.acme.pending("app").unwrap().is_none());
 
     // Exactly three compute mutations: insert, setSslCertificates, delete.
-    let muts = compute_mutations(&lab.cloud).await;
+    let muts = lab.cloud.compute_mutations().await;
     assert_eq!(
         muts,
         [
@@ -138,7 +118,7 @@ async fn renewal_replaces_ours_in_place_keeps_the_unrelated_one_and_costs_three_
     lab.cloud.clear_requests().await;
     let again = renew_one(&r, false).await.unwrap();
     assert!(matches!(again.done, Done::Healthy { .. }), "{again:?}");
-    assert!(compute_mutations(&lab.cloud).await.is_empty());
+    assert!(lab.cloud.compute_mutations().await.is_empty());
     assert_eq!(finalized(&r), 1);
 
     // status agrees.

@@ -190,25 +190,6 @@ fn assert_one_valid_certificate_for(name: &str, log: &[(String, Seen, Vec<String
     }
 }
 
-/// Compute mutations in the emulator's log.
-async fn compute_mutations(cloud: &Cloud) -> Vec<String> {
-    cloud
-        .requests()
-        .await
-        .iter()
-        .filter(|r| r["status"].as_u64().is_some_and(|s| s < 300))
-        .filter_map(|r| r["id"].as_str().map(str::to_string))
-        .filter(|id| id.starts_with("compute."))
-        .filter(|id| {
-            !(id.ends_with(".get")
-                || id.ends_with(".list")
-                || id.ends_with(".wait")
-                || id.starts_with("compute.globalOperations")
-                || id == "compute.projects.get")
-        })
-        .collect()
-}
-
 async fn renew(r: &Renewer, lab: &Lab, force: bool) -> Outcome {
     let mut v = r.renew_all(None, force).await;
     assert_eq!(v.len(), 1);
@@ -300,7 +281,7 @@ async fn the_first_renewal_takes_the_hand_made_slot_keeps_the_resource_and_chang
     );
     assert!(rep.deleted.is_empty() && rep.adopted_deleted.is_empty() && rep.competing.is_empty());
     // Nothing else changed: one upload, one swap.
-    let muts = compute_mutations(&lab.cloud).await;
+    let muts = lab.cloud.compute_mutations().await;
     eprintln!(
         "FIGURES takeover: compute mutations {} {muts:?}",
         muts.len()
@@ -356,7 +337,7 @@ async fn the_first_renewal_takes_the_hand_made_slot_keeps_the_resource_and_chang
     assert!(rep2.superseded.is_empty());
     assert!(exists(&lab, &hand).await);
     assert_eq!(
-        compute_mutations(&lab.cloud).await,
+        lab.cloud.compute_mutations().await,
         [
             "compute.sslCertificates.insert",
             "compute.targetHttpsProxies.setSslCertificates",
@@ -387,7 +368,7 @@ async fn an_adopted_hand_made_certificate_is_deleted_after_the_swap_and_not_befo
     assert!(rep.superseded[0].to_string().contains("deleted (adopted)"));
     // Exactly three mutations, the delete last.
     assert_eq!(
-        compute_mutations(&lab.cloud).await,
+        lab.cloud.compute_mutations().await,
         [
             "compute.sslCertificates.insert",
             "compute.targetHttpsProxies.setSslCertificates",
@@ -470,7 +451,7 @@ async fn a_proxy_we_were_not_told_about_keeps_the_hand_made_one_and_adoption_ref
     );
     assert_eq!(rep.superseded[0].still_served_by, ["staging-proxy"]);
     assert_eq!(
-        compute_mutations(&lab.cloud).await,
+        lab.cloud.compute_mutations().await,
         [
             "compute.sslCertificates.insert",
             "compute.targetHttpsProxies.setSslCertificates"
@@ -725,7 +706,7 @@ forwarding_rule = "cloud-run-iap-forwarding-rule"
     )
     .await
     .unwrap();
-    assert!(compute_mutations(&lab.cloud).await.is_empty());
+    assert!(lab.cloud.compute_mutations().await.is_empty());
     let notes = dry.notes.join("\n");
     eprintln!("dry run notes:\n{notes}\nplanned: {:?}", dry.planned);
     for (kind, name) in [
@@ -764,7 +745,7 @@ forwarding_rule = "cloud-run-iap-forwarding-rule"
     assert!(exists(&lab, &hand).await);
     assert!(done.notes.join("\n").contains(&takeover));
     // The takeover's own compute mutations: one upload, one swap.
-    let muts = compute_mutations(&lab.cloud).await;
+    let muts = lab.cloud.compute_mutations().await;
     assert_eq!(
         muts.iter()
             .filter(|m| m.starts_with("compute.sslCertificates.")
@@ -885,8 +866,8 @@ async fn the_command_line_previews_renews_and_reports_the_takeover() {
     eprintln!(
         "FIGURES takeover by the binary: compute requests {} ({} reads or waits, {} mutations)",
         compute.len(),
-        compute.len() - compute_mutations(&lab.cloud).await.len(),
-        compute_mutations(&lab.cloud).await.len()
+        compute.len() - lab.cloud.compute_mutations().await.len(),
+        lab.cloud.compute_mutations().await.len()
     );
     assert!(
         out.contains(&format!("hand-made sslCertificate {HAND_MADE} was replaced on {PROXY} and is no longer served by any proxy; gclb-acme keeps it; delete it with: {cmd}")),
@@ -931,7 +912,7 @@ async fn a_stack_left_with_both_by_the_appending_version_is_fixed_without_issuin
     assert!(exists(&lab, &hand).await);
     assert_eq!(report(&out).superseded[0].name, HAND_MADE);
     assert_eq!(
-        compute_mutations(&lab.cloud).await,
+        lab.cloud.compute_mutations().await,
         ["compute.targetHttpsProxies.setSslCertificates"]
     );
     assert_one_valid_certificate_for(DOMAIN, &log.lock().unwrap());

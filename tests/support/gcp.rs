@@ -152,6 +152,25 @@ impl Cloud {
         b.as_array().cloned().unwrap_or_default()
     }
 
+    /// Compute mutations in the log: successful Compute calls other than reads,
+    /// lists, operation waits and the quota read.
+    pub async fn compute_mutations(&self) -> Vec<String> {
+        self.requests()
+            .await
+            .iter()
+            .filter(|r| r["status"].as_u64().is_some_and(|s| s < 300))
+            .filter_map(|r| r["id"].as_str().map(str::to_string))
+            .filter(|id| id.starts_with("compute."))
+            .filter(|id| {
+                !(id.ends_with(".get")
+                    || id.ends_with(".list")
+                    || id.ends_with(".wait")
+                    || id.starts_with("compute.globalOperations")
+                    || id == "compute.projects.get")
+            })
+            .collect()
+    }
+
     /// How many logged requests had this discovery method id (and a 2xx status,
     /// when `ok_only`).
     pub async fn count(&self, id: &str, ok_only: bool) -> usize {
