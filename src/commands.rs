@@ -208,7 +208,7 @@ fn print_status(report: &gclb_acme::reconcile::status::StatusReport) {
     for c in &report.certificates {
         let status = match (c.healthy, c.action) {
             (true, _) => "ok",
-            (false, gclb_acme::reconcile::Action::Nothing) => "WARN",
+            (false, gclb_acme::reconcile::Verdict::Nothing) => "WARN",
             (false, _) => "DUE",
         };
         let next = c

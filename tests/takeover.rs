@@ -897,7 +897,7 @@ async fn a_stack_left_with_both_by_the_appending_version_is_fixed_without_issuin
     // status no longer says ok here (issue #20).
     let st = status(&r, &config).await;
     assert!(!st.healthy, "{st:?}");
-    assert_eq!(st.action, gclb_acme::reconcile::Action::Swap);
+    assert_eq!(st.action, gclb_acme::reconcile::Verdict::Swap);
     assert!(
         st.reasons[0].contains(&format!("proxy {PROXY} still lists {HAND_MADE}")),
         "{:?}",

@@ -406,7 +406,7 @@ where
             apply::run(gcp, desired, a, &mut ctx, certs, out).await?;
             report.applied.push(a.to_string());
             if let Action::Delete {
-                what: Target::Global(crate::gcp::lb::Collection::SslCertificates),
+                what: Target::Global(crate::gcp::stack_resources::Collection::SslCertificates),
                 name,
             } = a
             {

@@ -5,11 +5,11 @@ use std::fmt;
 use serde_json::{Map, Value};
 
 use crate::gcp::dns::ResourceRecordSet;
-use crate::gcp::lb::{
+use crate::gcp::run::INGRESS_INTERNAL_LOAD_BALANCER;
+use crate::gcp::stack_resources::{
     Address, Backend, BackendIap, BackendService, CloudRunTarget, Collection, ForwardingRule,
     NetworkEndpointGroup, TargetHttpProxy, UrlMap, UrlRedirect,
 };
-use crate::gcp::run::INGRESS_INTERNAL_LOAD_BALANCER;
 
 use super::observe::ObservedStack;
 use super::{Desired, StackError};
