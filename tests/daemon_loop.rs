@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use gclb_acme::config::{CertificateConfig, Config};
 use gclb_acme::daemon::{self, Assessment, Failure, Options, Worker, WorkerFactory};
 use gclb_acme::metrics::Metrics;
-use gclb_acme::schedule::timing::{AriWindow, Validity};
+use gclb_acme::schedule::{AriWindow, Validity};
 use time::OffsetDateTime;
 
 #[derive(Clone, Default)]

@@ -9,8 +9,8 @@
 //! and exits 0.
 
 mod error;
-pub mod pipeline;
-pub mod plan;
+pub(crate) mod pipeline;
+pub(crate) mod plan;
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
@@ -31,6 +31,7 @@ use crate::state::StateDir;
 use plan::{Due, Inputs, Why};
 
 pub use error::DaemonError;
+pub use pipeline::Factory;
 
 /// What is served for a certificate, as the renewer sees it.
 #[derive(Clone, Debug, Default)]

@@ -29,7 +29,7 @@ impl Pipeline {
 }
 
 /// Classifies a pipeline failure for back-off, alerts and metrics.
-pub fn classify(e: &reconcile::RenewError) -> Failure {
+pub(crate) fn classify(e: &reconcile::RenewError) -> Failure {
     let (reason, retryable, retry_after) = match e {
         reconcile::RenewError::Lb(l) => match l {
             // quotaExceeded on the upload itself: see LbError::Quota below.

@@ -4,7 +4,7 @@
 
 pub mod compute;
 pub mod dns;
-pub mod error;
+pub(crate) mod error;
 pub mod iap;
 pub mod operation;
 pub mod resourcemanager;
@@ -201,7 +201,7 @@ pub(crate) struct Call {
 }
 
 impl Call {
-    pub fn new(api: Api, op: &'static str) -> Call {
+    pub(crate) fn new(api: Api, op: &'static str) -> Call {
         Call {
             api,
             op,

@@ -116,7 +116,7 @@ pub struct Decision {
 
 /// Spreads fallback renewals of different certificates deterministically, so
 /// `renew` is reproducible: the first 8 bytes of SHA-256(name) as a fraction.
-pub fn jitter(certificate: &str) -> f64 {
+pub(crate) fn jitter(certificate: &str) -> f64 {
     let d = sha2::Sha256::digest(certificate.as_bytes());
     let mut b = [0u8; 8];
     b.copy_from_slice(&d[..8]);
@@ -124,7 +124,7 @@ pub fn jitter(certificate: &str) -> f64 {
 }
 
 /// When a served leaf of `certificate` renews (no ARI yet).
-pub fn renewal_of(certificate: &str, leaf: &LeafInfo) -> (OffsetDateTime, timing::Reason) {
+pub(crate) fn renewal_of(certificate: &str, leaf: &LeafInfo) -> (OffsetDateTime, timing::Reason) {
     let v = Validity {
         not_before: leaf.not_before,
         not_after: leaf.not_after,
@@ -133,7 +133,7 @@ pub fn renewal_of(certificate: &str, leaf: &LeafInfo) -> (OffsetDateTime, timing
 }
 
 /// Whether `pending` was issued for the configuration as it is now.
-pub fn pending_matches(cert: &CertificateConfig, pending: &IssuedCertificate) -> bool {
+pub(crate) fn pending_matches(cert: &CertificateConfig, pending: &IssuedCertificate) -> bool {
     pending.names == normalize_names(&cert.domains) && pending.key_type == cert.key_type
 }
 

@@ -9,8 +9,8 @@
 //! run that starts anywhere in between finds the pending file, installs it (each
 //! install step reads GCP first and skips what is done) and never issues twice.
 
-pub mod decide;
-pub mod status;
+pub(crate) mod decide;
+pub(crate) mod status;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -26,6 +26,7 @@ use crate::lb::{self, InstallOptions, InstallReport, LbError, VerifyOptions};
 use crate::state::{CertificateLock, StateDir, StateError};
 
 pub use decide::{Decision, Reason, Verdict, decide};
+pub use status::{CertificateStatus, StatusReport, status};
 
 /// Why renewing one certificate failed.
 #[derive(Debug, thiserror::Error)]

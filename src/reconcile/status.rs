@@ -16,7 +16,7 @@ use crate::reconcile::decide::{Verdict, decide};
 use crate::state::StateDir;
 
 /// Version of the JSON document.
-pub const SCHEMA_VERSION: u32 = 1;
+pub(crate) const SCHEMA_VERSION: u32 = 1;
 
 /// The whole report.
 #[derive(Clone, Debug, Serialize)]
@@ -105,7 +105,7 @@ impl DaemonStatus {
 }
 
 /// A hand-made certificate ours replaced (or would have), left in the project.
-pub use crate::lb::LeftBehind as HandMadeStatus;
+pub(crate) use crate::lb::LeftBehind as HandMadeStatus;
 
 /// An issued certificate not yet installed.
 #[derive(Clone, Debug, Serialize)]
@@ -267,7 +267,7 @@ fn role(names: &[String], c: &lb::ServedCertificate) -> &'static str {
 /// certificate a visitor of ours can be handed that expires within `soon`:
 /// one competing for a name, or the proxy's first (the one Google serves when
 /// the client sends no name it knows); the flag says whether one expires.
-pub fn warnings(
+pub(crate) fn warnings(
     obs: &lb::Observation,
     competing: &[Competitor],
     now: OffsetDateTime,

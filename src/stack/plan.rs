@@ -268,7 +268,7 @@ fn ingress_from_label(v: &str) -> Option<String> {
 /// would find the first and bootstrap would wire the stack to the wrong thing).
 /// The same name in two collections is legal but easy to misread in `gcloud`
 /// and in logs: a note.
-pub fn name_collisions(d: &Desired) -> (Vec<String>, Vec<String>) {
+pub(crate) fn name_collisions(d: &Desired) -> (Vec<String>, Vec<String>) {
     let n = &d.names;
     let mut errors = Vec::new();
     let mut warnings = Vec::new();
@@ -358,7 +358,7 @@ fn iap_drift(d: &Desired, seen: Option<&BackendIap>) -> Option<String> {
 
 /// The bootstrap plan: every missing resource created and every fixable drift
 /// fixed, in dependency order. Unfixable drift is an error naming each resource.
-pub fn plan(d: &Desired, o: &ObservedStack) -> Result<Plan, StackError> {
+pub(crate) fn plan(d: &Desired, o: &ObservedStack) -> Result<Plan, StackError> {
     let mut p = Plan::default();
     let (collide, confusing) = name_collisions(d);
     if !collide.is_empty() {
@@ -834,7 +834,7 @@ fn forwarding_rule(
 
 /// The teardown plan: what bootstrap created, backwards. Resources without our
 /// marker are left alone and noted.
-pub fn teardown_plan(d: &Desired, o: &ObservedStack) -> Plan {
+pub(crate) fn teardown_plan(d: &Desired, o: &ObservedStack) -> Plan {
     let n = &d.names;
     let mut p = Plan::default();
     let mut kept_proxies: Vec<&[String]> = Vec::new();
