@@ -175,6 +175,8 @@ pub enum DnsError {
     Propagation(#[from] PropagationError),
     #[error("cannot find the name servers to check: {0}")]
     Servers(String),
+    #[error("cannot find the name servers to check: {0}")]
+    ServerAddress(#[from] propagation::ServerError),
 }
 
 impl DnsError {
@@ -182,7 +184,10 @@ impl DnsError {
     pub fn is_retryable(&self) -> bool {
         match self {
             DnsError::Gcp { source, .. } => source.is_retryable(),
-            DnsError::Contended { .. } | DnsError::Propagation(_) | DnsError::Servers(_) => true,
+            DnsError::Contended { .. }
+            | DnsError::Propagation(_)
+            | DnsError::Servers(_)
+            | DnsError::ServerAddress(_) => true,
             DnsError::Zone(_) | DnsError::Cname { .. } => false,
         }
     }
@@ -327,11 +332,7 @@ impl<P: DnsProvider> Solver<P> {
         }
         let mut out = Vec::new();
         for s in specs {
-            out.extend(
-                propagation::resolve_servers(s)
-                    .await
-                    .map_err(DnsError::Servers)?,
-            );
+            out.extend(propagation::resolve_servers(s).await?);
         }
         Ok(out)
     }
