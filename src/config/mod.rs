@@ -97,6 +97,10 @@ pub struct Endpoints {
     pub serviceusage: String,
     #[serde(default = "default_resourcemanager")]
     pub resourcemanager: String,
+    /// Cloud Storage's host: the JSON API lives under `storage/v1/`, uploads
+    /// under `upload/storage/v1/`.
+    #[serde(default = "default_storage")]
+    pub storage: String,
 }
 
 fn default_compute() -> String {
@@ -117,6 +121,9 @@ fn default_serviceusage() -> String {
 fn default_resourcemanager() -> String {
     "https://cloudresourcemanager.googleapis.com/v3/".into()
 }
+fn default_storage() -> String {
+    "https://storage.googleapis.com/".into()
+}
 
 impl Default for Endpoints {
     fn default() -> Self {
@@ -127,6 +134,7 @@ impl Default for Endpoints {
             run: default_run(),
             serviceusage: default_serviceusage(),
             resourcemanager: default_resourcemanager(),
+            storage: default_storage(),
         }
     }
 }
