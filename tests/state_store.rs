@@ -565,3 +565,62 @@ async fn a_retried_create_recognises_its_own_write() {
         .collect();
     assert_eq!(inserts, [200, 412], "{log:?}");
 }
+
+/// What `check` learns about the state bucket: a well-set bucket has no
+/// problem; a public, ACL-mode one and missing permissions are each named.
+#[tokio::test]
+async fn check_sees_the_buckets_protection_and_missing_permissions() {
+    let cloud = cloud_with_bucket().await;
+    let store = gcs_store(&cloud, "p");
+    let r = store.inspect().await.unwrap();
+    assert_eq!(r.uniform_access, Some(true));
+    assert_eq!(r.public_access_prevented, Some(true));
+    assert_eq!(r.public_roles, Some(vec![]));
+    assert!(r.problems().is_empty(), "{:?}", r.problems());
+
+    let (s, b) = cloud
+        .post(
+            &format!("storage/v1/b?project={PROJECT}"),
+            json!({"name": "loose-bucket"}),
+        )
+        .await;
+    assert_eq!(s, 200, "{b}");
+    let url = format!("{}storage/v1/b/loose-bucket/iam", cloud.emu.base_url());
+    let resp = cloud
+        .http
+        .put(url)
+        .json(
+            &json!({"bindings": [{"role": "roles/storage.objectViewer", "members": ["allUsers"]}]}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    cloud
+        .grant(Some(&[
+            "storage.objects.get",
+            "storage.objects.list",
+            "storage.objects.create",
+            "storage.buckets.get",
+            "storage.buckets.getIamPolicy",
+        ]))
+        .await;
+    let loose = GcsStore::new(
+        cloud.gcp(),
+        GcsLocation::parse("gs://loose-bucket").unwrap(),
+    );
+    let r = loose.inspect().await.unwrap();
+    assert_eq!(r.missing_permissions, ["storage.objects.delete"]);
+    assert_eq!(
+        r.public_roles,
+        Some(vec!["roles/storage.objectViewer".to_string()])
+    );
+    assert_eq!(r.problems().len(), 4, "{:?}", r.problems());
+
+    // Without the bucket-level read permissions those settings are unknown,
+    // not failures.
+    cloud.grant(Some(&["storage.objects.get"])).await;
+    let r = loose.inspect().await.unwrap();
+    assert_eq!((r.uniform_access, r.public_roles.clone()), (None, None));
+    assert_eq!(r.missing_permissions.len(), 3);
+}

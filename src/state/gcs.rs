@@ -204,9 +204,142 @@ impl Store for GcsStore {
     }
 }
 
+/// The permissions a daemon needs on the bucket: read, list, create, and
+/// delete (a write that replaces an object deletes the old one, and releasing
+/// a lease deletes it).
+pub const REQUIRED_PERMISSIONS: &[&str] = &[
+    "storage.objects.create",
+    "storage.objects.delete",
+    "storage.objects.get",
+    "storage.objects.list",
+];
+
+/// What `check` learns about the state bucket. `None`: the caller may not read
+/// that setting (`storage.buckets.get`, `storage.buckets.getIamPolicy`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BucketReport {
+    pub bucket: String,
+    pub uniform_access: Option<bool>,
+    pub public_access_prevented: Option<bool>,
+    /// Roles granted to `allUsers` or `allAuthenticatedUsers`.
+    pub public_roles: Option<Vec<String>>,
+    pub default_kms_key: Option<String>,
+    /// Of [`REQUIRED_PERMISSIONS`], those the caller does not hold.
+    pub missing_permissions: Vec<String>,
+}
+
+impl BucketReport {
+    /// What is wrong, one sentence each, worst first; empty when all is well.
+    pub fn problems(&self) -> Vec<String> {
+        let b = &self.bucket;
+        let mut out = Vec::new();
+        if !self.missing_permissions.is_empty() {
+            out.push(format!(
+                "gs://{b}: the daemon's account lacks {} (grant roles/storage.objectUser on the bucket)",
+                self.missing_permissions.join(", ")
+            ));
+        }
+        if let Some(roles) = &self.public_roles
+            && !roles.is_empty()
+        {
+            out.push(format!(
+                "gs://{b} is public: {} granted to allUsers or allAuthenticatedUsers; it holds private keys",
+                roles.join(", ")
+            ));
+        }
+        if self.uniform_access == Some(false) {
+            out.push(format!(
+                "gs://{b}: uniform bucket-level access is off, so object ACLs can widen access; turn it on"
+            ));
+        }
+        if self.public_access_prevented == Some(false) {
+            out.push(format!(
+                "gs://{b}: public access prevention is not enforced; enforce it"
+            ));
+        }
+        out
+    }
+}
+
+impl GcsStore {
+    /// Looks at the bucket as `check` should: exists, uniform access, public
+    /// access prevention, no public bindings, the permissions a daemon needs.
+    /// Settings the caller may not read are reported unknown, not failed.
+    pub async fn inspect(&self) -> Result<BucketReport, StoreError> {
+        let gcs = |e| self.gcs_error("", e);
+        let held = self
+            .gcp
+            .test_bucket_permissions(&self.bucket, REQUIRED_PERMISSIONS)
+            .await
+            .map_err(gcs)?;
+        let mut report = BucketReport {
+            bucket: self.bucket.clone(),
+            missing_permissions: REQUIRED_PERMISSIONS
+                .iter()
+                .filter(|p| !held.iter().any(|h| h == *p))
+                .map(|p| p.to_string())
+                .collect(),
+            ..BucketReport::default()
+        };
+        match self.gcp.get_bucket(&self.bucket).await {
+            Ok(b) => {
+                report.uniform_access = Some(b.uniform_access());
+                report.public_access_prevented = Some(b.public_access_prevented());
+                report.default_kms_key = b.default_kms_key().map(str::to_string);
+            }
+            Err(crate::gcp::GcpError::Api(e)) if e.is_permission_denied() => {}
+            Err(e) => return Err(gcs(e)),
+        }
+        match self.gcp.bucket_iam_bindings(&self.bucket).await {
+            Ok(bindings) => {
+                report.public_roles = Some(
+                    bindings
+                        .iter()
+                        .filter(|b| b.is_public())
+                        .map(|b| b.role.clone())
+                        .collect(),
+                );
+            }
+            Err(crate::gcp::GcpError::Api(e)) if e.is_permission_denied() => {}
+            Err(e) => return Err(gcs(e)),
+        }
+        Ok(report)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_report_names_each_problem() {
+        let ok = BucketReport {
+            bucket: "b".into(),
+            uniform_access: Some(true),
+            public_access_prevented: Some(true),
+            public_roles: Some(vec![]),
+            ..BucketReport::default()
+        };
+        assert!(ok.problems().is_empty());
+        // Unknown settings are not problems.
+        let unknown = BucketReport {
+            bucket: "b".into(),
+            ..BucketReport::default()
+        };
+        assert!(unknown.problems().is_empty());
+        let bad = BucketReport {
+            bucket: "b".into(),
+            uniform_access: Some(false),
+            public_access_prevented: Some(false),
+            public_roles: Some(vec!["roles/storage.objectViewer".into()]),
+            default_kms_key: None,
+            missing_permissions: vec!["storage.objects.delete".into()],
+        };
+        let p = bad.problems();
+        assert_eq!(p.len(), 4, "{p:?}");
+        assert!(p[0].contains("storage.objects.delete"));
+        assert!(p[1].contains("public") && p[1].contains("roles/storage.objectViewer"));
+    }
 
     #[test]
     fn locations_parse_and_bad_ones_say_why() {

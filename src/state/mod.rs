@@ -16,7 +16,7 @@ pub mod lease;
 mod store;
 
 pub use dir::DirStore;
-pub use gcs::{GcsLocation, GcsStore};
+pub use gcs::{BucketReport, GcsLocation, GcsStore, REQUIRED_PERMISSIONS};
 pub use store::{Backend, Expect, Store, StoreError, Stored, Version};
 
 use std::fs::{self, DirBuilder, File, OpenOptions};
