@@ -624,3 +624,50 @@ async fn check_sees_the_buckets_protection_and_missing_permissions() {
     assert_eq!((r.uniform_access, r.public_roles.clone()), (None, None));
     assert_eq!(r.missing_permissions.len(), 3);
 }
+
+/// The Cloud Storage calls each lease step costs (the figure in
+/// docs/high-availability.md): acquire a free lease 2 (read, create), renew 1,
+/// release 1, find it busy 1, take over an expired one 2.
+#[tokio::test]
+async fn lease_steps_cost_one_or_two_calls() {
+    let cloud = cloud_with_bucket().await;
+    let a = Leases::new(gcs_store(&cloud, "p"), "daemon-a".into(), params());
+    let b = Leases::new(gcs_store(&cloud, "p"), "daemon-b".into(), params());
+    let calls = || async {
+        let n = cloud
+            .requests()
+            .await
+            .iter()
+            .filter(|r| {
+                r["id"]
+                    .as_str()
+                    .is_some_and(|id| id.starts_with("storage."))
+            })
+            .count();
+        cloud.clear_requests().await;
+        n
+    };
+    cloud.clear_requests().await;
+    let t0 = 1_000_000;
+    let Acquired::Held {
+        lease: mut held, ..
+    } = a.acquire("app", t0).await.unwrap()
+    else {
+        panic!()
+    };
+    assert_eq!(calls().await, 2, "acquire");
+    a.renew(&mut held, t0 + 20 * SECOND).await.unwrap();
+    assert_eq!(calls().await, 1, "renew");
+    assert!(matches!(
+        b.acquire("app", t0 + 21 * SECOND).await.unwrap(),
+        Acquired::Busy { .. }
+    ));
+    assert_eq!(calls().await, 1, "busy");
+    let Acquired::Held { lease: held_b, .. } = b.acquire("app", t0 + 60 * SECOND).await.unwrap()
+    else {
+        panic!()
+    };
+    assert_eq!(calls().await, 2, "take over");
+    assert!(b.release(held_b).await.unwrap());
+    assert_eq!(calls().await, 1, "release");
+}
