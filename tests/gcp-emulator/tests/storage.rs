@@ -489,3 +489,57 @@ async fn faults_apply_by_method_id() {
         "{ids:?}"
     );
 }
+
+#[tokio::test]
+async fn media_paths_resolve_to_their_methods_and_get_the_latency_model() {
+    let t = T::new().await;
+    let model = json!({"profile": "none", "call_ms": 3, "call_jitter_ms": 0});
+    let r = t
+        .send(
+            "POST",
+            "emulator/latency",
+            Some(("application/json", model.to_string().into_bytes())),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.json());
+    assert_eq!(
+        t.send("DELETE", "emulator/requests", None).await.status,
+        204
+    );
+    assert_eq!(t.put("m", b"1", "").await.status, 200);
+    let r = t
+        .send("GET", "download/storage/v1/b/bkt/o/m?alt=media", None)
+        .await;
+    assert_eq!((r.status, r.bytes.as_slice()), (200, &b"1"[..]));
+    assert_eq!(
+        t.send("GET", "storage/v1/b/bkt/o?prefix=m", None)
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        t.send("DELETE", "storage/v1/b/bkt/o/m", None).await.status,
+        204
+    );
+    let log = t.send("GET", "emulator/requests", None).await.json();
+    let seen: Vec<(String, u64)> = log
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["id"].as_str().unwrap_or("-").to_string(),
+                e["latency_ms"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("storage.objects.insert".to_string(), 3),
+            ("storage.objects.get".to_string(), 3),
+            ("storage.objects.list".to_string(), 3),
+            ("storage.objects.delete".to_string(), 3),
+        ]
+    );
+}
