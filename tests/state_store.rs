@@ -671,3 +671,39 @@ async fn lease_steps_cost_one_or_two_calls() {
     assert!(b.release(held_b).await.unwrap());
     assert_eq!(calls().await, 1, "release");
 }
+
+/// A kept lease is renewed in the background (its version moves on, another
+/// holder stays out), and a 412 on a renewal makes the guard report it lost.
+/// Outcomes are waited for with a generous deadline; nothing is timed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kept_lease_renews_itself_and_reports_its_loss() {
+    use gclb_acme::state::lease::now_unix_ms;
+    use std::time::Duration;
+    let cloud = cloud_with_bucket().await;
+    let p = Params::new(3 * SECOND, 300).unwrap();
+    let a = Leases::new(gcs_store(&cloud, "p"), "daemon-a".into(), p);
+    let b = Leases::new(gcs_store(&cloud, "p"), "daemon-b".into(), p);
+    let Acquired::Held { lease, .. } = a.acquire("app", now_unix_ms()).await.unwrap() else {
+        panic!()
+    };
+    let first = lease.version.clone();
+    let mut guard = a.keep(lease);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while guard.held().version == first {
+        assert!(std::time::Instant::now() < deadline, "never renewed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(matches!(
+        b.acquire("app", now_unix_ms()).await.unwrap(),
+        Acquired::Busy { .. }
+    ));
+    cloud
+        .fault(json!({"method": "storage.objects.insert", "count": 1, "status": 412}))
+        .await;
+    tokio::time::timeout(Duration::from_secs(60), guard.lost())
+        .await
+        .expect("the loss is reported");
+    assert!(!guard.is_held());
+    // Released after the loss: nothing deleted (it may be someone else's).
+    assert!(!guard.release().await.unwrap());
+}

@@ -448,6 +448,119 @@ impl<S: Store> Leases<S> {
     }
 }
 
+/// A lease kept alive by a background task until released or lost.
+///
+/// The task renews at [`renew_at`]; a failed renewal that is not a loss (the
+/// store unreachable) is retried with a short back-off for as long as the
+/// lease still [`holds`], then counts as lost. Whoever works under the lease
+/// checks [`Guard::is_held`] before each step (or selects on
+/// [`Guard::lost`]) and stops at once when it turns false.
+pub struct Guard<S> {
+    leases: Leases<S>,
+    state: std::sync::Arc<std::sync::Mutex<Held>>,
+    lost: tokio::sync::watch::Receiver<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl<S> std::fmt::Debug for Guard<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Guard")
+            .field("lost", &*self.lost.borrow())
+            .finish()
+    }
+}
+
+impl<S: Store + Clone + 'static> Leases<S> {
+    /// Keeps `held` renewed in the background (wall clock) until the guard is
+    /// released or the lease is lost.
+    pub fn keep(&self, held: Held) -> Guard<S> {
+        let state = std::sync::Arc::new(std::sync::Mutex::new(held));
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        let leases = self.clone();
+        let shared = state.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let mut current = shared.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                let now = now_unix_ms();
+                let at = renew_at(&current.record, leases.params);
+                if at > now {
+                    tokio::time::sleep(std::time::Duration::from_millis(at - now)).await;
+                }
+                match leases.renew(&mut current, now_unix_ms()).await {
+                    Ok(()) => {
+                        *shared.lock().unwrap_or_else(|p| p.into_inner()) = current;
+                    }
+                    Err(LeaseError::Store(e))
+                        if holds(now_unix_ms(), &current.record, leases.params) =>
+                    {
+                        tracing::warn!(lease = %current.name, error = %e, "lease renewal failed; retrying while the lease still holds");
+                        tokio::time::sleep(std::time::Duration::from_millis(
+                            (leases.params.skew_ms / 4).clamp(10, 1_000),
+                        ))
+                        .await;
+                    }
+                    Err(e) => {
+                        tracing::warn!(lease = %current.name, error = %e, "lease lost: stopping work under it");
+                        let _ = tx.send(true);
+                        return;
+                    }
+                }
+            }
+        });
+        Guard {
+            leases: self.clone(),
+            state,
+            lost: rx,
+            task,
+        }
+    }
+}
+
+impl<S: Store> Guard<S> {
+    /// Whether the lease is still mine right now: not lost, and my own clock
+    /// within its validity.
+    pub fn is_held(&self) -> bool {
+        let record = self
+            .state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .record
+            .clone();
+        !*self.lost.borrow() && holds(now_unix_ms(), &record, self.leases.params)
+    }
+
+    /// The lease as last written.
+    pub fn held(&self) -> Held {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Resolves when the lease is lost (never, while it is kept).
+    pub async fn lost(&mut self) {
+        let _ = self.lost.wait_for(|l| *l).await;
+    }
+
+    /// Stops renewing and deletes the lease if it is still mine. (A renewal cut
+    /// off half-way may have landed: then the delete names a stale version,
+    /// deletes nothing, and the lease simply expires.)
+    pub async fn release(mut self) -> Result<bool, LeaseError> {
+        self.task.abort();
+        // Wait for the task to stop, so no renewal lands after the release.
+        let _ = (&mut self.task).await;
+        let held = self.state.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        if *self.lost.borrow() {
+            return Ok(false);
+        }
+        self.leases.release(held).await
+    }
+}
+
+impl<S> Drop for Guard<S> {
+    fn drop(&mut self) {
+        // Not released: stop renewing; the lease expires by itself.
+        self.task.abort();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
