@@ -707,3 +707,22 @@ async fn a_kept_lease_renews_itself_and_reports_its_loss() {
     // Released after the loss: nothing deleted (it may be someone else's).
     assert!(!guard.release().await.unwrap());
 }
+
+#[tokio::test]
+async fn a_location_opens_its_backend() {
+    let cloud = cloud_with_bucket().await;
+    let gcp = cloud.gcp();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("state");
+    let b = Backend::open(dir.to_str().unwrap(), &gcp).unwrap();
+    assert!(matches!(b, Backend::Dir(_)));
+    assert_eq!(b.location(), dir.display().to_string());
+    let b = Backend::open(&format!("gs://{BUCKET}/prod"), &gcp).unwrap();
+    assert!(matches!(b, Backend::Gcs(_)));
+    assert_eq!(b.location(), format!("gs://{BUCKET}/prod"));
+    b.write("x.json", b"{}", Expect::Absent).await.unwrap();
+    for bad in ["s3://bucket/x", "gs://Bad_Bucket"] {
+        let e = Backend::open(bad, &gcp).unwrap_err();
+        assert!(matches!(e, StoreError::BadLocation { .. }), "{bad}: {e}");
+    }
+}

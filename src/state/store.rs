@@ -168,6 +168,28 @@ pub enum Backend {
     Gcs(Box<super::GcsStore>),
 }
 
+impl Backend {
+    /// The backend a state location names: `gs://bucket[/prefix]` is a bucket
+    /// reached through `gcp`, anything else a directory (created 0700 if
+    /// missing). The one place that tells them apart.
+    pub fn open(location: &str, gcp: &crate::gcp::Gcp) -> Result<Backend, StoreError> {
+        if location.starts_with("gs://") {
+            let loc = super::GcsLocation::parse(location)?;
+            Ok(Backend::Gcs(Box::new(super::GcsStore::new(
+                gcp.clone(),
+                loc,
+            ))))
+        } else if location.contains("://") {
+            Err(StoreError::BadLocation {
+                location: location.to_string(),
+                reason: "expected a directory path or gs://BUCKET[/PREFIX]".into(),
+            })
+        } else {
+            Ok(Backend::Dir(super::DirStore::open(location)?))
+        }
+    }
+}
+
 impl Store for Backend {
     fn location(&self) -> String {
         match self {
