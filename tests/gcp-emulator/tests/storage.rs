@@ -543,3 +543,36 @@ async fn media_paths_resolve_to_their_methods_and_get_the_latency_model() {
         ]
     );
 }
+
+#[tokio::test]
+async fn a_disabled_api_answers_403_access_not_configured() {
+    let t = T::new().await;
+    let off = json!({"api": "storage.googleapis.com", "enabled": false});
+    let r = t
+        .send(
+            "POST",
+            "emulator/apis",
+            Some(("application/json", off.to_string().into_bytes())),
+        )
+        .await;
+    assert!(r.status < 300, "{}", r.json());
+    for path in [
+        "storage/v1/b/bkt/o/x",
+        "upload/storage/v1/b/bkt/o?uploadType=media&name=x",
+    ] {
+        let method = if path.starts_with("upload") {
+            "POST"
+        } else {
+            "GET"
+        };
+        let r = t
+            .send(method, path, Some(("text/plain", b"x".to_vec())))
+            .await;
+        assert_eq!(r.status, 403, "{path}");
+        assert_eq!(
+            r.json()["error"]["errors"][0]["reason"],
+            "accessNotConfigured",
+            "{path}"
+        );
+    }
+}

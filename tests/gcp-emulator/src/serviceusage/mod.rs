@@ -60,7 +60,7 @@ pub fn api_for_path(path: &str) -> Option<(&'static str, &'static str)> {
         Some(("compute.googleapis.com", "Compute Engine API"))
     } else if p.starts_with("dns/") {
         Some(("dns.googleapis.com", "Cloud DNS API"))
-    } else if crate::storage::is_storage_path(path) {
+    } else if crate::storage::is_storage_path(&format!("/{p}")) {
         Some(("storage.googleapis.com", "Cloud Storage JSON API"))
     } else if p.starts_with("v1beta1/") {
         Some(("serviceusage.googleapis.com", "Service Usage API"))
