@@ -8,11 +8,13 @@
 //!
 //! [`Store`] is the seam over where state lives: [`DirStore`] (this directory,
 //! unchanged) or [`GcsStore`] (`gs://bucket/prefix`, shared by several daemons),
-//! with conditional writes; [`lease`] builds per-certificate leases on it.
+//! with conditional writes; [`lease`] builds per-certificate leases on it, and
+//! [`migrate`] moves state from one store to another.
 
 mod dir;
 mod gcs;
 pub mod lease;
+pub mod migrate;
 mod store;
 
 pub use dir::DirStore;
