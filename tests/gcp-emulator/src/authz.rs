@@ -472,10 +472,10 @@ fn referenced(p: &Project, id: &str, path: &str, body: &Value) -> Vec<Need> {
                 uses(&mut out, &c, "sslCertificates");
             }
             uses(&mut out, &body["sslPolicy"], "sslPolicies");
-            if let Some(m) = body["certificateMap"].as_str() {
+            if let Some(m) = body["certificateMap"].as_str().filter(|m| !m.is_empty()) {
                 out.push(Need::new(
                     "certificatemanager.certmaps.use",
-                    m.trim_start_matches("//certificatemanager.googleapis.com/"),
+                    map_resource(m),
                 ));
             }
         }
@@ -488,7 +488,7 @@ fn referenced(p: &Project, id: &str, path: &str, body: &Value) -> Vec<Need> {
             if let Some(m) = body["certificateMap"].as_str().filter(|m| !m.is_empty()) {
                 out.push(Need::new(
                     "certificatemanager.certmaps.use",
-                    m.trim_start_matches("//certificatemanager.googleapis.com/"),
+                    map_resource(m),
                 ));
             }
         }
@@ -557,6 +557,11 @@ fn referenced(p: &Project, id: &str, path: &str, body: &Value) -> Vec<Need> {
         _ => {}
     }
     out
+}
+
+/// `projects/P/locations/L/certificateMaps/M` out of a map's full name or API URL.
+fn map_resource(m: &str) -> &str {
+    m.find("projects/").map_or(m, |i| &m[i..])
 }
 
 /// A Compute reference (full URL, `projects/...` path, `global/...` or

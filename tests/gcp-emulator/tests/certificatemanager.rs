@@ -534,6 +534,23 @@ async fn locations_projects_iam_faults_and_the_latency_model() {
     )
     .await;
     assert_eq!((s, status(&e)), (404, "NOT_FOUND"), "{e}");
+    // `-`: every location (and every map), for lists only.
+    let (s, l) = call(
+        &emu,
+        "GET",
+        "v1/projects/demo-project/locations/-/certificateMaps/-/certificateMapEntries",
+        None,
+    )
+    .await;
+    assert_eq!((s, l), (200, json!({})));
+    let (s, e) = call(
+        &emu,
+        "GET",
+        "v1/projects/demo-project/locations/-/certificates/c1",
+        None,
+    )
+    .await;
+    assert_eq!((s, status(&e)), (404, "NOT_FOUND"), "{e}");
     let (s, e) = call(
         &emu,
         "GET",
@@ -756,7 +773,14 @@ async fn a_proxy_with_a_map_serves_the_entry_for_the_sni_name() {
         "{e}"
     );
 
-    let (s, op) = set(Some("m")).await;
+    // The map's API URL (what gcloud sends) is taken and stored as the full name.
+    let (s, op) = call(
+        &emu,
+        "POST",
+        &format!("compute/v1/projects/{P}/global/targetHttpsProxies/thp/setCertificateMap"),
+        Some(json!({"certificateMap": "https://certificatemanager.googleapis.com/v1/projects/demo-project/locations/global/certificateMaps/m"})),
+    )
+    .await;
     assert_eq!(s, 200, "{op}");
     assert_eq!(op["operationType"], "setCertificateMap");
     let (_, px) = call(

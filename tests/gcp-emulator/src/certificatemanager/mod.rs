@@ -38,6 +38,8 @@
 //!   have a forwarding rule (the field doc: "only present on this list if it's
 //!   attached to a Forwarding Rule").
 //!
+//! Lists take `-` for every location (`locations/-/certificates`, as gcloud
+//! lists) and every map (`certificateMaps/-/certificateMapEntries`).
 //! List filters: `labels.KEY=VALUE` (or `"VALUE"`), `labels.KEY:*` and
 //! `name=NAME`, joined by `AND`; `orderBy` `name` or `createTime`, `desc` allowed.
 //! Page size: 50 unless `pageSize` says otherwise (AIP-158; the entries' list
@@ -217,7 +219,9 @@ pub fn handle(
     let permission = resources::permission_for(method, tail);
     let parent = format!("projects/{project}/locations/{location}");
     let p = crate::cloud::project_or_denied(&mut world, project, permission, &parent)?;
-    if location != LOCATION {
+    // Lists take `-` for every location (gcloud lists that way).
+    let every = location == "-" && *method == Method::GET && tail.len() % 2 == 1;
+    if location != LOCATION && !every {
         return Err(ApiError::new(
             404,
             "notFound",

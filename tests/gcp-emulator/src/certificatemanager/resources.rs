@@ -718,14 +718,16 @@ fn get_entry(p: &Project, map: &str, id: &str) -> Result<Value, ApiError> {
 }
 
 fn list_entries(p: &Project, req: &Req, map: &str) -> Result<Value, ApiError> {
-    find_map(p, map)?;
-    let items: Vec<Value> = p
-        .cloud
-        .certificatemanager
-        .entries
-        .get(map)
-        .map(|e| e.values().cloned().collect())
-        .unwrap_or_default();
+    let entries = &p.cloud.certificatemanager.entries;
+    let items: Vec<Value> = if map == "-" {
+        entries.values().flat_map(|e| e.values().cloned()).collect()
+    } else {
+        find_map(p, map)?;
+        entries
+            .get(map)
+            .map(|e| e.values().cloned().collect())
+            .unwrap_or_default()
+    };
     let (items, next) = page(req, items)?;
     Ok(list_response("certificateMapEntries", items, next))
 }

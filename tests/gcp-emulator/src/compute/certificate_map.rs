@@ -19,17 +19,34 @@ use super::*;
 use crate::certificatemanager::{LOCATION, parse_map_reference};
 use crate::error::{ApiError, ApiResult};
 
-/// Checks a `certificateMap` reference and returns it as stored.
+/// Checks a `certificateMap` reference and returns it as stored: the full name.
+/// The API URL of the map (`https://certificatemanager.googleapis.com/v1/projects/...`,
+/// or on the host the request was addressed to) is accepted too: gcloud's
+/// `target-https-proxies update --certificate-map` sends that form.
 pub(super) fn certificate_map(ctx: &Ctx, field: &str, value: &Value) -> ApiResult<String> {
     let s = value.as_str().unwrap_or_default();
-    let Some((project, location, map)) = parse_map_reference(s) else {
+    let api_url = ["https://certificatemanager.googleapis.com/v1/"]
+        .into_iter()
+        .filter_map(|root| s.strip_prefix(root))
+        .chain(ctx.host.as_deref().and_then(|h| {
+            s.strip_prefix("http://")
+                .or_else(|| s.strip_prefix("https://"))
+                .and_then(|r| r.strip_prefix(h))
+                .and_then(|r| r.strip_prefix("/v1/"))
+        }))
+        .next();
+    let full = match api_url {
+        Some(rest) => format!("{}{rest}", crate::certificatemanager::FULL_NAME_ROOT),
+        None => s.to_string(),
+    };
+    let Some((project, location, map)) = parse_map_reference(&full) else {
         return Err(invalid_field(field, s, "The URL is malformed."));
     };
     let ours = project == ctx.project || project == ctx.number.to_string();
     if !ours || location != LOCATION || !ctx.cert_maps.contains(map) {
         return Err(ApiError::not_found(s));
     }
-    Ok(s.to_string())
+    Ok(full)
 }
 
 /// On insert and patch: checks `certificateMap` in place (an empty one is
