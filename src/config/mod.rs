@@ -97,6 +97,8 @@ pub struct Endpoints {
     pub serviceusage: String,
     #[serde(default = "default_resourcemanager")]
     pub resourcemanager: String,
+    #[serde(default = "default_certificatemanager")]
+    pub certificatemanager: String,
 }
 
 fn default_compute() -> String {
@@ -117,6 +119,9 @@ fn default_serviceusage() -> String {
 fn default_resourcemanager() -> String {
     "https://cloudresourcemanager.googleapis.com/v3/".into()
 }
+fn default_certificatemanager() -> String {
+    "https://certificatemanager.googleapis.com/v1/".into()
+}
 
 impl Default for Endpoints {
     fn default() -> Self {
@@ -127,6 +132,7 @@ impl Default for Endpoints {
             run: default_run(),
             serviceusage: default_serviceusage(),
             resourcemanager: default_resourcemanager(),
+            certificatemanager: default_certificatemanager(),
         }
     }
 }

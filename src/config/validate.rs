@@ -31,6 +31,7 @@ impl GcpConfig {
             ("run", &mut e.run),
             ("serviceusage", &mut e.serviceusage),
             ("resourcemanager", &mut e.resourcemanager),
+            ("certificatemanager", &mut e.certificatemanager),
         ] {
             match check_url(url, false) {
                 Ok(()) => {

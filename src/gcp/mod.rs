@@ -2,6 +2,7 @@
 //! its wire types beside it. This file holds the client they share: credentials,
 //! the retry policy, request accounting and error decoding.
 
+pub mod certificatemanager;
 pub mod compute;
 pub mod dns;
 pub mod error;
@@ -39,6 +40,7 @@ pub enum Api {
     Run,
     ServiceUsage,
     ResourceManager,
+    CertificateManager,
 }
 
 impl Api {
@@ -50,6 +52,7 @@ impl Api {
             Api::Run => "run",
             Api::ServiceUsage => "serviceusage",
             Api::ResourceManager => "resourcemanager",
+            Api::CertificateManager => "certificatemanager",
         }
     }
 }
@@ -257,6 +260,7 @@ impl Gcp {
             Api::Run => &e.run,
             Api::ServiceUsage => &e.serviceusage,
             Api::ResourceManager => &e.resourcemanager,
+            Api::CertificateManager => &e.certificatemanager,
         }
     }
 
@@ -706,6 +710,10 @@ mod tests {
             ("operation.rs", include_str!("operation.rs")),
             ("serviceusage.rs", include_str!("serviceusage.rs")),
             ("resourcemanager.rs", include_str!("resourcemanager.rs")),
+            (
+                "certificatemanager.rs",
+                include_str!("certificatemanager.rs"),
+            ),
         ] {
             assert!(
                 !src.contains("requestId="),
