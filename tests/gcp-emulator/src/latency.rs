@@ -188,6 +188,10 @@ mod tests {
         let m = LatencyModel::profile("google").unwrap().unwrap();
         assert_eq!(m.operation("insert"), Some(Duration::from_secs(10)));
         assert_eq!(m.operation("setUrlMap"), Some(Duration::from_secs(5)));
+        assert_eq!(
+            m.operation("certificatemanager"),
+            Some(Duration::from_secs(2))
+        );
         let bare = LatencyModel::default();
         assert_eq!(bare.operation("insert"), None);
     }

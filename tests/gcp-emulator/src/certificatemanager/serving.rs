@@ -4,11 +4,11 @@
 //! - A proxy with a `certificateMap` serves from the map, whatever its
 //!   `sslCertificates` say (Compute's `TargetHttpsProxy.certificateMap` doc: "If
 //!   set, sslCertificates will be ignored."). The entry is chosen as Certificate
-//!   Manager documents it ("Manage certificate map entries"): the entry whose
-//!   `hostname` is the SNI name, else a wildcard entry (`*.example.com` covers one
-//!   label), else the `PRIMARY` entry; without any, nothing is served (the
-//!   handshake fails). Of an entry's certificates the first is served (Google
-//!   picks by the client's key-type support; the emulator has no client).
+//!   Manager documents it ("How Certificate Manager works", certificate selection
+//!   logic): the entry whose `hostname` is the SNI name, else a wildcard entry
+//!   (`*.example.com` covers one label), else the `PRIMARY` entry; without any,
+//!   nothing is served (the handshake fails). Of an entry's certificates the first
+//!   is served (Google prefers ECDSA to RSA, as the client supports; not modelled).
 //! - A proxy without a map serves the first of its `sslCertificates` whose SANs
 //!   cover the name, else the first one (Compute: "the first certificate is the
 //!   primary certificate").
