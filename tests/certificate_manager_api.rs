@@ -501,3 +501,69 @@ async fn mutations_per_renewal_in_place_and_by_repointing() {
         repoint.len()
     );
 }
+
+/// Wall time of one renewal each way under the emulator's `google` latency
+/// profile (round trips 60-120 ms, a Certificate Manager operation 2 s): printed,
+/// not asserted (machines are noisy).
+#[tokio::test]
+async fn renewal_wall_time_under_the_google_latency_profile() {
+    let cloud = Cloud::start().await;
+    let gcp = cloud.gcp();
+    new_cert(&gcp, "gen-1", &["a.example.com"]).await;
+    new_map(&gcp, "m").await;
+    new_entry(
+        &gcp,
+        "m",
+        "a",
+        EntryMatch::Hostname("a.example.com".into()),
+        "gen-1",
+    )
+    .await;
+    let (s, b) = cloud
+        .post("emulator/latency", json!({"profile": "google", "seed": 1}))
+        .await;
+    assert_eq!(s, 200, "{b}");
+
+    let started = std::time::Instant::now();
+    let op = gcp
+        .patch_certificate(
+            "gen-1",
+            &CertificatePatch {
+                self_managed: Some(self_managed(&["a.example.com"])),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    gcp.wait_certificate_manager(op, WAIT).await.unwrap();
+    let in_place = started.elapsed();
+
+    let started = std::time::Instant::now();
+    new_cert(&gcp, "gen-2", &["a.example.com"]).await;
+    let op = gcp
+        .patch_certificate_map_entry(
+            "m",
+            "a",
+            &EntryPatch {
+                certificates: Some(vec![gcp.certificate_name("gen-2")]),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    gcp.wait_certificate_manager(op, WAIT).await.unwrap();
+    let op = gcp.delete_certificate("gen-1").await.unwrap();
+    gcp.wait_certificate_manager(op, WAIT).await.unwrap();
+    let repoint = started.elapsed();
+    let entry = gcp
+        .get_certificate_map_entry("m", "a")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(entry.certificate_ids(), ["gen-2"]);
+    println!(
+        "one renewal under the google profile: in place {:.2} s, new certificate + repoint + delete {:.2} s",
+        in_place.as_secs_f64(),
+        repoint.as_secs_f64()
+    );
+}
