@@ -899,3 +899,51 @@ async fn a_proxy_may_be_created_with_a_map_only_and_then_not_detached() {
     );
     assert_eq!(m["gclbTargets"][0]["ipConfigs"][0]["ports"], json!([443]));
 }
+
+#[tokio::test]
+async fn an_entry_serves_ecdsa_before_rsa_and_a_disabled_api_is_403() {
+    let emu = start().await;
+    proxy_and_map(&emu).await;
+    let rsa_key = rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).unwrap();
+    let rsa_pem = rcgen::CertificateParams::new(vec!["r.example.com".to_string()])
+        .unwrap()
+        .self_signed(&rsa_key)
+        .unwrap()
+        .pem();
+    ok(
+        &emu,
+        "POST",
+        &format!("{LOC}/certificates?certificateId=c-rsa"),
+        Some(json!({"selfManaged": {"pemCertificate": rsa_pem, "pemPrivateKey": rsa_key.serialize_pem()}})),
+    )
+    .await;
+    cert(&emu, "c-ec", &["r.example.com"]).await;
+    let (s, v) = entry(
+        &emu,
+        "m",
+        "r",
+        json!({"hostname": "r.example.com", "certificates": [cert_ref("c-rsa"), cert_ref("c-ec")]}),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    let (s, v) = call(
+        &emu,
+        "POST",
+        &format!("compute/v1/projects/{P}/global/targetHttpsProxies/thp/setCertificateMap"),
+        Some(json!({"certificateMap": format!("{MAP_ROOT}m")})),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    let (_, v) = served(&emu, "r.example.com").await;
+    assert_eq!(v["certificate"], cert_ref("c-ec"));
+
+    let c = CLIENT.with(Clone::clone);
+    c.post(format!("{}emulator/apis", emu.base_url()))
+        .json(&json!({"api": "certificatemanager.googleapis.com", "enabled": false}))
+        .send()
+        .await
+        .unwrap();
+    let (s, e) = call(&emu, "GET", &format!("{LOC}/certificates"), None).await;
+    assert_eq!((s, status(&e)), (403, "PERMISSION_DENIED"), "{e}");
+    assert_eq!(e["error"]["details"][0]["reason"], "SERVICE_DISABLED");
+}

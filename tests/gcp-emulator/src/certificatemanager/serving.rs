@@ -7,8 +7,9 @@
 //!   Manager documents it ("How Certificate Manager works", certificate selection
 //!   logic): the entry whose `hostname` is the SNI name, else a wildcard entry
 //!   (`*.example.com` covers one label), else the `PRIMARY` entry; without any,
-//!   nothing is served (the handshake fails). Of an entry's certificates the first
-//!   is served (Google prefers ECDSA to RSA, as the client supports; not modelled).
+//!   nothing is served (the handshake fails). Of an entry's certificates an ECDSA
+//!   one is served before an RSA one (the same page; the emulator has no client
+//!   whose support could say otherwise), else the first.
 //! - A proxy without a map serves the first of its `sslCertificates` whose SANs
 //!   cover the name, else the first one (Compute: "the first certificate is the
 //!   primary certificate").
@@ -144,15 +145,23 @@ fn from_map(p: &Project, reference: &str, sni: &str) -> Result<Served, String> {
     let (entry_id, entry) = exact.or(wildcard).or(primary).ok_or_else(|| {
         format!("no entry of certificate map {map} matches {sni} and it has no PRIMARY entry")
     })?;
-    let cert_ref = entry["certificates"]
-        .get(0)
-        .and_then(Value::as_str)
+    let refs: Vec<&str> = entry["certificates"]
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    let certs: Vec<(&str, &Value)> = refs
+        .iter()
+        .filter_map(|r| {
+            let id = r.rsplit('/').next().unwrap_or_default();
+            st.certificates.get(id).map(|c| (id, c))
+        })
+        .collect();
+    let (cert_id, cert) = certs
+        .iter()
+        .find(|(_, c)| is_ecdsa(c["pemCertificate"].as_str().unwrap_or_default()))
+        .or(certs.first())
+        .copied()
         .ok_or_else(|| format!("entry {entry_id} of certificate map {map} has no certificate"))?;
-    let cert_id = cert_ref.rsplit('/').next().unwrap_or_default();
-    let cert = st
-        .certificates
-        .get(cert_id)
-        .ok_or_else(|| format!("certificate {cert_ref} does not exist"))?;
     Ok(Served {
         source: "certificateMap",
         certificate: format!(
@@ -170,6 +179,21 @@ fn from_map(p: &Project, reference: &str, sni: &str) -> Result<Served, String> {
         sans: strings(&cert["sanDnsnames"]),
         expire_time: cert["expireTime"].as_str().unwrap_or_default().to_string(),
     })
+}
+
+/// Whether the leaf of a PEM chain has an ECDSA key.
+fn is_ecdsa(pem: &str) -> bool {
+    x509_parser::pem::Pem::iter_from_buffer(pem.as_bytes())
+        .next()
+        .and_then(Result::ok)
+        .is_some_and(|p| {
+            p.parse_x509().is_ok_and(|c| {
+                matches!(
+                    c.public_key().parsed(),
+                    Ok(x509_parser::public_key::PublicKey::EC(_))
+                )
+            })
+        })
 }
 
 /// `GET /emulator/served?proxy=P&sni=HOST[&project=ID]` -> [`Served`], or 404
