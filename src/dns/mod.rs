@@ -10,9 +10,9 @@
 //! `cloud_dns`, the only module here that knows Cloud DNS's wire types.
 
 pub mod cloud_dns;
-pub mod propagation;
+pub(crate) mod propagation;
 pub mod txt;
-pub mod wire;
+pub(crate) mod wire;
 pub mod zone;
 
 use std::collections::HashMap;
@@ -22,7 +22,8 @@ use std::time::Duration;
 use crate::config::DnsConfig;
 use crate::gcp::{Gcp, GcpError};
 pub use cloud_dns::{CloudDnsProvider, Target};
-use propagation::{Checker, Expectation, PropagationError, Server};
+pub use propagation::Checker;
+use propagation::{Expectation, PropagationError, Server};
 pub use zone::ZoneError;
 
 /// One TXT value to publish.
@@ -174,6 +175,8 @@ pub enum DnsError {
     Propagation(#[from] PropagationError),
     #[error("cannot find the name servers to check: {0}")]
     Servers(String),
+    #[error("cannot find the name servers to check: {0}")]
+    ServerAddress(#[from] propagation::ServerError),
 }
 
 impl DnsError {
@@ -181,7 +184,10 @@ impl DnsError {
     pub fn is_retryable(&self) -> bool {
         match self {
             DnsError::Gcp { source, .. } => source.is_retryable(),
-            DnsError::Contended { .. } | DnsError::Propagation(_) | DnsError::Servers(_) => true,
+            DnsError::Contended { .. }
+            | DnsError::Propagation(_)
+            | DnsError::Servers(_)
+            | DnsError::ServerAddress(_) => true,
             DnsError::Zone(_) | DnsError::Cname { .. } => false,
         }
     }
@@ -326,11 +332,7 @@ impl<P: DnsProvider> Solver<P> {
         }
         let mut out = Vec::new();
         for s in specs {
-            out.extend(
-                propagation::resolve_servers(s)
-                    .await
-                    .map_err(DnsError::Servers)?,
-            );
+            out.extend(propagation::resolve_servers(s).await?);
         }
         Ok(out)
     }

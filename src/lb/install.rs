@@ -210,7 +210,7 @@ impl CertificateTarget for SslCertificates<'_> {
         &self,
         cert: &CertificateConfig,
         project: &left_behind::Project,
-    ) -> Result<Vec<left_behind::LeftBehind>, String> {
+    ) -> Result<Vec<left_behind::LeftBehind>, left_behind::LeftBehindError> {
         left_behind::left_behind(self.gcp, cert, project).await
     }
 
@@ -390,7 +390,7 @@ async fn hand_over(
 
 /// Uploads the certificate as `resource` unless it is already there; returns
 /// whether it did. Bootstrap uses it alone (the proxy does not exist yet).
-pub async fn upload(
+pub(crate) async fn upload(
     gcp: &Gcp,
     cert: &CertificateConfig,
     issued: &IssuedCertificate,

@@ -68,7 +68,7 @@ impl VerifyOutcome {
 }
 
 /// Canonical serial: lower-case hex, no separators, no leading zeros.
-pub fn normalize_serial(s: &str) -> String {
+pub(crate) fn normalize_serial(s: &str) -> String {
     let hex: String = s
         .chars()
         .filter(|c| c.is_ascii_hexdigit())
@@ -79,14 +79,14 @@ pub fn normalize_serial(s: &str) -> String {
 }
 
 /// Whether the leaf `served_der` has the serial `expected` (hex, any format).
-pub fn serves_serial(served_der: &[u8], expected: &str) -> bool {
+pub(crate) fn serves_serial(served_der: &[u8], expected: &str) -> bool {
     certs::leaf_info(served_der)
         .is_ok_and(|l| normalize_serial(&l.serial_hex) == normalize_serial(expected))
 }
 
 /// The SNI host to try for a configured name: a wildcard is tried with a label
 /// of our own under it.
-pub fn sni_host(name: &str) -> String {
+pub(crate) fn sni_host(name: &str) -> String {
     match name.strip_prefix("*.") {
         Some(rest) => format!("gclb-acme-verify.{rest}"),
         None => name.to_string(),
@@ -147,7 +147,7 @@ async fn forwarding_rule_ips(gcp: &Gcp) -> Result<Vec<(String, IpAddr)>, GcpErro
 }
 
 /// Verifies every `(proxy, self link)` in turn.
-pub async fn verify_proxies(
+pub(crate) async fn verify_proxies(
     gcp: &Gcp,
     proxies: &[(String, String)],
     names: &[String],
@@ -191,7 +191,7 @@ pub async fn verify_proxies(
 }
 
 /// Handshakes with `addr` for each name until each serves `serial`.
-pub async fn verify_ip(
+pub(crate) async fn verify_ip(
     proxy: &str,
     addr: SocketAddr,
     names: &[String],
@@ -216,7 +216,7 @@ pub async fn verify_ip(
                     served_serial = certs::leaf_info(&der).ok().map(|l| l.serial_hex);
                     error = None;
                 }
-                Err(e) => error = Some(e),
+                Err(e) => error = Some(e.to_string()),
             }
             if Instant::now() + opts.interval > deadline {
                 tracing::warn!(proxy, %addr, name, ?served_serial, ?error, "the load balancer does not serve the new certificate yet");
@@ -238,18 +238,48 @@ pub async fn verify_ip(
     }
 }
 
+/// Why the served leaf could not be read. The caller reports it as text in
+/// [`VerifyOutcome::Stale`]; the chain of causes is kept in the message.
+#[derive(Debug, thiserror::Error)]
+enum LeafError {
+    #[error("{}: {source}", path.display())]
+    ReadRoots {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}: {source}", path.display())]
+    ParseRoots {
+        path: PathBuf,
+        source: reqwest::Error,
+    },
+    #[error("{0}")]
+    Client(reqwest::Error),
+    /// The request failed; the text is the error and each of its causes.
+    #[error("{0}")]
+    Request(String),
+    #[error("no peer certificate in the TLS session")]
+    NoPeerCertificate,
+}
+
 /// The leaf served to SNI `host` at `addr`, after full verification.
 async fn served_leaf(
     host: &str,
     addr: SocketAddr,
     extra_roots: &[PathBuf],
-) -> Result<Vec<u8>, String> {
+) -> Result<Vec<u8>, LeafError> {
     let mut roots = Vec::new();
     for path in extra_roots {
-        let pem = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let pem = std::fs::read(path).map_err(|source| LeafError::ReadRoots {
+            path: path.clone(),
+            source,
+        })?;
         roots.extend(
-            reqwest::Certificate::from_pem_bundle(&pem)
-                .map_err(|e| format!("{}: {e}", path.display()))?,
+            reqwest::Certificate::from_pem_bundle(&pem).map_err(|source| {
+                LeafError::ParseRoots {
+                    path: path.clone(),
+                    source,
+                }
+            })?,
         );
     }
     let client = reqwest::Client::builder()
@@ -259,7 +289,7 @@ async fn served_leaf(
         .timeout(Duration::from_secs(10))
         .redirect(reqwest::redirect::Policy::none())
         .build()
-        .map_err(|e| e.to_string())?;
+        .map_err(LeafError::Client)?;
     let url = format!("https://{host}:{}/", addr.port());
     let resp = client.head(&url).send().await.map_err(|e| {
         let mut s = e.to_string();
@@ -269,13 +299,13 @@ async fn served_leaf(
             s.push_str(&inner.to_string());
             src = inner.source();
         }
-        s
+        LeafError::Request(s)
     })?;
     resp.extensions()
         .get::<reqwest::tls::TlsInfo>()
         .and_then(|t| t.peer_certificate())
         .map(<[u8]>::to_vec)
-        .ok_or_else(|| "no peer certificate in the TLS session".to_string())
+        .ok_or(LeafError::NoPeerCertificate)
 }
 
 #[cfg(test)]
