@@ -45,6 +45,10 @@
 //! Page size: 50 unless `pageSize` says otherwise (AIP-158; the entries' list
 //! documents 50), at most 1000.
 //!
+//! Another location answers 404 "Location L is not found or access is
+//! unauthorized." (our reading: Google's wording for locations it does not
+//! serve; Certificate Manager does serve regions, the emulator does not).
+//!
 //! Not modelled: Google-managed certificates (`managed` is refused with a 400
 //! naming the emulator), DNS authorizations, issuance and trust configs,
 //! regional locations. What a proxy serves is in [`serving`].
