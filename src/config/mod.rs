@@ -190,6 +190,10 @@ pub struct EabConfig {
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct DnsConfig {
+    /// Where the challenge TXT records are written (`dns::from_config` is the
+    /// one place that reads it).
+    #[serde(default)]
+    pub provider: DnsProviderKind,
     /// `host:port` list; when set, propagation is checked against these instead of
     /// the zone's own name servers.
     #[serde(default)]
@@ -216,6 +220,7 @@ fn default_ttl() -> u32 {
 impl Default for DnsConfig {
     fn default() -> Self {
         DnsConfig {
+            provider: DnsProviderKind::default(),
             nameservers: Vec::new(),
             resolvers: Vec::new(),
             propagation_timeout: default_propagation_timeout(),
@@ -302,6 +307,15 @@ impl Default for DaemonConfig {
             verify_after_swap: true,
         }
     }
+}
+
+/// The DNS providers gclb-acme can write DNS-01 records with (`[dns] provider`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+pub enum DnsProviderKind {
+    /// Cloud DNS, in the project of `gcp.project`.
+    #[default]
+    #[serde(rename = "cloud_dns")]
+    CloudDns,
 }
 
 /// Key algorithms the load balancer accepts.

@@ -19,7 +19,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::config::DnsConfig;
+use crate::config::{DnsConfig, DnsProviderKind};
 use crate::gcp::{Gcp, GcpError};
 pub use cloud_dns::{CloudDnsProvider, Target};
 pub use propagation::Checker;
@@ -144,10 +144,10 @@ impl DnsProvider for Provider {
 /// [`Provider`] and an arm here (keyed on a `[dns]` setting).
 /// `zone`: the certificate's configured zone (skips discovery), if any.
 pub fn from_config(gcp: Gcp, config: &DnsConfig, zone: Option<String>) -> Solver<Provider> {
-    Solver::with_provider(
-        Provider::CloudDns(CloudDnsProvider::new(gcp, config, zone)),
-        config,
-    )
+    let provider = match config.provider {
+        DnsProviderKind::CloudDns => Provider::CloudDns(CloudDnsProvider::new(gcp, config, zone)),
+    };
+    Solver::with_provider(provider, config)
 }
 
 /// Why DNS-01 work failed.
