@@ -98,6 +98,12 @@ pub struct Endpoints {
     pub serviceusage: String,
     #[serde(default = "default_resourcemanager")]
     pub resourcemanager: String,
+    /// Cloud Storage's host: the JSON API lives under `storage/v1/`, uploads
+    /// under `upload/storage/v1/`.
+    #[serde(default = "default_storage")]
+    pub storage: String,
+    #[serde(default = "default_certificatemanager")]
+    pub certificatemanager: String,
 }
 
 fn default_compute() -> String {
@@ -118,6 +124,12 @@ fn default_serviceusage() -> String {
 fn default_resourcemanager() -> String {
     "https://cloudresourcemanager.googleapis.com/v3/".into()
 }
+fn default_storage() -> String {
+    "https://storage.googleapis.com/".into()
+}
+fn default_certificatemanager() -> String {
+    "https://certificatemanager.googleapis.com/v1/".into()
+}
 
 impl Default for Endpoints {
     fn default() -> Self {
@@ -128,6 +140,8 @@ impl Default for Endpoints {
             run: default_run(),
             serviceusage: default_serviceusage(),
             resourcemanager: default_resourcemanager(),
+            storage: default_storage(),
+            certificatemanager: default_certificatemanager(),
         }
     }
 }

@@ -31,6 +31,8 @@ impl GcpConfig {
             ("run", &mut e.run),
             ("serviceusage", &mut e.serviceusage),
             ("resourcemanager", &mut e.resourcemanager),
+            ("storage", &mut e.storage),
+            ("certificatemanager", &mut e.certificatemanager),
         ] {
             match check_url(url, false) {
                 Ok(()) => {

@@ -72,6 +72,8 @@ pub const TABLE: &[(&str, &[&str])] = &[
     ("compute.targetHttpsProxies.patch",                   &["compute.targetHttpsProxies.update"]),
     ("compute.targetHttpsProxies.setSslCertificates",      &["compute.targetHttpsProxies.setSslCertificates"]),
     ("compute.targetHttpsProxies.setUrlMap",               &["compute.targetHttpsProxies.setUrlMap"]),
+    // Plus `certificatemanager.certmaps.use` on the map (see `referenced`).
+    ("compute.targetHttpsProxies.setCertificateMap",       &["compute.targetHttpsProxies.setCertificateMap"]),
     ("compute.targetHttpProxies.insert",                   &["compute.targetHttpProxies.create"]),
     ("compute.targetHttpProxies.get",                      &["compute.targetHttpProxies.get"]),
     ("compute.targetHttpProxies.list",                     &["compute.targetHttpProxies.list"]),
@@ -175,9 +177,46 @@ pub const TABLE: &[(&str, &[&str])] = &[
     ("serviceusage.services.enable",                       &["serviceusage.services.enable"]),
     ("serviceusage.services.disable",                      &["serviceusage.services.disable"]),
     ("serviceusage.services.get",                          &["serviceusage.services.get"]),
+    // Certificate Manager: Google's "Roles and permissions" page of Certificate
+    // Manager (access-control), one permission per method; creating or
+    // updating a map entry also needs `certificatemanager.certs.use` on each of
+    // its certificates (see `referenced`).
+    ("certificatemanager.projects.locations.certificates.create",  &["certificatemanager.certs.create"]),
+    ("certificatemanager.projects.locations.certificates.get",     &["certificatemanager.certs.get"]),
+    ("certificatemanager.projects.locations.certificates.list",    &["certificatemanager.certs.list"]),
+    ("certificatemanager.projects.locations.certificates.patch",   &["certificatemanager.certs.update"]),
+    ("certificatemanager.projects.locations.certificates.delete",  &["certificatemanager.certs.delete"]),
+    ("certificatemanager.projects.locations.certificateMaps.create", &["certificatemanager.certmaps.create"]),
+    ("certificatemanager.projects.locations.certificateMaps.get",  &["certificatemanager.certmaps.get"]),
+    ("certificatemanager.projects.locations.certificateMaps.list", &["certificatemanager.certmaps.list"]),
+    ("certificatemanager.projects.locations.certificateMaps.patch", &["certificatemanager.certmaps.update"]),
+    ("certificatemanager.projects.locations.certificateMaps.delete", &["certificatemanager.certmaps.delete"]),
+    ("certificatemanager.projects.locations.certificateMaps.certificateMapEntries.create", &["certificatemanager.certmapentries.create"]),
+    ("certificatemanager.projects.locations.certificateMaps.certificateMapEntries.get",    &["certificatemanager.certmapentries.get"]),
+    ("certificatemanager.projects.locations.certificateMaps.certificateMapEntries.list",   &["certificatemanager.certmapentries.list"]),
+    ("certificatemanager.projects.locations.certificateMaps.certificateMapEntries.patch",  &["certificatemanager.certmapentries.update"]),
+    ("certificatemanager.projects.locations.certificateMaps.certificateMapEntries.delete", &["certificatemanager.certmapentries.delete"]),
+    // The Owner role's list names these; the page's method table has no row.
+    ("certificatemanager.projects.locations.operations.get",       &["certificatemanager.operations.get"]),
+    ("certificatemanager.projects.locations.operations.list",      &["certificatemanager.operations.list"]),
+    ("certificatemanager.projects.locations.operations.delete",    &["certificatemanager.operations.delete"]),
     // Resource Manager v3.
     ("cloudresourcemanager.projects.get",                  &["resourcemanager.projects.get"]),
     ("cloudresourcemanager.projects.testIamPermissions",   &[]),
+    // Cloud Storage (JSON API). An insert that replaces an object also needs
+    // `storage.objects.delete`, which the storage module checks itself (the
+    // object's name may be in the query, which this module does not see).
+    ("storage.buckets.insert",                             &["storage.buckets.create"]),
+    ("storage.buckets.get",                                &["storage.buckets.get"]),
+    ("storage.buckets.list",                               &["storage.buckets.list"]),
+    ("storage.buckets.getIamPolicy",                       &["storage.buckets.getIamPolicy"]),
+    ("storage.buckets.setIamPolicy",                       &["storage.buckets.setIamPolicy"]),
+    ("storage.buckets.testIamPermissions",                 &[]),
+    ("storage.objects.insert",                             &["storage.objects.create"]),
+    ("storage.objects.get",                                &["storage.objects.get"]),
+    ("storage.objects.list",                               &["storage.objects.list"]),
+    ("storage.objects.delete",                             &["storage.objects.delete"]),
+    ("storage.objects.patch",                              &["storage.objects.update"]),
 ];
 
 /// The table's entry for a method id.
@@ -194,7 +233,7 @@ pub struct Need {
 }
 
 impl Need {
-    fn new(permission: impl Into<String>, resource: impl Into<String>) -> Need {
+    pub fn new(permission: impl Into<String>, resource: impl Into<String>) -> Need {
         Need {
             permission: permission.into(),
             resource: resource.into(),
@@ -229,7 +268,8 @@ impl Iam {
             && self.granted.as_ref().is_none_or(|g| g.contains(permission))
     }
 
-    fn record(&mut self, method: Option<&str>, need: &Need, granted: bool) {
+    /// Records one check (what `checked` reports).
+    pub fn record(&mut self, method: Option<&str>, need: &Need, granted: bool) {
         self.checked.insert(need.permission.clone());
         if self.detail.len() < MAX_DETAIL {
             self.detail.push(Checked {
@@ -247,6 +287,7 @@ impl Iam {
 enum Family {
     Compute,
     Dns,
+    Storage,
     /// Run, IAP, Resource Manager, Service Usage.
     Aip193,
 }
@@ -256,6 +297,8 @@ fn family(path: &str) -> Option<Family> {
         Some(Family::Compute)
     } else if path.starts_with("/dns/") {
         Some(Family::Dns)
+    } else if crate::storage::is_storage_path(path) {
+        Some(Family::Storage)
     } else if ["/v1/", "/v1beta1/", "/v2/", "/v3/", "/apis/"]
         .iter()
         .any(|p| path.starts_with(p))
@@ -279,6 +322,23 @@ pub fn denied_error(path: &str, need: &Need) -> ApiError {
         ),
         // Cloud DNS's v1 API says no more than this.
         Some(Family::Dns) => ApiError::new(403, "forbidden", "Forbidden"),
+        // Cloud Storage names the caller (an identity the emulator does not
+        // model), the permission and the kind of resource.
+        Some(Family::Storage) => {
+            let kind = if need.resource.contains("/objects/") {
+                "object"
+            } else {
+                "bucket"
+            };
+            ApiError::new(
+                403,
+                "forbidden",
+                format!(
+                    "caller does not have {} access to the Google Cloud Storage {kind}. Permission '{}' denied on resource (or it may not exist).",
+                    need.permission, need.permission
+                ),
+            )
+        }
         _ => crate::cloud::permission_denied(&need.permission, &need.resource),
     }
 }
@@ -294,7 +354,11 @@ pub fn check(
     path: &str,
     body: Option<&[u8]>,
 ) -> Option<ApiError> {
-    let project = crate::cloud::project_in_path(path)?.to_string();
+    let project = if crate::storage::is_storage_path(path) {
+        crate::storage::project_of(shared, path)?
+    } else {
+        crate::cloud::project_in_path(path)?.to_string()
+    };
     let body: Value = body
         .and_then(|b| serde_json::from_slice(b).ok())
         .unwrap_or(Value::Null);
@@ -366,6 +430,9 @@ fn service_usage_v1(method: &Method, path: &str) -> Vec<Need> {
 /// messages name it.
 fn resource_of(id: &str, path: &str, body: &Value, project: &str) -> String {
     let trimmed = path.trim_start_matches('/');
+    if crate::storage::is_storage_path(path) {
+        return storage_resource(path, project);
+    }
     if let Some(rest) = trimmed.strip_prefix("compute/v1/") {
         return compute_resource(id, rest, body, project);
     }
@@ -396,6 +463,28 @@ fn resource_of(id: &str, path: &str, body: &Value, project: &str) -> String {
     match name.rsplit_once('/') {
         Some((parent, _)) if name.split('/').count() % 2 == 1 => parent.to_string(),
         _ => name.to_string(),
+    }
+}
+
+/// Cloud Storage names buckets `projects/_/buckets/B` and objects
+/// `projects/_/buckets/B/objects/O`; `b` itself (list, insert) is the project.
+fn storage_resource(path: &str, project: &str) -> String {
+    let rest = [
+        "/storage/v1/",
+        "/upload/storage/v1/",
+        "/download/storage/v1/",
+    ]
+    .iter()
+    .find_map(|p| path.strip_prefix(p))
+    .unwrap_or("");
+    let segs: Vec<&str> = rest.split('/').collect();
+    match segs.as_slice() {
+        ["b", bucket, "o", object, ..] => {
+            let object = object.replace("%2F", "/").replace("%2f", "/");
+            format!("projects/_/buckets/{bucket}/objects/{object}")
+        }
+        ["b", bucket, ..] => format!("projects/_/buckets/{bucket}"),
+        _ => format!("projects/{project}"),
     }
 }
 
@@ -447,16 +536,32 @@ fn referenced(p: &Project, id: &str, path: &str, body: &Value) -> Vec<Need> {
                 uses(&mut out, &c, "sslCertificates");
             }
             uses(&mut out, &body["sslPolicy"], "sslPolicies");
-            if let Some(m) = body["certificateMap"].as_str() {
+            if let Some(m) = body["certificateMap"].as_str().filter(|m| !m.is_empty()) {
                 out.push(Need::new(
                     "certificatemanager.certmaps.use",
-                    m.trim_start_matches("//certificatemanager.googleapis.com/"),
+                    map_resource(m),
                 ));
             }
         }
         "compute.targetHttpsProxies.setSslCertificates" => {
             for c in arr(&body["sslCertificates"]) {
                 uses(&mut out, &c, "sslCertificates");
+            }
+        }
+        "compute.targetHttpsProxies.setCertificateMap" => {
+            if let Some(m) = body["certificateMap"].as_str().filter(|m| !m.is_empty()) {
+                out.push(Need::new(
+                    "certificatemanager.certmaps.use",
+                    map_resource(m),
+                ));
+            }
+        }
+        "certificatemanager.projects.locations.certificateMaps.certificateMapEntries.create"
+        | "certificatemanager.projects.locations.certificateMaps.certificateMapEntries.patch" => {
+            for c in arr(&body["certificates"]) {
+                if let Some(c) = c.as_str() {
+                    out.push(Need::new("certificatemanager.certs.use", c));
+                }
             }
         }
         "compute.targetHttpProxies.insert"
@@ -516,6 +621,11 @@ fn referenced(p: &Project, id: &str, path: &str, body: &Value) -> Vec<Need> {
         _ => {}
     }
     out
+}
+
+/// `projects/P/locations/L/certificateMaps/M` out of a map's full name or API URL.
+fn map_resource(m: &str) -> &str {
+    m.find("projects/").map_or(m, |i| &m[i..])
 }
 
 /// A Compute reference (full URL, `projects/...` path, `global/...` or
@@ -876,6 +986,62 @@ mod tests {
             &json!({"name": "m", "defaultUrlRedirect": {"httpsRedirect": true}}),
         );
         assert_eq!(perms(&n), ["compute.urlMaps.create"]);
+    }
+
+    #[test]
+    fn certificate_manager_names_its_resources_and_uses() {
+        let p = project();
+        let n = needs(
+            &p,
+            Some("certificatemanager.projects.locations.certificates.create"),
+            &Method::POST,
+            "/v1/projects/p/locations/global/certificates",
+            &json!({}),
+        );
+        assert_eq!(
+            n,
+            [Need::new(
+                "certificatemanager.certs.create",
+                "projects/p/locations/global"
+            )]
+        );
+        let n = needs(
+            &p,
+            Some(
+                "certificatemanager.projects.locations.certificateMaps.certificateMapEntries.create",
+            ),
+            &Method::POST,
+            "/v1/projects/p/locations/global/certificateMaps/m/certificateMapEntries",
+            &json!({"hostname": "a.example.com", "certificates": ["projects/p/locations/global/certificates/c"]}),
+        );
+        assert_eq!(
+            n,
+            [
+                Need::new(
+                    "certificatemanager.certmapentries.create",
+                    "projects/p/locations/global/certificateMaps/m"
+                ),
+                Need::new(
+                    "certificatemanager.certs.use",
+                    "projects/p/locations/global/certificates/c"
+                ),
+            ]
+        );
+        let n = needs(
+            &p,
+            Some("compute.targetHttpsProxies.setCertificateMap"),
+            &Method::POST,
+            "/compute/v1/projects/p/global/targetHttpsProxies/px/setCertificateMap",
+            &json!({"certificateMap": "//certificatemanager.googleapis.com/projects/p/locations/global/certificateMaps/m"}),
+        );
+        assert_eq!(
+            perms(&n),
+            [
+                "compute.targetHttpsProxies.setCertificateMap",
+                "certificatemanager.certmaps.use"
+            ]
+        );
+        assert_eq!(n[0].resource, "projects/p/global/targetHttpsProxies/px");
     }
 
     #[test]
