@@ -14,13 +14,15 @@
 //!
 //! The pipeline reaches these steps through the [`target::CertificateTarget`]
 //! seam (observe, upload, attach, clean up; its contract is written there),
-//! with the implementation picked by [`target::choose`]; `install` holds the
+//! with the implementation picked by [`choose`] (`chosen.rs`); `install` holds the
 //! first implementation, `sslCertificates` on target HTTPS proxies.
 
+pub(crate) mod chosen;
 pub(crate) mod install;
 pub(crate) mod left_behind;
 pub mod naming;
 pub(crate) mod observe;
+pub(crate) mod options;
 pub(crate) mod proxies;
 pub(crate) mod takeover;
 pub mod target;
@@ -28,13 +30,14 @@ pub(crate) mod verify;
 
 use crate::gcp::GcpError;
 
-pub use install::{HandMade, InstallOptions, InstallReport, StepHook, install, retake};
-pub use install::{cleanup, step};
+pub use chosen::{Target, TargetProject, TargetRun, choose, install, retake};
+pub use install::cleanup;
 pub use left_behind::{LeftBehind, LeftBehindError};
 pub use observe::{Observation, ProxyObservation, ServedCertificate, observe};
+pub use options::{HandMade, InstallOptions, InstallReport, StepHook, step};
 pub use proxies::RewriteError;
 pub use takeover::serves;
-pub use target::{CertificateTarget, Target, choose};
+pub use target::CertificateTarget;
 pub use verify::{VerifyOptions, VerifyOutcome};
 
 /// Why installing (or observing) failed. Google's words are kept in [`GcpError`].

@@ -1,20 +1,19 @@
 //! The certificate-target seam: where an issued certificate is put so the load
 //! balancer serves it. The certificate pipeline (renew, the daemon, `status`,
-//! `check`) talks to [`CertificateTarget`] only; [`choose`] is the one place
+//! `check`) talks to [`CertificateTarget`] only; [`choose`](crate::lb::choose) is the one place
 //! that picks the implementation from the configuration.
 //!
-//! Implementations: [`SslCertificates`] (Compute `sslCertificates` listed on
-//! target HTTPS proxies). Certificate Manager maps (issue #16) are the second:
-//! a new module implementing the trait, a variant of [`Target`] and of
-//! [`TargetRun`], and one arm in [`choose`].
+//! Implementations: `lb::install`'s `SslCertificates` (Compute `sslCertificates`
+//! listed on target HTTPS proxies). Certificate Manager maps (issue #16) are the
+//! second: a new module implementing the trait, a variant of `lb::Target` and of
+//! `lb::TargetRun` (`lb/chosen.rs`), and one arm in `lb::choose`.
 
 use std::future::Future;
 
 use crate::acme::IssuedCertificate;
 use crate::config::CertificateConfig;
-use crate::gcp::Gcp;
-use crate::lb::install::{self, InstallOptions, InstallReport, step};
-use crate::lb::left_behind::{self, LeftBehind, LeftBehindError};
+use crate::lb::left_behind::{LeftBehind, LeftBehindError};
+use crate::lb::options::{InstallOptions, InstallReport, step};
 use crate::lb::{LbError, Observation};
 
 /// What [`CertificateTarget::upload`] is given.
@@ -190,90 +189,6 @@ pub async fn retake<T: CertificateTarget>(
     target.attach(cert, &mut run, opts).await?;
     opts.passed(step::VERIFIED)?;
     target.clean_up(cert, run, opts).await
-}
-
-/// The first implementation: Compute `sslCertificates` resources listed on
-/// target HTTPS proxies (`setSslCertificates`).
-pub struct SslCertificates<'a> {
-    pub gcp: &'a Gcp,
-}
-
-/// The implementation chosen for one `[[certificates]]` entry.
-pub enum Target<'a> {
-    SslCertificates(SslCertificates<'a>),
-}
-
-/// One installation of the chosen implementation.
-pub enum TargetRun {
-    SslCertificates(install::Run),
-}
-
-/// The project-wide reads of every implementation, for one `status` run.
-#[derive(Default)]
-pub struct TargetProject {
-    ssl_certificates: left_behind::Project,
-}
-
-/// The one place that picks the implementation for `cert`. Every entry uses
-/// `sslCertificates` on its target HTTPS proxies today; the setting that
-/// selects Certificate Manager maps (issue #16) is read here and nowhere else.
-pub fn choose<'a>(gcp: &'a Gcp, _cert: &CertificateConfig) -> Target<'a> {
-    Target::SslCertificates(SslCertificates { gcp })
-}
-
-impl CertificateTarget for Target<'_> {
-    type Run = TargetRun;
-    type Project = TargetProject;
-
-    async fn observe(&self, cert: &CertificateConfig) -> Result<Observation, LbError> {
-        let Target::SslCertificates(t) = self;
-        t.observe(cert).await
-    }
-
-    async fn left_behind(
-        &self,
-        cert: &CertificateConfig,
-        project: &TargetProject,
-    ) -> Result<Vec<LeftBehind>, LeftBehindError> {
-        let Target::SslCertificates(t) = self;
-        t.left_behind(cert, &project.ssl_certificates).await
-    }
-
-    async fn upload(
-        &self,
-        cert: &CertificateConfig,
-        what: Upload<'_>,
-        observed: Option<&Observation>,
-        opts: &InstallOptions,
-    ) -> Result<TargetRun, LbError> {
-        let Target::SslCertificates(t) = self;
-        t.upload(cert, what, observed, opts)
-            .await
-            .map(TargetRun::SslCertificates)
-    }
-
-    async fn attach(
-        &self,
-        cert: &CertificateConfig,
-        run: &mut TargetRun,
-        opts: &InstallOptions,
-    ) -> Result<(), LbError> {
-        // A run of one implementation handed to another would be a bug of the
-        // drivers above, which keep both together; with a second variant this
-        // match gets an arm refusing the mix.
-        let (Target::SslCertificates(t), TargetRun::SslCertificates(r)) = (self, run);
-        t.attach(cert, r, opts).await
-    }
-
-    async fn clean_up(
-        &self,
-        cert: &CertificateConfig,
-        run: TargetRun,
-        opts: &InstallOptions,
-    ) -> Result<InstallReport, LbError> {
-        let (Target::SslCertificates(t), TargetRun::SslCertificates(r)) = (self, run);
-        t.clean_up(cert, r, opts).await
-    }
 }
 
 #[cfg(test)]

@@ -21,7 +21,7 @@ use time::OffsetDateTime;
 use crate::acme::{AcmeClient, AcmeError, IssueRequest};
 use crate::config::{CertificateConfig, Config};
 use crate::gcp::Gcp;
-use crate::lb::install::step;
+use crate::lb::step;
 use crate::lb::target::{self, CertificateTarget};
 use crate::lb::{self, InstallOptions, InstallReport, LbError, VerifyOptions};
 use crate::state::{CertificateLock, StateDir, StateError};
@@ -160,7 +160,7 @@ pub struct Finish {
     acme: Arc<AcmeClient>,
     install: InstallOptions,
     cert: CertificateConfig,
-    run: target::TargetRun,
+    run: lb::TargetRun,
     _lock: CertificateLock,
     issued: bool,
     reasons: Vec<Reason>,
