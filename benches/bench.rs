@@ -811,6 +811,8 @@ async fn footprint(a: &Args, lab: &Lab, cfg: &Path) -> Value {
     let hwm = vm_kb(&pid, "VmHWM:");
     let idle_requests = lab.cloud.requests().await.len();
     let (anon, file) = (vm_kb(&pid, "RssAnon:"), vm_kb(&pid, "RssFile:"));
+    // A count, not kB, on a line of the same shape.
+    let threads = vm_kb(&pid, "Threads:");
     let _ = Command::new("kill").args(["-TERM", &pid]).status();
     let _ = child.wait();
     let per_min = (cpu1 - cpu0) * 1000.0 * 60.0 / a.idle.as_secs_f64();
@@ -823,6 +825,7 @@ async fn footprint(a: &Args, lab: &Lab, cfg: &Path) -> Value {
         "vm_hwm_kb": hwm,
         "idle_rss_anon_kb": anon,
         "idle_rss_file_kb": file,
+        "threads": threads,
         "idle_cpu_ms": ((cpu1 - cpu0) * 1000.0).round(),
         "idle_cpu_ms_per_minute": per_min.round(),
         "cpu_tick_ms": 1000.0 / clock_ticks(),
@@ -1054,15 +1057,17 @@ fn table(r: &Value) -> String {
     }
     let fp = get(r, "footprint");
     if !fp.is_null() {
+        // Targets in decimal megabytes (issue #18), the stricter reading.
         row(
             "release binary size",
             format!(
-                "{:.2} MiB ({:.2} MB)",
-                f(&fp["binary_bytes"]) / 1048576.0,
-                f(&fp["binary_bytes"]) / 1e6
+                "{:.2} MB ({} bytes, {:.2} MiB)",
+                f(&fp["binary_bytes"]) / 1e6,
+                fp["binary_bytes"],
+                f(&fp["binary_bytes"]) / 1048576.0
             ),
             "< 12 MB",
-            Some(f(&fp["binary_bytes"]) < 12.0 * 1048576.0),
+            Some(f(&fp["binary_bytes"]) < 12e6),
         );
         if !fp["daemon"].is_null() {
             let d = &fp["daemon"];
@@ -1075,17 +1080,20 @@ fn table(r: &Value) -> String {
                 "",
                 None,
             );
+            // /proc reports kB of 1024 bytes; shown in decimal MB like the target.
+            let mb = |v: &Value| f(v) * 1024.0 / 1e6;
             row(
                 &format!("daemon idle RSS ({} certificates)", d["certificates"]),
                 format!(
-                    "{:.1} MB (anonymous {:.1} MB, file-backed {:.1} MB; VmHWM {:.1} MB)",
-                    f(&d["idle_rss_kb_end"]) / 1024.0,
-                    f(&d["idle_rss_anon_kb"]) / 1024.0,
-                    f(&d["idle_rss_file_kb"]) / 1024.0,
-                    f(&d["vm_hwm_kb"]) / 1024.0
+                    "{:.1} MB (anonymous {:.1} MB, file-backed {:.1} MB; VmHWM {:.1} MB; {} threads)",
+                    mb(&d["idle_rss_kb_end"]),
+                    mb(&d["idle_rss_anon_kb"]),
+                    mb(&d["idle_rss_file_kb"]),
+                    mb(&d["vm_hwm_kb"]),
+                    d["threads"]
                 ),
-                "< 15 MB",
-                Some(f(&d["idle_rss_kb_end"]) < 15.0 * 1024.0),
+                "< 14 MB",
+                Some(mb(&d["idle_rss_kb_end"]) < 14.0),
             );
             row(
                 "daemon idle CPU",
