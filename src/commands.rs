@@ -193,7 +193,7 @@ fn status(path: &Path, args: &StatusArgs) -> Result<ExitCode, CliError> {
             .map_err(|e| CliError::GoogleCloud(Box::new(e)))?;
         let state =
             gclb_acme::state::StateDir::open(&config.state.dir).map_err(CliError::StateDir)?;
-        let report = gclb_acme::reconcile::status::status(&gcp, &config, &state).await;
+        let report = gclb_acme::reconcile::status(&gcp, &config, &state).await;
         if args.json {
             let s = serde_json::to_string_pretty(&report).map_err(CliError::Encode)?;
             println!("{s}");
@@ -204,11 +204,11 @@ fn status(path: &Path, args: &StatusArgs) -> Result<ExitCode, CliError> {
     })
 }
 
-fn print_status(report: &gclb_acme::reconcile::status::StatusReport) {
+fn print_status(report: &gclb_acme::reconcile::StatusReport) {
     for c in &report.certificates {
         let status = match (c.healthy, c.action) {
             (true, _) => "ok",
-            (false, gclb_acme::reconcile::Action::Nothing) => "WARN",
+            (false, gclb_acme::reconcile::Verdict::Nothing) => "WARN",
             (false, _) => "DUE",
         };
         let next = c
@@ -304,7 +304,7 @@ fn run_daemon(path: &Path) -> Result<ExitCode, CliError> {
             tracing::info!(address = %local, "serving /metrics and /healthz");
             Some(task)
         };
-        let factory = gclb_acme::daemon::pipeline::Factory {
+        let factory = gclb_acme::daemon::Factory {
             metrics: std::sync::Arc::clone(&metrics),
             gcp: None,
         };

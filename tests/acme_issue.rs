@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use gclb_acme::acme::{
     AcmeClient, AcmeError, ClientOptions, Endpoint, IssueRequest, IssuedCertificate, PollConfig,
-    RetryConfig, account, store,
+    RetryConfig, account_file, load_pending,
 };
 use gclb_acme::certs;
 use gclb_acme::config::{AcmeConfig, EabConfig, KeyType};
@@ -172,7 +172,7 @@ async fn issues_wildcard_apex_and_other_name_then_reuses_account_and_stored_cert
 
     // Persisted before returning; the order record is gone.
     let state = StateDir::open(&state_path).unwrap();
-    let pending = store::load_pending(&state, "site").unwrap().unwrap();
+    let pending = load_pending(&state, "site").unwrap().unwrap();
     assert_eq!(pending.leaf.serial_hex, issued.leaf.serial_hex);
     assert!(state.list("orders").unwrap().is_empty());
     drop(client);
@@ -217,7 +217,7 @@ async fn a_changed_directory_url_gets_its_own_account() {
     let files = state.list("accounts").unwrap();
     assert_eq!(files.len(), 2, "{files:?}");
     for dir in [&a.pebble.directory_url, &b.directory_url] {
-        let f = account::account_file(dir);
+        let f = account_file(dir);
         assert!(files.contains(&f.trim_start_matches("accounts/").to_string()));
     }
     // And each is reused afterwards.

@@ -6,7 +6,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use gclb_acme::config::stack::{Scheme, StackConfig};
+use gclb_acme::config::{Scheme, StackConfig};
 use gclb_acme::gcp::Gcp;
 use gclb_acme::gcp::compute::{NewSslCertificate, SelfManaged};
 use gclb_acme::lb::naming;
@@ -28,7 +28,7 @@ struct SelfSigned {
 
 impl CertificateSource for SelfSigned {
     async fn ensure(&self, names: &[String]) -> Result<String, StackError> {
-        if let Some(c) = stack::cert::find_ours(&self.gcp, &self.cert_name, names).await? {
+        if let Some(c) = stack::find_ours(&self.gcp, &self.cert_name, names).await? {
             return Ok(c.self_link);
         }
         let ck = rcgen::generate_simple_self_signed(names.to_vec())

@@ -7,9 +7,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use gclb_acme::config::{CertificateConfig, Config};
-use gclb_acme::daemon::{self, Observation, Options, RenewError, Renewer, RenewerFactory};
+use gclb_acme::daemon::{self, Assessment, Failure, Options, Worker, WorkerFactory};
 use gclb_acme::metrics::Metrics;
-use gclb_acme::schedule::timing::{AriWindow, Validity};
+use gclb_acme::schedule::{AriWindow, Validity};
 use time::OffsetDateTime;
 
 #[derive(Clone, Default)]
@@ -22,16 +22,16 @@ struct Script {
     lifetime_s: i64,
 }
 
-impl Renewer for Script {
-    async fn observe(&self, _c: &CertificateConfig) -> Result<Observation, RenewError> {
-        Ok(Observation {
+impl Worker for Script {
+    async fn observe(&self, _c: &CertificateConfig) -> Result<Assessment, Failure> {
+        Ok(Assessment {
             needs_action: true,
             summary: "nothing served".into(),
             ..Default::default()
         })
     }
 
-    async fn renew(&self, c: &CertificateConfig, force: bool) -> Result<Observation, RenewError> {
+    async fn renew(&self, c: &CertificateConfig, force: bool) -> Result<Assessment, Failure> {
         self.calls
             .lock()
             .unwrap()
@@ -40,7 +40,7 @@ impl Renewer for Script {
             let mut f = self.failures.lock().unwrap();
             if *f > 0 {
                 *f -= 1;
-                return Err(RenewError {
+                return Err(Failure {
                     message: "Cloud DNS said 503".into(),
                     reason: "gcp:backendError".into(),
                     retryable: true,
@@ -49,7 +49,7 @@ impl Renewer for Script {
             }
         }
         let now = OffsetDateTime::now_utc();
-        Ok(Observation {
+        Ok(Assessment {
             validity: Some(Validity {
                 not_before: now,
                 not_after: now + time::Duration::seconds(self.lifetime_s),
@@ -60,14 +60,14 @@ impl Renewer for Script {
         })
     }
 
-    async fn renewal_info(&self, _id: &str) -> Result<Option<(AriWindow, Duration)>, RenewError> {
+    async fn renewal_info(&self, _id: &str) -> Result<Option<(AriWindow, Duration)>, Failure> {
         Ok(None)
     }
 }
 
 struct Factory(Script);
 
-impl RenewerFactory for Factory {
+impl WorkerFactory for Factory {
     type R = Script;
     async fn build(&self, _c: &Config) -> Result<Script, daemon::DaemonError> {
         Ok(self.0.clone())

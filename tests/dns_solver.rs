@@ -6,7 +6,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use gclb_acme::config::{DnsConfig, HumanDuration};
-use gclb_acme::dns::propagation::Checker;
+use gclb_acme::dns::Checker;
 use gclb_acme::dns::{CloudDns, DnsError, TxtRecord};
 use serde_json::json;
 use support::gcp::Cloud;

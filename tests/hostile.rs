@@ -346,7 +346,7 @@ async fn the_binary_retries_through_a_burst_of_corrupt_answers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tampered_or_truncated_stored_certificate_is_never_uploaded() {
-    use gclb_acme::acme::store;
+    use gclb_acme::acme::save_pending;
     use gclb_acme::state::StateDir;
 
     let lab = Lab::start().await;
@@ -361,7 +361,7 @@ async fn a_tampered_or_truncated_stored_certificate_is_never_uploaded() {
     let b = support::lb::self_signed(&NAMES, 0, 90);
     a.key_pem = b.key_pem.clone();
     a.directory = lab.pebble.directory_url.clone();
-    store::save_pending(&state, &a).unwrap();
+    save_pending(&state, &a).unwrap();
     let r = lab.renewer(&config).await;
     let res = r.renew_all(None, false).await;
     assert!(

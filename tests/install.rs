@@ -5,8 +5,8 @@
 mod support;
 
 use gclb_acme::config::{CertificateConfig, KeyType};
-use gclb_acme::lb::install::cleanup;
-use gclb_acme::lb::{self, LbError, naming, proxies::RewriteError};
+use gclb_acme::lb::cleanup;
+use gclb_acme::lb::{self, LbError, RewriteError, naming};
 use serde_json::json;
 use support::gcp::{Cloud, PROJECT};
 use support::lb::{NAMES, certificates, fast_install, proxy, self_signed, served, upload, url_map};

@@ -488,7 +488,7 @@ async fn prove_stack(full: bool) {
     let config = stack_config(&lab, full);
     let desired = Desired::from_config(&config, PROJECT).unwrap();
     let gcp = lab.cloud.gcp();
-    let certs = stack::cert::IssueWithAcme::new(gcp.clone(), &config, &desired).unwrap();
+    let certs = stack::IssueWithAcme::new(gcp.clone(), &config, &desired).unwrap();
     let mut r = lab.renewer(&config).await;
     r.install = install(false);
     let mut wanted = permissions::renewal(&config);

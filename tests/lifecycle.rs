@@ -11,14 +11,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use gclb_acme::acme::store::load_pending;
+use gclb_acme::acme::load_pending;
 use gclb_acme::config::Config;
 use gclb_acme::gcp::Gcp;
 use gclb_acme::gcp::run::INGRESS_INTERNAL_LOAD_BALANCER;
 use gclb_acme::lb::naming;
 use gclb_acme::reconcile::{Outcome, RenewError};
-use gclb_acme::stack::cert::IssueWithAcme;
-use gclb_acme::stack::plan::INGRESS_LABEL;
+use gclb_acme::stack::INGRESS_LABEL;
+use gclb_acme::stack::IssueWithAcme;
 use gclb_acme::stack::{self, Desired, Options, Report, StackError};
 use gclb_acme::state::StateDir;
 use proptest::prelude::*;
@@ -536,7 +536,7 @@ async fn bootstrap_after_a_teardown_that_kept_the_issued_certificate() {
     // pending copy and the renewal bookkeeping of the served certificate.
     w.bootstrap().await.unwrap();
     let pending = w.pending_resource();
-    let book = gclb_acme::schedule::book::Book {
+    let book = gclb_acme::schedule::Book {
         failures: 3,
         ..Default::default()
     };
@@ -957,9 +957,7 @@ async fn renew_reuploads_a_pending_certificate_deleted_by_hand() {
 
     let mut r = w.lab.renewer(&w.config).await;
     r.install.verify = None;
-    r.install.hook = Some(Arc::new(|s: &str| {
-        s == gclb_acme::lb::install::step::INSERT_DONE
-    }));
+    r.install.hook = Some(Arc::new(|s: &str| s == gclb_acme::lb::step::INSERT_DONE));
     let e = r.renew(&w.config.certificates[0], true).await.unwrap_err();
     assert!(e.is_aborted(), "{e}");
     let pending = w.pending_resource().expect("pending after the crash");

@@ -24,7 +24,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use gclb_acme::schedule::timing::backoff;
+use gclb_acme::schedule::backoff;
 use serde_json::json;
 use support::fleet;
 use support::gcp::Cloud;

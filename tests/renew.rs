@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use gclb_acme::acme::Endpoint;
-use gclb_acme::lb::install::step;
+use gclb_acme::lb::step;
 use gclb_acme::reconcile::{Done, Outcome, RenewError, Renewer};
 use serde_json::{Value, json};
 use support::lb::{Lab, NAMES, finalized};
@@ -122,7 +122,7 @@ async fn renewal_replaces_ours_in_place_keeps_the_unrelated_one_and_costs_three_
     assert_eq!(finalized(&r), 1);
 
     // status agrees.
-    let st = gclb_acme::reconcile::status::status(
+    let st = gclb_acme::reconcile::status(
         &r.gcp,
         &config,
         &gclb_acme::state::StateDir::open(&config.state.dir).unwrap(),

@@ -9,7 +9,7 @@ mod support;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use gclb_acme::lb::install::StepHook;
+use gclb_acme::lb::StepHook;
 use gclb_acme::reconcile::{Done, Outcome, Renewer};
 use serde_json::{Value, json};
 use support::gcp::{Cloud, PROJECT};
@@ -172,10 +172,7 @@ fn assert_one_valid_certificate_for(name: &str, log: &[(String, Seen, Vec<String
     for (step, seen, _) in log {
         let serving: Vec<&(String, Vec<String>, time::OffsetDateTime)> = seen
             .iter()
-            .filter(|(_, sans, _)| {
-                sans.iter()
-                    .any(|s| gclb_acme::lb::takeover::serves(s, name))
-            })
+            .filter(|(_, sans, _)| sans.iter().any(|s| gclb_acme::lb::serves(s, name)))
             .collect();
         assert_eq!(
             serving.len(),
@@ -217,8 +214,8 @@ async fn exists(lab: &Lab, name: &str) -> bool {
 async fn status(
     r: &Renewer,
     config: &gclb_acme::config::Config,
-) -> gclb_acme::reconcile::status::CertificateStatus {
-    let st = gclb_acme::reconcile::status::status(
+) -> gclb_acme::reconcile::CertificateStatus {
+    let st = gclb_acme::reconcile::status(
         &r.gcp,
         config,
         &gclb_acme::state::StateDir::open(&config.state.dir).unwrap(),
@@ -692,7 +689,7 @@ forwarding_rule = "cloud-run-iap-forwarding-rule"
     );
     let gcp = lab.cloud.gcp();
     let desired = Desired::from_config(&config, PROJECT).unwrap();
-    let certs = stack::cert::IssueWithAcme::new(gcp.clone(), &config, &desired).unwrap();
+    let certs = stack::IssueWithAcme::new(gcp.clone(), &config, &desired).unwrap();
 
     lab.cloud.clear_requests().await;
     let dry = stack::bootstrap(
@@ -897,7 +894,7 @@ async fn a_stack_left_with_both_by_the_appending_version_is_fixed_without_issuin
     // status no longer says ok here (issue #20).
     let st = status(&r, &config).await;
     assert!(!st.healthy, "{st:?}");
-    assert_eq!(st.action, gclb_acme::reconcile::Action::Swap);
+    assert_eq!(st.action, gclb_acme::reconcile::Verdict::Swap);
     assert!(
         st.reasons[0].contains(&format!("proxy {PROXY} still lists {HAND_MADE}")),
         "{:?}",

@@ -10,7 +10,7 @@ use gclb_acme::config::duration;
 use gclb_acme::dns::{cloud_dns, txt, zone};
 use gclb_acme::gcp::dns::{Change, ManagedZone, ResourceRecordSet};
 use gclb_acme::names;
-use gclb_acme::schedule::window::Cron;
+use gclb_acme::schedule::Cron;
 use time::OffsetDateTime;
 
 fn dns_name(s: &str) {

@@ -19,7 +19,7 @@ use crate::config::{AcmeConfig, EabConfig};
 use crate::state::StateDir;
 
 /// Subdirectory of the state dir holding account files.
-pub const ACCOUNTS_DIR: &str = "accounts";
+pub(crate) const ACCOUNTS_DIR: &str = "accounts";
 
 /// What we keep about an account.
 #[derive(Serialize, Deserialize)]

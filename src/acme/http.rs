@@ -142,7 +142,7 @@ impl HttpStats {
 /// Travels inside `instant_acme::Error::Other` so the flow can classify it.
 #[derive(Debug, thiserror::Error)]
 #[error("{endpoint}: {message}")]
-pub struct TransportError {
+pub(crate) struct TransportError {
     /// The endpoint that was being called.
     pub endpoint: Endpoint,
     /// reqwest's description, with its source chain.
@@ -458,7 +458,7 @@ impl AcmeHttp {
 }
 
 /// Problem type we give to error responses that carried no problem document.
-pub const NON_PROBLEM_TYPE: &str = "urn:gclb-acme:error:httpStatus";
+pub(crate) const NON_PROBLEM_TYPE: &str = "urn:gclb-acme:error:httpStatus";
 
 impl HttpClient for AcmeHttp {
     fn request(

@@ -21,11 +21,11 @@
 //! connection failures) are retried inside each step with capped exponential
 //! back-off; everything else is returned, classified (see [`AcmeError`]).
 
-pub mod account;
-pub mod error;
-pub mod http;
+pub(crate) mod account;
+pub(crate) mod error;
+pub(crate) mod http;
 mod order;
-pub mod store;
+pub(crate) mod store;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -35,8 +35,10 @@ use instant_acme::{Account, CertificateIdentifier};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
+pub use account::account_file;
 pub use error::{AcmeError, Problem, SolverError, Subproblem};
 pub use http::{AcmeHttp, Endpoint, EndpointStats, HttpStats};
+pub use store::{load_pending, normalize_names, save_pending};
 
 use crate::certs::{LeafInfo, SecretPem};
 use crate::config::{AcmeConfig, CertificateConfig, KeyType};
@@ -197,7 +199,7 @@ impl IssueRequest {
 }
 
 /// An issued, validated certificate with its key, as persisted in the state
-/// directory until the installer calls [`store::remove_pending`].
+/// directory until the installer calls `store::remove_pending`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct IssuedCertificate {
     /// `[[certificates]].name`.

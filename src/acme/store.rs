@@ -17,11 +17,11 @@ use crate::config::KeyType;
 use crate::state::{StateDir, StateError};
 
 /// Subdirectory of issued, not yet installed certificates.
-pub const PENDING_DIR: &str = "pending";
+pub(crate) const PENDING_DIR: &str = "pending";
 /// Subdirectory of orders in flight.
-pub const ORDERS_DIR: &str = "orders";
+pub(crate) const ORDERS_DIR: &str = "orders";
 /// Subdirectory of kept keys.
-pub const KEYS_DIR: &str = "keys";
+pub(crate) const KEYS_DIR: &str = "keys";
 
 fn pending_file(certificate: &str) -> String {
     format!("{PENDING_DIR}/{certificate}.json")
@@ -86,26 +86,13 @@ fn pending_problem(p: &IssuedCertificate) -> Option<String> {
         .map(|e| e.to_string())
 }
 
-/// Every stored, not yet installed certificate.
-pub fn list_pending(state: &StateDir) -> Result<Vec<IssuedCertificate>, StateError> {
-    let mut out = Vec::new();
-    for name in state.list(PENDING_DIR)? {
-        if let Some(stem) = name.strip_suffix(".json")
-            && let Some(c) = load_pending(state, stem)?
-        {
-            out.push(c);
-        }
-    }
-    Ok(out)
-}
-
 /// Stores an issued certificate (0600, atomic).
 pub fn save_pending(state: &StateDir, cert: &IssuedCertificate) -> Result<(), StateError> {
     state.write_json(&pending_file(&cert.certificate), cert)
 }
 
 /// Forgets the stored certificate (the installer calls this once it is served).
-pub fn remove_pending(state: &StateDir, certificate: &str) -> Result<bool, StateError> {
+pub(crate) fn remove_pending(state: &StateDir, certificate: &str) -> Result<bool, StateError> {
     state.remove(&pending_file(certificate))
 }
 

@@ -28,7 +28,7 @@ async fn setup(config_path: &Path) -> Result<(Gcp, Desired, Config), CliError> {
 pub fn bootstrap(config_path: &Path, args: &BootstrapArgs) -> Result<ExitCode, CliError> {
     runtime()?.block_on(async {
         let (gcp, desired, config) = setup(config_path).await?;
-        let certs = stack::cert::IssueWithAcme::new(gcp.clone(), &config, &desired)?;
+        let certs = stack::IssueWithAcme::new(gcp.clone(), &config, &desired)?;
         let opts = Options {
             dry_run: args.dry_run,
             quiet: false,

@@ -6,7 +6,7 @@
 
 mod checks;
 pub mod duration;
-pub mod stack;
+pub(crate) mod stack;
 mod validate;
 
 use std::fmt;
@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 pub use checks::{HostPortError, PemError, UrlError};
 pub use duration::HumanDuration;
+pub use stack::Scheme;
 pub use stack::StackConfig;
 
 use crate::names::is_gcp_name;

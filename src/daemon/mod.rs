@@ -9,8 +9,8 @@
 //! and exits 0.
 
 mod error;
-pub mod pipeline;
-pub mod plan;
+pub(crate) mod pipeline;
+pub(crate) mod plan;
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
@@ -31,10 +31,11 @@ use crate::state::StateDir;
 use plan::{Due, Inputs, Why};
 
 pub use error::DaemonError;
+pub use pipeline::Factory;
 
 /// What is served for a certificate, as the renewer sees it.
 #[derive(Clone, Debug, Default)]
-pub struct Observation {
+pub struct Assessment {
     /// The served certificate's validity (earliest over the proxies).
     pub validity: Option<Validity>,
     /// Missing, foreign, names or key type changed, or an issued certificate
@@ -48,7 +49,7 @@ pub struct Observation {
 
 /// A failed attempt, classified.
 #[derive(Clone, Debug)]
-pub struct RenewError {
+pub struct Failure {
     pub message: String,
     /// Short label for metrics: `acme`, `dns`, `gcp:<reason>`, `config`, ...
     pub reason: String,
@@ -59,37 +60,37 @@ pub struct RenewError {
 
 /// The work the daemon schedules. Implemented over the issuance and install
 /// pipeline; tests use their own.
-pub trait Renewer: Send + Sync + 'static {
+pub trait Worker: Send + Sync + 'static {
     /// Reads what is served now.
     fn observe(
         &self,
         cert: &CertificateConfig,
-    ) -> impl Future<Output = Result<Observation, RenewError>> + Send;
+    ) -> impl Future<Output = Result<Assessment, Failure>> + Send;
     /// Renews (issue when due or `force`, install what is pending) and returns the
     /// new observation.
     fn renew(
         &self,
         cert: &CertificateConfig,
         force: bool,
-    ) -> impl Future<Output = Result<Observation, RenewError>> + Send;
+    ) -> impl Future<Output = Result<Assessment, Failure>> + Send;
     /// The CA's renewal window for an ARI id and how long to wait before asking
     /// again; `None` when the CA has no ARI.
     fn renewal_info(
         &self,
         ari_id: &str,
-    ) -> impl Future<Output = Result<Option<(AriWindow, Duration)>, RenewError>> + Send;
+    ) -> impl Future<Output = Result<Option<(AriWindow, Duration)>, Failure>> + Send;
 }
 
 /// Builds the renewer for a configuration (at start and on every reload).
-pub trait RenewerFactory: Send + Sync + 'static {
-    type R: Renewer;
+pub trait WorkerFactory: Send + Sync + 'static {
+    type R: Worker;
     fn build(&self, config: &Config) -> impl Future<Output = Result<Self::R, DaemonError>> + Send;
 }
 
 /// A finished task.
 enum Done {
-    Renew(Result<Observation, RenewError>),
-    Ari(String, Result<Option<(AriWindow, Duration)>, RenewError>),
+    Renew(Result<Assessment, Failure>),
+    Ari(String, Result<Option<(AriWindow, Duration)>, Failure>),
 }
 
 /// Settings of the loop that tests shorten.
@@ -125,7 +126,7 @@ const FIRST_PASS_CONCURRENCY: usize = 8;
 struct Slot {
     cert: CertificateConfig,
     book: Book,
-    observation: Option<Observation>,
+    observation: Option<Assessment>,
     running: bool,
 }
 
@@ -159,7 +160,7 @@ fn notify(states: &[sd_notify::NotifyState]) {
 /// and are then abandoned (they resume from the state directory at the next
 /// start). Errors only before the loop runs (or a reload whose maintenance
 /// window does not parse, which validation already refuses).
-pub async fn run<F: RenewerFactory>(
+pub async fn run<F: WorkerFactory>(
     config_path: PathBuf,
     config: Config,
     factory: F,
@@ -294,7 +295,7 @@ struct Ctx<'a> {
 /// hundreds of certificates must not become hundreds of simultaneous requests
 /// (rate limits; over HTTP/1.1 as many connections, whose buffers the
 /// allocator keeps afterwards).
-async fn first_pass<R: Renewer>(
+async fn first_pass<R: Worker>(
     slots: &mut BTreeMap<String, Slot>,
     renewer: &Arc<R>,
     config: &Config,
@@ -332,7 +333,7 @@ async fn first_pass<R: Renewer>(
 }
 
 /// Starts what is due now, earliest first, up to `daemon.concurrency` tasks.
-fn start_due<R: Renewer>(
+fn start_due<R: Worker>(
     slots: &mut BTreeMap<String, Slot>,
     tasks: &mut JoinSet<(String, Done)>,
     renewer: &Arc<R>,
@@ -402,7 +403,7 @@ fn sleep_time(
 
 /// Records a finished task; after a renewal that put a new certificate in
 /// service, starts learning its ARI window before the slot is free again.
-fn task_done<R: Renewer>(
+fn task_done<R: Worker>(
     ctx: &Ctx<'_>,
     slots: &mut BTreeMap<String, Slot>,
     tasks: &mut JoinSet<(String, Done)>,
@@ -556,7 +557,7 @@ fn duration_until(t: OffsetDateTime) -> Duration {
     }
 }
 
-fn record_observation(metrics: &Metrics, name: &str, o: &Observation) {
+fn record_observation(metrics: &Metrics, name: &str, o: &Assessment) {
     metrics.update(name, |m| {
         m.expires_at = o.validity.map(|v| v.not_after);
         m.ready = !o.needs_action
@@ -578,7 +579,7 @@ fn handle_result(
     metrics: &Metrics,
     slots: &mut BTreeMap<String, Slot>,
     name: &str,
-    result: Result<Observation, RenewError>,
+    result: Result<Assessment, Failure>,
     config: &Config,
     options: &Options,
 ) {
@@ -639,7 +640,7 @@ fn handle_result(
 
 /// WARN when a renewal failed inside the renewal window, ERROR when expiry is
 /// near; structured fields for log-based alerting.
-fn alert(slot: &Slot, e: &RenewError, wait: Duration, config: &Config) {
+fn alert(slot: &Slot, e: &Failure, wait: Duration, config: &Config) {
     let name = &slot.cert.name;
     let domains = slot.cert.domains.join(",");
     let expires = slot
@@ -663,7 +664,7 @@ fn store_ari(
     slots: &mut BTreeMap<String, Slot>,
     name: &str,
     id: &str,
-    result: Result<Option<(AriWindow, Duration)>, RenewError>,
+    result: Result<Option<(AriWindow, Duration)>, Failure>,
 ) {
     let Some(slot) = slots.get_mut(name) else {
         return;
@@ -728,7 +729,7 @@ fn summary(slots: &BTreeMap<String, Slot>, config: &Config, window: Option<&Cron
     }
 }
 
-async fn reload<F: RenewerFactory>(
+async fn reload<F: WorkerFactory>(
     path: &std::path::Path,
     factory: &F,
 ) -> Result<(Config, F::R), DaemonError> {

@@ -1,4 +1,4 @@
-//! The daemon's [`Renewer`] over the real pipeline: observe through the
+//! The daemon's [`Worker`] over the real pipeline: observe through the
 //! certificate target ([`lb::CertificateTarget`]),
 //! renew with `reconcile::Renewer`, ARI through the ACME account.
 
@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use time::OffsetDateTime;
 
-use super::{DaemonError, Observation, RenewError, Renewer, RenewerFactory};
+use super::{Assessment, DaemonError, Failure, Worker, WorkerFactory};
 use crate::acme::{AcmeClient, AcmeError};
 use crate::config::{CertificateConfig, Config};
 use crate::gcp::Gcp;
@@ -29,7 +29,7 @@ impl Pipeline {
 }
 
 /// Classifies a pipeline failure for back-off, alerts and metrics.
-pub fn classify(e: &reconcile::RenewError) -> RenewError {
+pub(crate) fn classify(e: &reconcile::RenewError) -> Failure {
     let (reason, retryable, retry_after) = match e {
         reconcile::RenewError::Lb(l) => match l {
             // quotaExceeded on the upload itself: see LbError::Quota below.
@@ -66,7 +66,7 @@ pub fn classify(e: &reconcile::RenewError) -> RenewError {
         reconcile::RenewError::UnknownCertificate(_) => ("config".into(), false, None),
         reconcile::RenewError::Locked { .. } => ("locked".into(), true, None),
     };
-    RenewError {
+    Failure {
         message: e.to_string(),
         reason,
         retryable,
@@ -75,7 +75,7 @@ pub fn classify(e: &reconcile::RenewError) -> RenewError {
 }
 
 impl Pipeline {
-    async fn look(&self, cert: &CertificateConfig) -> Result<Observation, RenewError> {
+    async fn look(&self, cert: &CertificateConfig) -> Result<Assessment, Failure> {
         let gcp_err = |e: LbError| classify(&reconcile::RenewError::Lb(e));
         let obs = lb::choose(&self.inner.gcp, cert)
             .observe(cert)
@@ -100,7 +100,7 @@ impl Pipeline {
             .filter_map(|p| p.current(&obs.names).first().and_then(|c| c.leaf.clone()))
             .min_by_key(|l| l.not_after);
         // Timing is the daemon's business (it knows ARI); anything else is not.
-        let needs_action = plan.action != reconcile::Action::Nothing
+        let needs_action = plan.action != reconcile::Verdict::Nothing
             && plan
                 .reasons
                 .iter()
@@ -114,7 +114,7 @@ impl Pipeline {
                 .collect::<Vec<_>>()
                 .join("; ")
         };
-        Ok(Observation {
+        Ok(Assessment {
             validity: leaf.as_ref().map(|l| Validity {
                 not_before: l.not_before,
                 not_after: l.not_after,
@@ -126,16 +126,12 @@ impl Pipeline {
     }
 }
 
-impl Renewer for Pipeline {
-    async fn observe(&self, cert: &CertificateConfig) -> Result<Observation, RenewError> {
+impl Worker for Pipeline {
+    async fn observe(&self, cert: &CertificateConfig) -> Result<Assessment, Failure> {
         self.look(cert).await
     }
 
-    async fn renew(
-        &self,
-        cert: &CertificateConfig,
-        force: bool,
-    ) -> Result<Observation, RenewError> {
+    async fn renew(&self, cert: &CertificateConfig, force: bool) -> Result<Assessment, Failure> {
         let outcome = self
             .inner
             .renew(cert, force)
@@ -154,7 +150,7 @@ impl Renewer for Pipeline {
             );
         }
         if !outcome.healthy() {
-            return Err(RenewError {
+            return Err(Failure {
                 message: format!(
                     "certificate {} was installed but the load balancer was not seen serving it",
                     cert.name
@@ -167,10 +163,7 @@ impl Renewer for Pipeline {
         Ok(obs)
     }
 
-    async fn renewal_info(
-        &self,
-        ari_id: &str,
-    ) -> Result<Option<(AriWindow, Duration)>, RenewError> {
+    async fn renewal_info(&self, ari_id: &str) -> Result<Option<(AriWindow, Duration)>, Failure> {
         self.inner
             .acme
             .renewal_info(ari_id)
@@ -187,7 +180,7 @@ pub struct Factory {
     pub gcp: Option<Gcp>,
 }
 
-impl RenewerFactory for Factory {
+impl WorkerFactory for Factory {
     type R = Pipeline;
 
     async fn build(&self, config: &Config) -> Result<Pipeline, DaemonError> {

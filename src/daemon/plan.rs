@@ -9,7 +9,7 @@ use crate::schedule::window::Cron;
 
 /// Why a certificate is due.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Why {
+pub(crate) enum Why {
     /// Nothing valid of ours is served everywhere (missing, foreign, names or key
     /// type changed, an issued certificate waiting to be installed).
     Needed,
@@ -25,7 +25,7 @@ pub enum Why {
 
 /// The next moment to act on a certificate.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Due {
+pub(crate) struct Due {
     pub at: OffsetDateTime,
     pub why: Why,
     /// Less than 1/20 of the lifetime remains: the window is ignored.
@@ -34,7 +34,7 @@ pub struct Due {
 
 /// What the daemon knows about a certificate right now.
 #[derive(Clone, Copy, Debug)]
-pub struct Inputs<'a> {
+pub(crate) struct Inputs<'a> {
     pub now: OffsetDateTime,
     /// Validity of the certificate served for these names (earliest expiry).
     pub validity: Option<Validity>,
@@ -49,7 +49,7 @@ pub struct Inputs<'a> {
 }
 
 /// The next moment to act, and why.
-pub fn next_due(i: &Inputs) -> Due {
+pub(crate) fn next_due(i: &Inputs) -> Due {
     let emergency_now = i.validity.is_some_and(|v| timing::is_emergency(&v, i.now));
     let ari_choice = i
         .book

@@ -10,9 +10,9 @@
 //! `cloud_dns`, the only module here that knows Cloud DNS's wire types.
 
 pub mod cloud_dns;
-pub mod propagation;
+pub(crate) mod propagation;
 pub mod txt;
-pub mod wire;
+pub(crate) mod wire;
 pub mod zone;
 
 use std::collections::HashMap;
@@ -22,7 +22,8 @@ use std::time::Duration;
 use crate::config::DnsConfig;
 use crate::gcp::{Gcp, GcpError};
 pub use cloud_dns::{CloudDnsProvider, Target};
-use propagation::{Checker, Expectation, PropagationError, Server};
+pub use propagation::Checker;
+use propagation::{Expectation, PropagationError, Server};
 pub use zone::ZoneError;
 
 /// One TXT value to publish.

@@ -211,7 +211,7 @@ impl Checker {
 }
 
 /// Resolves `host:port` (or `host` with port 53) to name-server addresses.
-pub async fn resolve_servers(spec: &str) -> Result<Vec<Server>, String> {
+pub(crate) async fn resolve_servers(spec: &str) -> Result<Vec<Server>, String> {
     let spec = spec.trim_end_matches('.');
     if let Ok(addr) = spec.parse::<SocketAddr>() {
         return Ok(vec![Server {

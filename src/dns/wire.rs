@@ -12,7 +12,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 
 /// How long one query may take (per transport).
-pub const QUERY_TIMEOUT: Duration = Duration::from_secs(2);
+pub(crate) const QUERY_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Why a query got no usable answer. The texts are the ones callers have always
 /// shown (the propagation checker puts them in "last answer: ...").
@@ -59,14 +59,14 @@ fn io(step: &'static str) -> impl FnOnce(std::io::Error) -> WireError {
 }
 
 /// An answer, and how many packets it cost (2 when UDP was truncated).
-pub struct Answer {
+pub(crate) struct Answer {
     pub message: Message,
     pub queries: u64,
 }
 
 /// Asks `server` for `name`/`rtype`. `recursion_desired` is false for
 /// authoritative servers (their own data only) and true for resolvers.
-pub async fn query(
+pub(crate) async fn query(
     name: &str,
     rtype: RecordType,
     server: SocketAddr,

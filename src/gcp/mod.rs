@@ -4,14 +4,14 @@
 
 pub mod compute;
 pub mod dns;
-pub mod error;
+pub(crate) mod error;
 pub mod iap;
-pub mod lb;
 pub mod operation;
 pub mod resourcemanager;
 pub mod resourcemanager_iam;
 pub mod run;
 pub mod serviceusage;
+pub mod stack_resources;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -201,7 +201,7 @@ pub(crate) struct Call {
 }
 
 impl Call {
-    pub fn new(api: Api, op: &'static str) -> Call {
+    pub(crate) fn new(api: Api, op: &'static str) -> Call {
         Call {
             api,
             op,
@@ -680,7 +680,7 @@ mod tests {
     fn every_compute_mutation_takes_its_id_from_with_request_id() {
         let files = [
             ("compute.rs", include_str!("compute.rs")),
-            ("lb.rs", include_str!("lb.rs")),
+            ("stack_resources.rs", include_str!("stack_resources.rs")),
         ];
         for (name, src) in files {
             let code = src.split("#[cfg(test)]").next().unwrap_or(src);
@@ -699,7 +699,7 @@ mod tests {
         }
         for (name, src) in [
             ("compute.rs", include_str!("compute.rs")),
-            ("lb.rs", include_str!("lb.rs")),
+            ("stack_resources.rs", include_str!("stack_resources.rs")),
             ("dns.rs", include_str!("dns.rs")),
             ("iap.rs", include_str!("iap.rs")),
             ("run.rs", include_str!("run.rs")),

@@ -390,7 +390,7 @@ async fn hand_over(
 
 /// Uploads the certificate as `resource` unless it is already there; returns
 /// whether it did. Bootstrap uses it alone (the proxy does not exist yet).
-pub async fn upload(
+pub(crate) async fn upload(
     gcp: &Gcp,
     cert: &CertificateConfig,
     issued: &IssuedCertificate,

@@ -56,7 +56,7 @@ impl Project {
 
 /// The hand-made certificates `cert` left behind; `Err` says why they cannot
 /// be looked for.
-pub async fn left_behind(
+pub(crate) async fn left_behind(
     gcp: &Gcp,
     cert: &CertificateConfig,
     project: &Project,

@@ -17,20 +17,23 @@
 //! with the implementation picked by [`target::choose`]; `install` holds the
 //! first implementation, `sslCertificates` on target HTTPS proxies.
 
-pub mod install;
-pub mod left_behind;
+pub(crate) mod install;
+pub(crate) mod left_behind;
 pub mod naming;
-pub mod observe;
-pub mod proxies;
-pub mod takeover;
+pub(crate) mod observe;
+pub(crate) mod proxies;
+pub(crate) mod takeover;
 pub mod target;
-pub mod verify;
+pub(crate) mod verify;
 
 use crate::gcp::GcpError;
 
 pub use install::{HandMade, InstallOptions, InstallReport, StepHook, install, retake};
+pub use install::{cleanup, step};
 pub use left_behind::LeftBehind;
 pub use observe::{Observation, ProxyObservation, ServedCertificate, observe};
+pub use proxies::RewriteError;
+pub use takeover::serves;
 pub use target::{CertificateTarget, Target, choose};
 pub use verify::{VerifyOptions, VerifyOutcome};
 

@@ -134,7 +134,7 @@ pub async fn observe(gcp: &Gcp, cert: &CertificateConfig) -> Result<Observation,
 }
 
 /// What we know of a certificate resource, parsing its served PEM for the leaf.
-pub fn served_from(cert_name: &str, url: &str, c: SslCertificate) -> ServedCertificate {
+pub(crate) fn served_from(cert_name: &str, url: &str, c: SslCertificate) -> ServedCertificate {
     let leaf = c
         .certificate
         .as_deref()
@@ -168,7 +168,7 @@ pub fn served_from(cert_name: &str, url: &str, c: SslCertificate) -> ServedCerti
 }
 
 impl ServedCertificate {
-    /// What the takeover rules need of it ([`crate::lb::takeover`]).
+    /// What the takeover rules need of it (`lb::takeover`).
     pub fn listed(&self) -> crate::lb::takeover::Listed {
         crate::lb::takeover::Listed {
             name: self.name.clone(),

@@ -5,7 +5,7 @@
 use crate::gcp::compute::name_of;
 
 /// A target HTTPS proxy holds at most this many Compute Engine certificates.
-pub const MAX_CERTIFICATES_PER_PROXY: usize = 15;
+pub(crate) const MAX_CERTIFICATES_PER_PROXY: usize = 15;
 
 /// Why a list cannot be rewritten.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -19,7 +19,7 @@ pub enum RewriteError {
 
 /// What to send to `setSslCertificates`, if anything.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Rewrite {
+pub(crate) enum Rewrite {
     /// The proxy already serves the new certificate and nothing superseded.
     Unchanged,
     /// The full new list, in order.
@@ -32,7 +32,7 @@ pub enum Rewrite {
 /// nothing superseded, `new_url` is appended. A `new_url` already listed after
 /// a superseded one moves into that slot. Entries are compared by resource
 /// name, since Compute writes references with either API host.
-pub fn rewrite(
+pub(crate) fn rewrite(
     proxy: &str,
     current: &[String],
     new_url: &str,

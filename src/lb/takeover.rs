@@ -35,14 +35,14 @@ pub fn serves(pattern: &str, name: &str) -> bool {
 
 /// Whether one hostname can match both names (so two certificates carrying
 /// them compete for it).
-pub fn overlaps(a: &str, b: &str) -> bool {
+pub(crate) fn overlaps(a: &str, b: &str) -> bool {
     serves(a, b) || serves(b, a)
 }
 
 /// How a certificate's names relate to the configured names.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
-pub enum Overlap {
+pub(crate) enum Overlap {
     /// No hostname in common.
     None,
     /// Every name of it is served by the configured names.
@@ -57,7 +57,7 @@ pub enum Overlap {
 
 /// Compares a certificate's `sans` with the configured `names`. A certificate
 /// with no readable names relates to nothing.
-pub fn overlap(names: &[String], sans: &[String]) -> Overlap {
+pub(crate) fn overlap(names: &[String], sans: &[String]) -> Overlap {
     if sans.is_empty() {
         return Overlap::None;
     }
@@ -99,7 +99,7 @@ pub struct Listed {
 /// What becomes of one listed certificate when the new one is installed.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(tag = "fate", rename_all = "snake_case")]
-pub enum Fate {
+pub(crate) enum Fate {
     /// The new certificate itself (already listed).
     New,
     /// An older certificate of ours: replaced, then deleted.
@@ -113,7 +113,7 @@ pub enum Fate {
 }
 
 /// Classifies one listed certificate against the configured `names`.
-pub fn fate(names: &[String], new_name: &str, c: &Listed) -> Fate {
+pub(crate) fn fate(names: &[String], new_name: &str, c: &Listed) -> Fate {
     if c.name == new_name {
         return Fate::New;
     }
@@ -184,7 +184,7 @@ impl ProxyTakeover {
 /// Plans one proxy: the new certificate `new_name` takes the slot of the first
 /// replaced or superseded certificate (or is appended), later ones are dropped,
 /// everything else keeps its position.
-pub fn plan_proxy(
+pub(crate) fn plan_proxy(
     proxy: &str,
     names: &[String],
     new_name: &str,
@@ -251,7 +251,7 @@ pub fn plan_proxy(
 
 /// Where the new certificate sits in a proxy's list, said as it is (issue #20:
 /// "now serves" was logged for a certificate listed second behind a competitor).
-pub fn placement(
+pub(crate) fn placement(
     proxy: &str,
     after: &[String],
     new_name: &str,
@@ -285,13 +285,13 @@ pub fn placement(
 }
 
 /// The command that deletes a hand-made certificate we stopped serving.
-pub fn delete_command(project: &str, name: &str) -> String {
+pub(crate) fn delete_command(project: &str, name: &str) -> String {
     format!("gcloud compute ssl-certificates delete {name} --global --project {project}")
 }
 
 /// Why an adopted certificate is not deleted.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, thiserror::Error)]
-pub enum AdoptRefusal {
+pub(crate) enum AdoptRefusal {
     /// Some proxy still lists it (one we were not told about, or one where it competes).
     #[error(
         "not deleting adopted sslCertificate {certificate}: target HTTPS proxy {} still serves it{}; remove it from there first (or add the proxy to target_https_proxies, if its names are all this certificate's)",
@@ -321,7 +321,7 @@ pub enum AdoptRefusal {
 /// Whether the adopted certificate `c` may be deleted now, given every proxy
 /// of the project that lists it (`served_by`) and the configured proxies. The
 /// caller asks only after the new certificate is served everywhere.
-pub fn may_delete_adopted(
+pub(crate) fn may_delete_adopted(
     names: &[String],
     configured_proxies: &[String],
     c: &Listed,

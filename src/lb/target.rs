@@ -61,7 +61,7 @@ pub enum Upload<'a> {
 ///   for the names: the old certificate is *replaced in place* in one atomic
 ///   update per frontend (never removed first, then added), everything else on
 ///   the frontend keeps its place and order, and nothing we did not create is
-///   taken off unless the takeover rules ([`crate::lb::takeover`]) say the new
+///   taken off unless the takeover rules (`lb::takeover`) say the new
 ///   certificate fully supersedes it. When verification is on and the
 ///   certificate was just uploaded, it waits until TLS shows the new serial.
 ///   Retry after a crash: a frontend already serving the new certificate is

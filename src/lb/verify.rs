@@ -68,7 +68,7 @@ impl VerifyOutcome {
 }
 
 /// Canonical serial: lower-case hex, no separators, no leading zeros.
-pub fn normalize_serial(s: &str) -> String {
+pub(crate) fn normalize_serial(s: &str) -> String {
     let hex: String = s
         .chars()
         .filter(|c| c.is_ascii_hexdigit())
@@ -79,14 +79,14 @@ pub fn normalize_serial(s: &str) -> String {
 }
 
 /// Whether the leaf `served_der` has the serial `expected` (hex, any format).
-pub fn serves_serial(served_der: &[u8], expected: &str) -> bool {
+pub(crate) fn serves_serial(served_der: &[u8], expected: &str) -> bool {
     certs::leaf_info(served_der)
         .is_ok_and(|l| normalize_serial(&l.serial_hex) == normalize_serial(expected))
 }
 
 /// The SNI host to try for a configured name: a wildcard is tried with a label
 /// of our own under it.
-pub fn sni_host(name: &str) -> String {
+pub(crate) fn sni_host(name: &str) -> String {
     match name.strip_prefix("*.") {
         Some(rest) => format!("gclb-acme-verify.{rest}"),
         None => name.to_string(),
@@ -147,7 +147,7 @@ async fn forwarding_rule_ips(gcp: &Gcp) -> Result<Vec<(String, IpAddr)>, GcpErro
 }
 
 /// Verifies every `(proxy, self link)` in turn.
-pub async fn verify_proxies(
+pub(crate) async fn verify_proxies(
     gcp: &Gcp,
     proxies: &[(String, String)],
     names: &[String],
@@ -191,7 +191,7 @@ pub async fn verify_proxies(
 }
 
 /// Handshakes with `addr` for each name until each serves `serial`.
-pub async fn verify_ip(
+pub(crate) async fn verify_ip(
     proxy: &str,
     addr: SocketAddr,
     names: &[String],

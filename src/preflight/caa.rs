@@ -7,7 +7,7 @@ use crate::config::{
 
 /// The issuer domain a CA looks for in CAA `issue`/`issuewild` values, by ACME
 /// directory URL; `None` for a directory we do not know (then CAA is not judged).
-pub fn ca_domain(directory: &str) -> Option<&'static str> {
+pub(crate) fn ca_domain(directory: &str) -> Option<&'static str> {
     let host = reqwest::Url::parse(directory)
         .ok()?
         .host_str()?
@@ -33,7 +33,7 @@ pub fn ca_domain(directory: &str) -> Option<&'static str> {
 
 /// One CAA record as served.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct CaaRecord {
+pub(crate) struct CaaRecord {
     /// The issuer-critical flag (bit 128).
     pub critical: bool,
     pub tag: String,
@@ -43,6 +43,7 @@ pub struct CaaRecord {
 
 impl CaaRecord {
     /// Parses Cloud DNS's presentation form, `0 issue "letsencrypt.org"`.
+    #[cfg(test)]
     pub fn parse(text: &str) -> Option<CaaRecord> {
         let mut parts = text.trim().splitn(3, char::is_whitespace);
         let flags: u8 = parts.next()?.parse().ok()?;
@@ -72,7 +73,7 @@ impl std::fmt::Display for CaaRecord {
 /// itself (a wildcard's base name), then each parent down to `apex` included
 /// (RFC 8659 section 3 climbs to the root; above the zone apex the records are
 /// not ours to fix, so we stop there). Names are absolute, with the trailing dot.
-pub fn climb(domain: &str, apex: &str) -> Vec<String> {
+pub(crate) fn climb(domain: &str, apex: &str) -> Vec<String> {
     let base = domain.strip_prefix("*.").unwrap_or(domain);
     let mut name = absolute(base);
     let apex = absolute(apex);
@@ -99,7 +100,7 @@ fn absolute(name: &str) -> String {
 
 /// Why the CA may not issue.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Forbidden {
+pub(crate) enum Forbidden {
     /// `issue`/`issuewild` records exist and none names the CA.
     OtherIssuers {
         tag: &'static str,
@@ -142,7 +143,7 @@ impl std::fmt::Display for Forbidden {
 /// RFC 8659 section 4: whether the CA whose CAA domain is `ca` may issue for a
 /// name (a wildcard when `wildcard`) given the relevant CAA set (the first
 /// non-empty one found by climbing). An empty set allows every CA.
-pub fn evaluate(records: &[CaaRecord], ca: &str, wildcard: bool) -> Result<(), Forbidden> {
+pub(crate) fn evaluate(records: &[CaaRecord], ca: &str, wildcard: bool) -> Result<(), Forbidden> {
     const KNOWN: &[&str] = &[
         "issue",
         "issuewild",

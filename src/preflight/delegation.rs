@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 
 /// What the public resolver's NS answer says about a zone's delegation.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Delegation {
+pub(crate) enum Delegation {
     /// Exactly the zone's name servers.
     Match,
     /// Only some of the zone's name servers: works, but with less redundancy.
@@ -27,7 +27,7 @@ fn norm(ns: &str) -> String {
 
 /// Compares the NS set public DNS serves for the zone's name with the zone's
 /// `nameServers`.
-pub fn compare_ns(served: &[String], zone: &[String]) -> Delegation {
+pub(crate) fn compare_ns(served: &[String], zone: &[String]) -> Delegation {
     let served: BTreeSet<String> = served.iter().map(|s| norm(s)).collect();
     let zone: BTreeSet<String> = zone.iter().map(|s| norm(s)).collect();
     if served.is_empty() {
@@ -49,18 +49,18 @@ pub fn compare_ns(served: &[String], zone: &[String]) -> Delegation {
 
 /// The suffix of the CNAME targets a Certificate Manager DNS authorization asks
 /// for (`<hash>.<n>.authorize.certificatemanager.goog.`).
-pub const CERTIFICATE_MANAGER_SUFFIX: &str = ".authorize.certificatemanager.goog.";
+pub(crate) const CERTIFICATE_MANAGER_SUFFIX: &str = ".authorize.certificatemanager.goog.";
 
 /// Whether a CNAME target at `_acme-challenge.<name>` points into Certificate
 /// Manager's DNS authorization: then the name can hold no TXT record of ours
 /// (a CNAME excludes other data) and the CA follows the CNAME to Google's record.
-pub fn is_certificate_manager_cname(target: &str) -> bool {
+pub(crate) fn is_certificate_manager_cname(target: &str) -> bool {
     norm(target).ends_with(CERTIFICATE_MANAGER_SUFFIX)
 }
 
 /// The challenge name of a domain: `_acme-challenge.` before it (a wildcard's
 /// base name), absolute.
-pub fn challenge_name(domain: &str) -> String {
+pub(crate) fn challenge_name(domain: &str) -> String {
     let base = domain.strip_prefix("*.").unwrap_or(domain);
     norm(&format!("_acme-challenge.{base}"))
 }

@@ -7,13 +7,13 @@
 //! Decisions are pure functions (tested on their own); the I/O around them is
 //! thin. Independent online checks run concurrently.
 
-pub mod caa;
+pub(crate) mod caa;
 pub mod credentials;
-pub mod delegation;
-pub mod offline;
-pub mod online;
+pub(crate) mod delegation;
+pub(crate) mod offline;
+pub(crate) mod online;
 pub mod permissions;
-pub mod resolver;
+pub(crate) mod resolver;
 pub mod takeover;
 
 use std::fmt;

@@ -11,7 +11,7 @@ use crate::config::Config;
 /// kept as text: the facts are plain data, compared and built by hand in tests,
 /// which `std::io::Error` (neither `Clone` nor `Eq`) would not allow.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum AccessError {
+pub(crate) enum AccessError {
     #[error("{0}")]
     Io(String),
     #[error("not a directory")]
@@ -32,7 +32,7 @@ impl From<&str> for AccessError {
 
 /// What we know about the state directory.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum DirFacts {
+pub(crate) enum DirFacts {
     /// It exists (and is a directory).
     Dir {
         mode: u32,
@@ -54,7 +54,7 @@ pub enum DirFacts {
 }
 
 /// The verdict on the state directory.
-pub fn state_dir_line(dir: &Path, facts: &DirFacts) -> Line {
+pub(crate) fn state_dir_line(dir: &Path, facts: &DirFacts) -> Line {
     let what = format!("state directory {}", dir.display());
     match facts {
         DirFacts::NotDir => Line::fail(
@@ -142,7 +142,7 @@ fn can_create_in(dir: &Path) -> Result<(), AccessError> {
 }
 
 /// Gathers the facts about the state directory.
-pub fn state_dir_facts(dir: &Path) -> DirFacts {
+pub(crate) fn state_dir_facts(dir: &Path) -> DirFacts {
     match std::fs::metadata(dir) {
         Ok(m) if m.is_dir() => DirFacts::Dir {
             mode: m.permissions().mode(),
@@ -176,7 +176,7 @@ pub fn state_dir_facts(dir: &Path) -> DirFacts {
 
 /// The verdict on the EAB key file: readable, a base64url key, not readable by
 /// others.
-pub fn eab_line(file: &Path, content: Result<(String, u32), AccessError>) -> Line {
+pub(crate) fn eab_line(file: &Path, content: Result<(String, u32), AccessError>) -> Line {
     use base64::Engine;
     let what = format!("EAB key file {}", file.display());
     let (text, mode) = match content {
@@ -219,7 +219,7 @@ pub fn eab_line(file: &Path, content: Result<(String, u32), AccessError>) -> Lin
 }
 
 /// Every offline check after the configuration itself.
-pub fn run(config: &Config) -> Vec<Line> {
+pub(crate) fn run(config: &Config) -> Vec<Line> {
     let mut lines = vec![state_dir_line(
         &config.state.dir,
         &state_dir_facts(&config.state.dir),

@@ -1,7 +1,7 @@
 //! The checks that ask Google and public DNS. Each check is an async function
 //! returning report lines; the decisions they make are the pure functions of
-//! `caa.rs`, `delegation.rs` and `permissions.rs` plus [`api_line`] and
-//! [`zone_line`] here. Independent checks run concurrently.
+//! `caa.rs`, `delegation.rs` and `permissions.rs` plus `apis::api_line` and
+//! `domains::zone_line` here. Independent checks run concurrently.
 
 mod apis;
 mod domains;
@@ -15,8 +15,6 @@ use super::credentials::Credentials;
 use super::resolver::Resolver;
 use crate::config::Config;
 use crate::gcp::{Auth, Gcp, GcpError, RetryPolicy};
-pub use apis::api_line;
-pub use domains::zone_line;
 
 /// Why no access token could be had.
 #[derive(Debug, thiserror::Error)]
@@ -41,7 +39,7 @@ fn check_retry() -> RetryPolicy {
 }
 
 /// Runs every online check with these credentials.
-pub async fn run(config: &Config, creds: Credentials) -> Vec<Line> {
+pub(crate) async fn run(config: &Config, creds: Credentials) -> Vec<Line> {
     let mut lines = Vec::new();
     let who = creds
         .identity
@@ -107,7 +105,7 @@ pub async fn run(config: &Config, creds: Credentials) -> Vec<Line> {
 
 /// Every check after credentials and project, with a ready client. Public so tests
 /// can run them against an emulator with injected credentials.
-pub async fn checks(config: &Config, gcp: &Gcp, who: &str) -> Vec<Line> {
+pub(crate) async fn checks(config: &Config, gcp: &Gcp, who: &str) -> Vec<Line> {
     let resolver = Resolver::from_config(&config.dns.resolvers).await;
     let (apis, iam, dns, proxies) = tokio::join!(
         apis::apis(config, gcp),

@@ -10,11 +10,11 @@ use hickory_proto::rr::{Name, RData, Record, RecordType};
 use crate::dns::propagation::{Server, resolve_servers};
 
 /// Used when neither `dns.resolvers` nor /etc/resolv.conf name a resolver.
-pub const FALLBACK: &str = "8.8.8.8:53";
+pub(crate) const FALLBACK: &str = "8.8.8.8:53";
 
 /// The resolvers to ask, in order.
 #[derive(Clone, Debug)]
-pub struct Resolver {
+pub(crate) struct Resolver {
     pub servers: Vec<Server>,
     /// Where the list came from, for the report.
     pub source: String,
@@ -22,14 +22,14 @@ pub struct Resolver {
 
 /// An answer.
 #[derive(Clone, Debug)]
-pub struct Lookup {
+pub(crate) struct Lookup {
     pub rcode: ResponseCode,
     pub answers: Vec<Record>,
 }
 
 /// Why the resolvers could not be used or gave no answer.
 #[derive(Debug, thiserror::Error)]
-pub enum ResolverError {
+pub(crate) enum ResolverError {
     /// A resolver that does not resolve to an address (the DNS layer's text).
     #[error("{0}")]
     Servers(String),
@@ -51,7 +51,7 @@ pub enum ResolverError {
 }
 
 /// `nameserver` lines of resolv.conf, as `ip:53`.
-pub fn parse_resolv_conf(text: &str) -> Vec<String> {
+pub(crate) fn parse_resolv_conf(text: &str) -> Vec<String> {
     text.lines()
         .filter_map(|l| {
             let l = l.split(['#', ';']).next()?.trim();
@@ -65,7 +65,7 @@ pub fn parse_resolv_conf(text: &str) -> Vec<String> {
 
 impl Resolver {
     /// `dns.resolvers`, else the system resolver, else 8.8.8.8:53.
-    pub async fn from_config(configured: &[String]) -> Result<Resolver, ResolverError> {
+    pub(crate) async fn from_config(configured: &[String]) -> Result<Resolver, ResolverError> {
         let (specs, source) = if !configured.is_empty() {
             (configured.to_vec(), "dns.resolvers".to_string())
         } else {
@@ -86,14 +86,18 @@ impl Resolver {
     }
 
     /// Labels of the servers, for messages.
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         let list: Vec<String> = self.servers.iter().map(|s| s.addr.to_string()).collect();
         format!("{} ({})", list.join(", "), self.source)
     }
 
     /// Asks each resolver in turn until one answers (anything but SERVFAIL,
     /// REFUSED or silence).
-    pub async fn query(&self, name: &str, rtype: RecordType) -> Result<Lookup, ResolverError> {
+    pub(crate) async fn query(
+        &self,
+        name: &str,
+        rtype: RecordType,
+    ) -> Result<Lookup, ResolverError> {
         let mut last = ResolverError::NoResolver;
         for s in &self.servers {
             match query_one(name, rtype, s.addr).await {
@@ -113,7 +117,7 @@ impl Resolver {
     }
 
     /// The NS names served for `name` (lower case, absolute).
-    pub async fn ns(&self, name: &str) -> Result<Vec<String>, ResolverError> {
+    pub(crate) async fn ns(&self, name: &str) -> Result<Vec<String>, ResolverError> {
         let l = self.query(name, RecordType::NS).await?;
         Ok(l.answers
             .iter()
@@ -125,7 +129,7 @@ impl Resolver {
     }
 
     /// The CNAME target at `name`, if it is one.
-    pub async fn cname(&self, name: &str) -> Result<Option<String>, ResolverError> {
+    pub(crate) async fn cname(&self, name: &str) -> Result<Option<String>, ResolverError> {
         let l = self.query(name, RecordType::CNAME).await?;
         let qname = Name::from_ascii(name).map_err(|source| ResolverError::Name {
             name: name.to_string(),
@@ -138,7 +142,10 @@ impl Resolver {
     }
 
     /// The CAA records served at `name` (after any CNAME, as RFC 8659 says).
-    pub async fn caa(&self, name: &str) -> Result<Vec<super::caa::CaaRecord>, ResolverError> {
+    pub(crate) async fn caa(
+        &self,
+        name: &str,
+    ) -> Result<Vec<super::caa::CaaRecord>, ResolverError> {
         let l = self.query(name, RecordType::CAA).await?;
         Ok(l.answers
             .iter()

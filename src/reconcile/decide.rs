@@ -18,7 +18,7 @@ use crate::schedule::timing::{self, Validity};
 /// What to do for one certificate.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Action {
+pub enum Verdict {
     /// Healthy and not due.
     Nothing,
     /// Install the pending issued certificate (never issue again).
@@ -100,15 +100,15 @@ impl fmt::Display for Reason {
 
 /// The decision for one certificate.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Plan {
-    pub action: Action,
+pub struct Decision {
+    pub action: Verdict,
     /// Empty when there is nothing to do.
     pub reasons: Vec<Reason>,
     /// When the served certificate of ours renews (earliest over the proxies).
     pub renew_at: Option<(OffsetDateTime, timing::Reason)>,
     /// The served leaf of ours being replaced (ARI `replaces`).
     pub replaces: Option<LeafInfo>,
-    /// With [`Action::Swap`]: the served certificate of ours to put in place.
+    /// With [`Verdict::Swap`]: the served certificate of ours to put in place.
     pub swap_to: Option<String>,
     /// Certificates kept on a proxy that compete with ours for a name.
     pub competing: Vec<Competitor>,
@@ -116,7 +116,7 @@ pub struct Plan {
 
 /// Spreads fallback renewals of different certificates deterministically, so
 /// `renew` is reproducible: the first 8 bytes of SHA-256(name) as a fraction.
-pub fn jitter(certificate: &str) -> f64 {
+pub(crate) fn jitter(certificate: &str) -> f64 {
     let d = sha2::Sha256::digest(certificate.as_bytes());
     let mut b = [0u8; 8];
     b.copy_from_slice(&d[..8]);
@@ -124,7 +124,7 @@ pub fn jitter(certificate: &str) -> f64 {
 }
 
 /// When a served leaf of `certificate` renews (no ARI yet).
-pub fn renewal_of(certificate: &str, leaf: &LeafInfo) -> (OffsetDateTime, timing::Reason) {
+pub(crate) fn renewal_of(certificate: &str, leaf: &LeafInfo) -> (OffsetDateTime, timing::Reason) {
     let v = Validity {
         not_before: leaf.not_before,
         not_after: leaf.not_after,
@@ -133,7 +133,7 @@ pub fn renewal_of(certificate: &str, leaf: &LeafInfo) -> (OffsetDateTime, timing
 }
 
 /// Whether `pending` was issued for the configuration as it is now.
-pub fn pending_matches(cert: &CertificateConfig, pending: &IssuedCertificate) -> bool {
+pub(crate) fn pending_matches(cert: &CertificateConfig, pending: &IssuedCertificate) -> bool {
     pending.names == normalize_names(&cert.domains) && pending.key_type == cert.key_type
 }
 
@@ -144,7 +144,7 @@ pub fn decide(
     pending: Option<&IssuedCertificate>,
     now: OffsetDateTime,
     force: bool,
-) -> Plan {
+) -> Decision {
     let names = normalize_names(&cert.domains);
     let mut reasons = Vec::new();
     let mut served_ours: Vec<&ServedCertificate> = Vec::new();
@@ -229,8 +229,8 @@ pub fn decide(
         && pending_matches(cert, p)
         && now < p.leaf.not_after
     {
-        return Plan {
-            action: Action::Install,
+        return Decision {
+            action: Verdict::Install,
             reasons: vec![Reason::Pending {
                 serial: p.leaf.serial_hex.clone(),
             }],
@@ -247,13 +247,13 @@ pub fn decide(
             .iter()
             .all(|r| matches!(r, Reason::Superseded { .. }));
     let (action, swap_to) = if reasons.is_empty() {
-        (Action::Nothing, None)
+        (Verdict::Nothing, None)
     } else if only_superseded && distinct.len() == 1 {
-        (Action::Swap, Some(distinct[0].name.clone()))
+        (Verdict::Swap, Some(distinct[0].name.clone()))
     } else {
-        (Action::Issue, None)
+        (Verdict::Issue, None)
     };
-    Plan {
+    Decision {
         action,
         reasons,
         renew_at,
@@ -361,7 +361,7 @@ mod tests {
             NOW,
             false,
         );
-        assert_eq!(plan.action, Action::Nothing, "{:?}", plan.reasons);
+        assert_eq!(plan.action, Verdict::Nothing, "{:?}", plan.reasons);
         let (at, why) = plan.renew_at.unwrap();
         assert_eq!(why, timing::Reason::Lifetime);
         // Two thirds in, moved earlier by at most 1/20 of the lifetime.
@@ -382,7 +382,7 @@ mod tests {
             NOW,
             false,
         );
-        assert_eq!(plan.action, Action::Issue);
+        assert_eq!(plan.action, Verdict::Issue);
         assert!(matches!(plan.reasons[..], [Reason::Due { .. }]));
         assert_eq!(plan.replaces, Some(l));
     }
@@ -397,7 +397,7 @@ mod tests {
             NOW,
             true,
         );
-        assert_eq!(plan.action, Action::Issue);
+        assert_eq!(plan.action, Verdict::Issue);
         assert_eq!(plan.reasons, vec![Reason::Forced]);
     }
 
@@ -413,7 +413,7 @@ mod tests {
             NOW,
             true,
         );
-        assert_eq!(plan.action, Action::Install);
+        assert_eq!(plan.action, Verdict::Install);
         assert!(matches!(plan.reasons[..], [Reason::Pending { .. }]));
         // A pending certificate for other names is not installed.
         let other = pending(&["example.test"], KeyType::EcdsaP256);
@@ -424,7 +424,7 @@ mod tests {
             NOW,
             false,
         );
-        assert_eq!(plan.action, Action::Issue);
+        assert_eq!(plan.action, Verdict::Issue);
         // Nor one of another key type.
         let rsa = pending(&NAMES, KeyType::Rsa2048);
         let plan = decide(
@@ -434,7 +434,7 @@ mod tests {
             NOW,
             false,
         );
-        assert_eq!(plan.action, Action::Issue);
+        assert_eq!(plan.action, Verdict::Issue);
     }
 
     #[test]
@@ -472,7 +472,7 @@ mod tests {
             NOW,
             false,
         );
-        assert_eq!(plan.action, Action::Issue);
+        assert_eq!(plan.action, Verdict::Issue);
     }
 
     #[test]
@@ -490,7 +490,7 @@ mod tests {
             NOW,
             false,
         );
-        assert_eq!(plan.action, Action::Swap, "{:?}", plan.reasons);
+        assert_eq!(plan.action, Verdict::Swap, "{:?}", plan.reasons);
         assert_eq!(
             plan.reasons,
             vec![Reason::Superseded {
@@ -519,7 +519,7 @@ mod tests {
             NOW,
             false,
         );
-        assert_eq!(plan.action, Action::Issue);
+        assert_eq!(plan.action, Verdict::Issue);
         assert_eq!(plan.swap_to, None);
     }
 
@@ -537,7 +537,7 @@ mod tests {
             NOW,
             false,
         );
-        assert_eq!(plan.action, Action::Nothing, "{:?}", plan.reasons);
+        assert_eq!(plan.action, Verdict::Nothing, "{:?}", plan.reasons);
         assert_eq!(plan.competing.len(), 1);
         assert_eq!(plan.competing[0].shared, vec!["example.test".to_string()]);
     }

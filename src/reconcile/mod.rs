@@ -9,8 +9,8 @@
 //! run that starts anywhere in between finds the pending file, installs it (each
 //! install step reads GCP first and skips what is done) and never issues twice.
 
-pub mod decide;
-pub mod status;
+pub(crate) mod decide;
+pub(crate) mod status;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -25,7 +25,8 @@ use crate::lb::target::{self, CertificateTarget};
 use crate::lb::{self, InstallOptions, InstallReport, LbError, VerifyOptions};
 use crate::state::{CertificateLock, StateDir, StateError};
 
-pub use decide::{Action, Plan, Reason, decide};
+pub use decide::{Decision, Reason, Verdict, decide};
+pub use status::{CertificateStatus, StatusReport, status};
 
 /// Why renewing one certificate failed.
 #[derive(Debug, thiserror::Error)]
@@ -180,19 +181,19 @@ impl Renewer {
             force,
         );
         tracing::info!(certificate = %cert.name, action = ?plan.action, reasons = %join(&plan.reasons), "plan");
-        let _step = (plan.action != Action::Nothing).then(|| {
+        let _step = (plan.action != Verdict::Nothing).then(|| {
             crate::progress::Step::start(format!(
                 "{}: {}",
                 cert.name,
                 match plan.action {
-                    Action::Issue => "renewing",
-                    Action::Swap => "replacing a hand-made certificate",
+                    Verdict::Issue => "renewing",
+                    Verdict::Swap => "replacing a hand-made certificate",
                     _ => "installing the issued certificate",
                 }
             ))
         });
         let (issued, fresh) = match (plan.action, pending) {
-            (Action::Nothing, _) => {
+            (Verdict::Nothing, _) => {
                 return Ok(Outcome {
                     certificate: cert.name.clone(),
                     done: Done::Healthy {
@@ -201,7 +202,7 @@ impl Renewer {
                     took: started.elapsed(),
                 });
             }
-            (Action::Swap, _) if plan.swap_to.is_some() => {
+            (Verdict::Swap, _) if plan.swap_to.is_some() => {
                 let resource = plan.swap_to.clone().unwrap_or_default();
                 let report = target::retake(&target, cert, &resource, &self.install).await?;
                 return Ok(Outcome {
@@ -213,8 +214,8 @@ impl Renewer {
                     took: started.elapsed(),
                 });
             }
-            (Action::Install, Some(p)) => (p, false),
-            (Action::Install, None) | (Action::Issue, _) | (Action::Swap, _) => {
+            (Verdict::Install, Some(p)) => (p, false),
+            (Verdict::Install, None) | (Verdict::Issue, _) | (Verdict::Swap, _) => {
                 let mut req = IssueRequest::new(cert, &self.config.acme);
                 req.replaces = plan
                     .replaces

@@ -12,11 +12,11 @@ use crate::gcp::Gcp;
 use crate::lb::takeover::{Competitor, Fate};
 use crate::lb::target::TargetProject;
 use crate::lb::{self, CertificateTarget};
-use crate::reconcile::decide::{Action, decide};
+use crate::reconcile::decide::{Verdict, decide};
 use crate::state::StateDir;
 
 /// Version of the JSON document.
-pub const SCHEMA_VERSION: u32 = 1;
+pub(crate) const SCHEMA_VERSION: u32 = 1;
 
 /// The whole report.
 #[derive(Clone, Debug, Serialize)]
@@ -46,7 +46,7 @@ pub struct CertificateStatus {
     pub healthy: bool,
     /// What `renew` would do now: `nothing`, `install`, `issue` or `swap` (put
     /// the served certificate of ours in place of a hand-made one).
-    pub action: Action,
+    pub action: Verdict,
     /// Why, in words.
     pub reasons: Vec<String>,
     #[serde(with = "time::serde::rfc3339::option")]
@@ -105,7 +105,7 @@ impl DaemonStatus {
 }
 
 /// A hand-made certificate ours replaced (or would have), left in the project.
-pub use crate::lb::LeftBehind as HandMadeStatus;
+pub(crate) use crate::lb::LeftBehind as HandMadeStatus;
 
 /// An issued certificate not yet installed.
 #[derive(Clone, Debug, Serialize)]
@@ -184,7 +184,7 @@ async fn one(
         name: cert.name.clone(),
         domains: cert.domains.clone(),
         healthy: false,
-        action: Action::Issue,
+        action: Verdict::Issue,
         reasons: Vec::new(),
         next_renewal: None,
         next_renewal_reason: None,
@@ -221,7 +221,7 @@ async fn one(
     s.warnings = warnings;
     // A certificate a visitor can be handed for our names (or, first on the
     // proxy, without any name) that is expiring is not "ok" (issue #20).
-    s.healthy = plan.action == Action::Nothing && s.error.is_none() && !expiring;
+    s.healthy = plan.action == Verdict::Nothing && s.error.is_none() && !expiring;
     s.reasons = plan.reasons.iter().map(|r| r.to_string()).collect();
     s.next_renewal = plan.renew_at.map(|r| r.0);
     s.next_renewal_reason = plan.renew_at.map(|r| r.1.as_str());
@@ -267,7 +267,7 @@ fn role(names: &[String], c: &lb::ServedCertificate) -> &'static str {
 /// certificate a visitor of ours can be handed that expires within `soon`:
 /// one competing for a name, or the proxy's first (the one Google serves when
 /// the client sends no name it knows); the flag says whether one expires.
-pub fn warnings(
+pub(crate) fn warnings(
     obs: &lb::Observation,
     competing: &[Competitor],
     now: OffsetDateTime,

@@ -64,10 +64,10 @@ impl Reason {
 }
 
 /// Certificates of this lifetime or less renew at half-life rather than a third.
-pub const SHORT_LIVED: time::Duration = time::Duration::days(10);
+pub(crate) const SHORT_LIVED: time::Duration = time::Duration::days(10);
 
 /// Fraction of the lifetime that must remain at the fallback renewal point.
-pub fn fallback_ratio(v: &Validity) -> f64 {
+pub(crate) fn fallback_ratio(v: &Validity) -> f64 {
     if v.lifetime() <= SHORT_LIVED {
         0.5
     } else {
@@ -76,22 +76,22 @@ pub fn fallback_ratio(v: &Validity) -> f64 {
 }
 
 /// Below this fraction of the lifetime remaining, renewal is an emergency.
-pub const EMERGENCY_FRACTION: f64 = 1.0 / 20.0;
+pub(crate) const EMERGENCY_FRACTION: f64 = 1.0 / 20.0;
 
 /// The moment at which less than 1/20 of the lifetime remains.
-pub fn emergency_at(v: &Validity) -> OffsetDateTime {
+pub(crate) fn emergency_at(v: &Validity) -> OffsetDateTime {
     v.not_after - v.lifetime() * EMERGENCY_FRACTION
 }
 
 /// The fallback renewal moment: `fallback_ratio` of the lifetime before expiry,
 /// moved earlier by `jitter` (in 0..=1) times 1/20 of the lifetime.
-pub fn fallback_at(v: &Validity, jitter: f64) -> OffsetDateTime {
+pub(crate) fn fallback_at(v: &Validity, jitter: f64) -> OffsetDateTime {
     let base = v.not_after - v.lifetime() * fallback_ratio(v);
     base - v.lifetime() * (EMERGENCY_FRACTION * jitter.clamp(0.0, 1.0))
 }
 
 /// A moment inside the ARI window: `start + u * (end - start)`, `u` in 0..=1.
-pub fn ari_pick(w: &AriWindow, u: f64) -> OffsetDateTime {
+pub(crate) fn ari_pick(w: &AriWindow, u: f64) -> OffsetDateTime {
     if w.end <= w.start {
         return w.start;
     }
@@ -100,7 +100,7 @@ pub fn ari_pick(w: &AriWindow, u: f64) -> OffsetDateTime {
 
 /// When to renew, and why. `ari_choice` is the moment already picked in the
 /// current ARI window (see [`ari_pick`]); `jitter` in 0..=1 spreads the fallback.
-pub fn renewal_at(
+pub(crate) fn renewal_at(
     v: &Validity,
     ari_choice: Option<OffsetDateTime>,
     jitter: f64,
@@ -115,7 +115,7 @@ pub fn renewal_at(
 }
 
 /// Whether `now` is past the emergency floor.
-pub fn is_emergency(v: &Validity, now: OffsetDateTime) -> bool {
+pub(crate) fn is_emergency(v: &Validity, now: OffsetDateTime) -> bool {
     now >= emergency_at(v)
 }
 

@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::gcp::dns::{Change, ResourceRecordSet};
-use crate::gcp::lb::{Collection, NewTargetHttpsProxy};
 use crate::gcp::operation::Operation;
 use crate::gcp::run::INGRESS_INTERNAL_LOAD_BALANCER;
+use crate::gcp::stack_resources::{Collection, NewTargetHttpsProxy};
 use crate::gcp::{Gcp, GcpError, request_id};
 
 use super::plan::{Action, Target};

@@ -20,7 +20,7 @@ pub trait CertificateSource: Send + Sync {
 }
 
 /// Whether `cert` serves every name and has not expired at `now`.
-pub fn serves(cert: &SslCertificate, names: &[String], now: OffsetDateTime) -> bool {
+pub(crate) fn serves(cert: &SslCertificate, names: &[String], now: OffsetDateTime) -> bool {
     let covers = names.iter().all(|n| {
         cert.subject_alternative_names.iter().any(|s| {
             s.eq_ignore_ascii_case(n)
@@ -158,7 +158,7 @@ impl CertificateSource for IssueWithAcme {
 /// Removes the stored, not yet installed certificate of `cert_name` when its
 /// sslCertificate is one of `deleted`; returns the state files removed. Holds
 /// the certificate's lock, so a daemon renewing it is not pulled from under.
-pub async fn forget_deleted(
+pub(crate) async fn forget_deleted(
     state: &crate::state::StateDir,
     cert_name: &str,
     deleted: &[String],

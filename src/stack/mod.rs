@@ -1,7 +1,7 @@
 //! The stack reconciler behind `bootstrap` and `teardown`: the Cloud Run + IAP +
 //! HTTPS load balancer of the walkthrough, as a dependency graph of resources.
 //!
-//! `observe` reads what exists (I/O only), [`plan::plan`] / [`plan::teardown_plan`]
+//! `observe` reads what exists (I/O only), `plan::plan` / `plan::teardown_plan`
 //! decide what to do (pure, unit-tested), `apply` executes one action at a time,
 //! waiting on each operation, then everything is observed again: a converged
 //! stack plans nothing. Every resource we create carries a `description` starting
@@ -9,10 +9,10 @@
 //! only resources that carry it.
 
 mod apply;
-pub mod cert;
+pub(crate) mod cert;
 mod observe;
-pub mod plan;
-pub mod takeover;
+pub(crate) mod plan;
+pub(crate) mod takeover;
 
 use std::fmt;
 use std::path::Path;
@@ -21,7 +21,9 @@ use std::time::Instant;
 use sha2::Digest;
 
 pub use cert::{CertificateSource, ReuseExisting};
+pub use cert::{IssueWithAcme, find_ours};
 pub use observe::{DnsObserved, ObservedStack};
+pub use plan::INGRESS_LABEL;
 pub use plan::{Action, Plan, Target};
 
 use crate::config::stack::{ResolvedNames, Scheme};
@@ -406,7 +408,7 @@ where
             apply::run(gcp, desired, a, &mut ctx, certs, out).await?;
             report.applied.push(a.to_string());
             if let Action::Delete {
-                what: Target::Global(crate::gcp::lb::Collection::SslCertificates),
+                what: Target::Global(crate::gcp::stack_resources::Collection::SslCertificates),
                 name,
             } = a
             {

@@ -4,10 +4,10 @@
 use crate::dns::zone;
 use crate::gcp::compute::{SslCertificate, TargetHttpsProxy};
 use crate::gcp::dns::ResourceRecordSet;
-use crate::gcp::lb::{
+use crate::gcp::run::RunService;
+use crate::gcp::stack_resources::{
     Address, BackendService, ForwardingRule, NetworkEndpointGroup, TargetHttpProxy, UrlMap,
 };
-use crate::gcp::run::RunService;
 use crate::gcp::{Gcp, GcpError};
 use crate::lb::naming;
 

@@ -5,11 +5,11 @@ use std::fmt;
 use serde_json::{Map, Value};
 
 use crate::gcp::dns::ResourceRecordSet;
-use crate::gcp::lb::{
+use crate::gcp::run::INGRESS_INTERNAL_LOAD_BALANCER;
+use crate::gcp::stack_resources::{
     Address, Backend, BackendIap, BackendService, CloudRunTarget, Collection, ForwardingRule,
     NetworkEndpointGroup, TargetHttpProxy, UrlMap, UrlRedirect,
 };
-use crate::gcp::run::INGRESS_INTERNAL_LOAD_BALANCER;
 
 use super::observe::ObservedStack;
 use super::{Desired, StackError};
@@ -268,7 +268,7 @@ fn ingress_from_label(v: &str) -> Option<String> {
 /// would find the first and bootstrap would wire the stack to the wrong thing).
 /// The same name in two collections is legal but easy to misread in `gcloud`
 /// and in logs: a note.
-pub fn name_collisions(d: &Desired) -> (Vec<String>, Vec<String>) {
+pub(crate) fn name_collisions(d: &Desired) -> (Vec<String>, Vec<String>) {
     let n = &d.names;
     let mut errors = Vec::new();
     let mut warnings = Vec::new();
@@ -358,7 +358,7 @@ fn iap_drift(d: &Desired, seen: Option<&BackendIap>) -> Option<String> {
 
 /// The bootstrap plan: every missing resource created and every fixable drift
 /// fixed, in dependency order. Unfixable drift is an error naming each resource.
-pub fn plan(d: &Desired, o: &ObservedStack) -> Result<Plan, StackError> {
+pub(crate) fn plan(d: &Desired, o: &ObservedStack) -> Result<Plan, StackError> {
     let mut p = Plan::default();
     let (collide, confusing) = name_collisions(d);
     if !collide.is_empty() {
@@ -832,189 +832,8 @@ fn forwarding_rule(
     }
 }
 
-/// The teardown plan: what bootstrap created, backwards. Resources without our
-/// marker are left alone and noted.
-pub fn teardown_plan(d: &Desired, o: &ObservedStack) -> Plan {
-    let n = &d.names;
-    let mut p = Plan::default();
-    let mut kept_proxies: Vec<&[String]> = Vec::new();
-
-    // IAP members first: the policy goes away with the backend service.
-    if let (Some(b), Some(have)) = (&o.backend, &o.iap_members)
-        && d.is_marked(b.description.as_deref())
-    {
-        let ours: Vec<String> = d
-            .iap
-            .members
-            .iter()
-            .filter(|m| have.contains(m))
-            .cloned()
-            .collect();
-        if !ours.is_empty() {
-            p.actions.push(Action::RevokeIapAccess {
-                backend: b.name.clone(),
-                members: ours,
-            });
-        }
-    }
-    let step = |p: &mut Plan, c: Collection, name: &str, desc: Option<Option<&str>>| {
-        let Some(desc) = desc else { return };
-        if d.is_marked(desc) {
-            p.actions.push(Action::Delete {
-                what: Target::Global(c),
-                name: name.to_string(),
-            });
-        } else {
-            p.notes.push(format!(
-                "{} {name} was not created by gclb-acme (no \"{}\" marker in its description): left alone",
-                noun(c),
-                crate::lb::naming::MARKER
-            ));
-        }
-    };
-    let fr = Collection::ForwardingRules;
-    step(
-        &mut p,
-        fr,
-        &n.http_forwarding_rule,
-        o.http_forwarding_rule
-            .as_ref()
-            .map(|r| r.description.as_deref()),
-    );
-    step(
-        &mut p,
-        fr,
-        &n.forwarding_rule,
-        o.forwarding_rule.as_ref().map(|r| r.description.as_deref()),
-    );
-    step(
-        &mut p,
-        Collection::TargetHttpProxies,
-        &n.http_proxy,
-        o.http_proxy.as_ref().map(|r| r.description.as_deref()),
-    );
-    let https_desc = o
-        .https_proxy
-        .as_ref()
-        .map(|r| r.other.get("description").and_then(|v| v.as_str()));
-    step(
-        &mut p,
-        Collection::TargetHttpsProxies,
-        &n.https_proxy,
-        https_desc,
-    );
-    if let Some(px) = &o.https_proxy
-        && !d.is_marked(https_desc.flatten())
-    {
-        kept_proxies.push(&px.ssl_certificates);
-    }
-    for c in &o.certificates {
-        let in_use = kept_proxies
-            .iter()
-            .any(|l| l.iter().any(|u| last(u) == c.name));
-        if in_use {
-            p.notes.push(format!(
-                "certificate {} is ours but served by target HTTPS proxy {}, which is not: left alone",
-                c.name, n.https_proxy
-            ));
-        } else {
-            p.actions.push(Action::Delete {
-                what: Target::Global(Collection::SslCertificates),
-                name: c.name.clone(),
-            });
-        }
-    }
-    step(
-        &mut p,
-        Collection::UrlMaps,
-        &n.http_url_map,
-        o.http_url_map.as_ref().map(|r| r.description.as_deref()),
-    );
-    step(
-        &mut p,
-        Collection::UrlMaps,
-        &n.url_map,
-        o.url_map.as_ref().map(|r| r.description.as_deref()),
-    );
-    step(
-        &mut p,
-        Collection::BackendServices,
-        &n.backend,
-        o.backend.as_ref().map(|r| r.description.as_deref()),
-    );
-    if let Some(neg) = &o.neg {
-        if d.is_marked(neg.description.as_deref()) {
-            p.actions.push(Action::Delete {
-                what: Target::Neg {
-                    region: d.region.clone(),
-                },
-                name: neg.name.clone(),
-            });
-        } else {
-            p.notes.push(format!(
-                "network endpoint group {} was not created by gclb-acme: left alone",
-                neg.name
-            ));
-        }
-    }
-    // Our A records: exactly our address, nothing else.
-    if let Some(ip) = o.ip() {
-        for dn in &o.dns {
-            if let (Some(zone), Some(a)) = (&dn.zone, &dn.a) {
-                if a.rrdatas == [ip.clone()] {
-                    p.actions.push(Action::DeleteDnsA {
-                        zone: zone.clone(),
-                        record: a.clone(),
-                    });
-                } else {
-                    p.notes.push(format!(
-                        "DNS record {} A {} does not point only at our address {ip}: left alone",
-                        a.name,
-                        a.rrdatas.join(",")
-                    ));
-                }
-            }
-        }
-    }
-    step(
-        &mut p,
-        Collection::Addresses,
-        &n.ip,
-        o.address.as_ref().map(|r| r.description.as_deref()),
-    );
-    if o.invoker_granted
-        && let Some(agent) = &o.iap_agent
-    {
-        p.actions.push(Action::RevokeRunInvoker {
-            member: agent.clone(),
-        });
-    }
-    // Last: with the load balancer gone, the ingress bootstrap set would leave
-    // the service unreachable.
-    if let Some(run) = &o.run {
-        let lb_only = run.ingress.as_deref() == Some(INGRESS_INTERNAL_LOAD_BALANCER);
-        match run.label(INGRESS_LABEL).map(|v| (ingress_from_label(&v), v)) {
-            Some((Some(to), _)) => {
-                let mut labels = run.labels();
-                labels.remove(INGRESS_LABEL);
-                p.actions.push(Action::RestoreRunIngress { to, labels });
-            }
-            Some((None, v)) => p.notes.push(format!(
-                "Cloud Run service {} has label {INGRESS_LABEL}={v}, which names no ingress setting: its ingress is left at {}; set it yourself (gcloud run services update {} --region {} --ingress all) and remove the label",
-                d.service,
-                run.ingress.as_deref().unwrap_or("unset"),
-                d.service,
-                d.region
-            )),
-            None if lb_only => p.notes.push(format!(
-                "Cloud Run service {} keeps ingress {INGRESS_INTERNAL_LOAD_BALANCER}: bootstrap recorded no earlier value (it was already so, or an older gclb-acme set it), so teardown does not guess; without the load balancer only internal traffic reaches it: to open it, run gcloud run services update {} --region {} --ingress all",
-                d.service, d.service, d.region
-            )),
-            None => {}
-        }
-    }
-    p
-}
+mod teardown;
+pub(crate) use teardown::teardown_plan;
 
 #[cfg(test)]
 mod tests;

@@ -12,7 +12,7 @@ use crate::gcp::compute::name_of;
 use crate::lb::{self, InstallOptions, takeover};
 
 /// What the takeover would show the user, and whether there is a swap to make.
-pub struct Preview {
+pub(crate) struct Preview {
     pub lines: Vec<String>,
     pub swap: bool,
 }
@@ -33,7 +33,7 @@ fn config_of(d: &Desired) -> CertificateConfig {
 
 /// Reads the stack's HTTPS proxy and says what taking over would do; `None`
 /// when the proxy does not exist (bootstrap creates it with ours).
-pub async fn preview(gcp: &Gcp, d: &Desired) -> Result<Option<Preview>, StackError> {
+pub(crate) async fn preview(gcp: &Gcp, d: &Desired) -> Result<Option<Preview>, StackError> {
     let cfg = config_of(d);
     let obs = match lb::observe(gcp, &cfg).await {
         Ok(o) => o,
@@ -52,7 +52,7 @@ pub async fn preview(gcp: &Gcp, d: &Desired) -> Result<Option<Preview>, StackErr
 }
 
 /// The preview of one observed proxy (pure).
-pub fn lines(project: &str, p: &lb::ProxyObservation, names: &[String]) -> Preview {
+pub(crate) fn lines(project: &str, p: &lb::ProxyObservation, names: &[String]) -> Preview {
     let new_name = p
         .current(names)
         .first()

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use gclb_acme::acme::store::normalize_names;
+use gclb_acme::acme::normalize_names;
 use gclb_acme::acme::{
     AcmeClient, ClientOptions, Endpoint, IssuedCertificate, PollConfig, RetryConfig,
 };

@@ -34,7 +34,7 @@ async fn probe(
 /// The verdict on "is `api` enabled" from the answer to a cheap read of it. Any
 /// answer but `accessNotConfigured`/`SERVICE_DISABLED` proves it is enabled: Google
 /// checks that first, before permissions or existence.
-pub fn api_line(api: &str, project: &str, answer: &Result<Value, GcpError>) -> Line {
+pub(super) fn api_line(api: &str, project: &str, answer: &Result<Value, GcpError>) -> Line {
     let what = format!("API {api}");
     match answer {
         Ok(_) => Line::ok(format!("{what}: enabled")),

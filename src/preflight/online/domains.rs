@@ -26,7 +26,7 @@ enum ConfiguredZoneError {
 }
 
 /// The verdict on the zone of one domain.
-pub fn zone_line(
+pub(super) fn zone_line(
     domain: &str,
     found: &Result<ManagedZone, ZoneError>,
     zones: &[ManagedZone],
