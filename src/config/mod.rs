@@ -98,6 +98,10 @@ pub struct Endpoints {
     pub serviceusage: String,
     #[serde(default = "default_resourcemanager")]
     pub resourcemanager: String,
+    /// Cloud Storage's host: the JSON API lives under `storage/v1/`, uploads
+    /// under `upload/storage/v1/`.
+    #[serde(default = "default_storage")]
+    pub storage: String,
 }
 
 fn default_compute() -> String {
@@ -118,6 +122,9 @@ fn default_serviceusage() -> String {
 fn default_resourcemanager() -> String {
     "https://cloudresourcemanager.googleapis.com/v3/".into()
 }
+fn default_storage() -> String {
+    "https://storage.googleapis.com/".into()
+}
 
 impl Default for Endpoints {
     fn default() -> Self {
@@ -128,6 +135,7 @@ impl Default for Endpoints {
             run: default_run(),
             serviceusage: default_serviceusage(),
             resourcemanager: default_resourcemanager(),
+            storage: default_storage(),
         }
     }
 }
@@ -184,6 +192,10 @@ pub struct EabConfig {
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct DnsConfig {
+    /// Where the challenge TXT records are written (`dns::from_config` is the
+    /// one place that reads it).
+    #[serde(default)]
+    pub provider: DnsProviderKind,
     /// `host:port` list; when set, propagation is checked against these instead of
     /// the zone's own name servers.
     #[serde(default)]
@@ -210,6 +222,7 @@ fn default_ttl() -> u32 {
 impl Default for DnsConfig {
     fn default() -> Self {
         DnsConfig {
+            provider: DnsProviderKind::default(),
             nameservers: Vec::new(),
             resolvers: Vec::new(),
             propagation_timeout: default_propagation_timeout(),
@@ -296,6 +309,15 @@ impl Default for DaemonConfig {
             verify_after_swap: true,
         }
     }
+}
+
+/// The DNS providers gclb-acme can write DNS-01 records with (`[dns] provider`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+pub enum DnsProviderKind {
+    /// Cloud DNS, in the project of `gcp.project`.
+    #[default]
+    #[serde(rename = "cloud_dns")]
+    CloudDns,
 }
 
 /// Key algorithms the load balancer accepts.

@@ -112,6 +112,16 @@ fn wrong_types_name_the_key_and_line() {
 }
 
 #[test]
+fn the_dns_provider_defaults_to_cloud_dns_and_names_the_choices() {
+    let c = parse(MINIMAL, "config.toml").unwrap();
+    assert_eq!(c.dns.provider, DnsProviderKind::CloudDns);
+    let e = error("[dns]\nprovider = \"route53\"\n");
+    assert_contains(&e, "config.toml:2:");
+    assert_contains(&e, "dns.provider");
+    assert_contains(&e, "unknown variant `route53`, expected `cloud_dns`");
+}
+
+#[test]
 fn malformed_toml_names_the_line() {
     let e = error("[acme\naccept_terms = true\n");
     assert_contains(&e, "config.toml:1:");

@@ -31,6 +31,7 @@ impl GcpConfig {
             ("run", &mut e.run),
             ("serviceusage", &mut e.serviceusage),
             ("resourcemanager", &mut e.resourcemanager),
+            ("storage", &mut e.storage),
         ] {
             match check_url(url, false) {
                 Ok(()) => {

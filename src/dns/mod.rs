@@ -19,7 +19,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::config::DnsConfig;
+use crate::config::{DnsConfig, DnsProviderKind};
 use crate::gcp::{Gcp, GcpError};
 pub use cloud_dns::{CloudDnsProvider, Target};
 pub use propagation::Checker;
@@ -144,10 +144,10 @@ impl DnsProvider for Provider {
 /// [`Provider`] and an arm here (keyed on a `[dns]` setting).
 /// `zone`: the certificate's configured zone (skips discovery), if any.
 pub fn from_config(gcp: Gcp, config: &DnsConfig, zone: Option<String>) -> Solver<Provider> {
-    Solver::with_provider(
-        Provider::CloudDns(CloudDnsProvider::new(gcp, config, zone)),
-        config,
-    )
+    let provider = match config.provider {
+        DnsProviderKind::CloudDns => Provider::CloudDns(CloudDnsProvider::new(gcp, config, zone)),
+    };
+    Solver::with_provider(provider, config)
 }
 
 /// Why DNS-01 work failed.
@@ -175,6 +175,8 @@ pub enum DnsError {
     Propagation(#[from] PropagationError),
     #[error("cannot find the name servers to check: {0}")]
     Servers(String),
+    #[error("cannot find the name servers to check: {0}")]
+    ServerAddress(#[from] propagation::ServerError),
 }
 
 impl DnsError {
@@ -182,7 +184,10 @@ impl DnsError {
     pub fn is_retryable(&self) -> bool {
         match self {
             DnsError::Gcp { source, .. } => source.is_retryable(),
-            DnsError::Contended { .. } | DnsError::Propagation(_) | DnsError::Servers(_) => true,
+            DnsError::Contended { .. }
+            | DnsError::Propagation(_)
+            | DnsError::Servers(_)
+            | DnsError::ServerAddress(_) => true,
             DnsError::Zone(_) | DnsError::Cname { .. } => false,
         }
     }
@@ -327,11 +332,7 @@ impl<P: DnsProvider> Solver<P> {
         }
         let mut out = Vec::new();
         for s in specs {
-            out.extend(
-                propagation::resolve_servers(s)
-                    .await
-                    .map_err(DnsError::Servers)?,
-            );
+            out.extend(propagation::resolve_servers(s).await?);
         }
         Ok(out)
     }

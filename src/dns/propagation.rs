@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::{Name, RData, RecordType};
 
+use super::wire::WireError;
+
 /// A name server to ask, with the name we know it by (for messages).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Server {
@@ -39,6 +41,30 @@ pub enum PropagationError {
     },
     #[error("no authoritative name server to check {0}")]
     NoServers(String),
+}
+
+/// Why one TXT query to one server gave no answer to compare.
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    #[error("bad name {name}: {reason}")]
+    BadName { name: String, reason: String },
+    #[error(transparent)]
+    Wire(#[from] WireError),
+    /// The server answered with an error code (not NXDOMAIN).
+    #[error("{0}")]
+    Rcode(ResponseCode),
+}
+
+/// Why a configured name server has no address to ask.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("cannot resolve name server {host}: {source}")]
+    Resolve {
+        host: String,
+        source: std::io::Error,
+    },
+    #[error("name server {host} has no address")]
+    NoAddress { host: String },
 }
 
 /// One server that did not serve a name's values in time.
@@ -166,7 +192,7 @@ impl Checker {
                         format!("{} other value(s)", served.len())
                     };
                 }
-                Err(e) => last = e,
+                Err(e) => last = e.to_string(),
             }
             let now = Instant::now();
             if now >= deadline {
@@ -182,8 +208,11 @@ impl Checker {
     }
 
     /// The TXT values `server` serves for `name` (empty for NXDOMAIN/NODATA).
-    pub async fn txt(&self, name: &str, server: SocketAddr) -> Result<Vec<String>, String> {
-        let qname = Name::from_ascii(name).map_err(|e| format!("bad name {name}: {e}"))?;
+    pub async fn txt(&self, name: &str, server: SocketAddr) -> Result<Vec<String>, QueryError> {
+        let qname = Name::from_ascii(name).map_err(|e| QueryError::BadName {
+            name: name.to_string(),
+            reason: e.to_string(),
+        })?;
         let answer = super::wire::query(name, RecordType::TXT, server, false).await;
         // Count what was sent, answered or not.
         self.queries
@@ -191,7 +220,7 @@ impl Checker {
         let resp = answer?.message;
         match resp.metadata.response_code {
             ResponseCode::NoError | ResponseCode::NXDomain => {}
-            rc => return Err(format!("{rc}")),
+            rc => return Err(QueryError::Rcode(rc)),
         }
         Ok(resp
             .answers
@@ -211,7 +240,7 @@ impl Checker {
 }
 
 /// Resolves `host:port` (or `host` with port 53) to name-server addresses.
-pub(crate) async fn resolve_servers(spec: &str) -> Result<Vec<Server>, String> {
+pub(crate) async fn resolve_servers(spec: &str) -> Result<Vec<Server>, ServerError> {
     let spec = spec.trim_end_matches('.');
     if let Ok(addr) = spec.parse::<SocketAddr>() {
         return Ok(vec![Server {
@@ -227,7 +256,10 @@ pub(crate) async fn resolve_servers(spec: &str) -> Result<Vec<Server>, String> {
     };
     let addrs = tokio::net::lookup_host((host, port))
         .await
-        .map_err(|e| format!("cannot resolve name server {host}: {e}"))?;
+        .map_err(|source| ServerError::Resolve {
+            host: host.to_string(),
+            source,
+        })?;
     let servers: Vec<Server> = addrs
         .map(|addr| Server {
             label: host.to_string(),
@@ -235,7 +267,9 @@ pub(crate) async fn resolve_servers(spec: &str) -> Result<Vec<Server>, String> {
         })
         .collect();
     if servers.is_empty() {
-        return Err(format!("name server {host} has no address"));
+        return Err(ServerError::NoAddress {
+            host: host.to_string(),
+        });
     }
     Ok(servers)
 }

@@ -12,6 +12,7 @@ pub mod resourcemanager_iam;
 pub mod run;
 pub mod serviceusage;
 pub mod stack_resources;
+pub mod storage;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -39,6 +40,7 @@ pub enum Api {
     Run,
     ServiceUsage,
     ResourceManager,
+    Storage,
 }
 
 impl Api {
@@ -50,6 +52,7 @@ impl Api {
             Api::Run => "run",
             Api::ServiceUsage => "serviceusage",
             Api::ResourceManager => "resourcemanager",
+            Api::Storage => "storage",
         }
     }
 }
@@ -211,6 +214,31 @@ impl Call {
     }
 }
 
+/// A request body and its content type: JSON for most calls, the object's own
+/// bytes for a Cloud Storage media upload.
+#[derive(Clone, Debug)]
+pub(crate) struct Payload {
+    pub content_type: String,
+    pub bytes: Vec<u8>,
+}
+
+impl Payload {
+    fn json<B: Serialize + ?Sized>(body: &B) -> Result<Payload, serde_json::Error> {
+        Ok(Payload {
+            content_type: "application/json".into(),
+            bytes: serde_json::to_vec(body)?,
+        })
+    }
+}
+
+/// A 2xx answer: its headers (Cloud Storage puts an object's generation there)
+/// and body.
+#[derive(Clone, Debug)]
+pub(crate) struct Reply {
+    pub headers: reqwest::header::HeaderMap,
+    pub bytes: Vec<u8>,
+}
+
 impl Gcp {
     /// A client with explicit credentials and project.
     pub fn new(endpoints: Endpoints, project: String, auth: Auth) -> Result<Gcp, GcpError> {
@@ -257,6 +285,7 @@ impl Gcp {
             Api::Run => &e.run,
             Api::ServiceUsage => &e.serviceusage,
             Api::ResourceManager => &e.resourcemanager,
+            Api::Storage => &e.storage,
         }
     }
 
@@ -273,7 +302,29 @@ impl Gcp {
         url: &str,
         body: Option<&B>,
     ) -> Result<T, GcpError> {
-        self.call_with(call, method.clone(), url, body, |bytes| {
+        let body = match body {
+            Some(b) => Some(Payload::json(b).map_err(|e| GcpError::Decode {
+                method: method.to_string(),
+                url: url.to_string(),
+                status: 0,
+                message: format!("cannot encode the request: {e}"),
+            })?),
+            None => None,
+        };
+        self.call_payload(call, method, url, body.as_ref()).await
+    }
+
+    /// Sends a request with a prepared body (JSON, or the bytes of a Cloud
+    /// Storage media upload) and decodes the JSON answer.
+    pub(crate) async fn call_payload<T: DeserializeOwned>(
+        &self,
+        call: Call,
+        method: Method,
+        url: &str,
+        body: Option<&Payload>,
+    ) -> Result<T, GcpError> {
+        self.call_with(call, method.clone(), url, body, |reply| {
+            let bytes = &reply.bytes[..];
             let bytes = if bytes.is_empty() { &b"{}"[..] } else { bytes };
             serde_json::from_slice(bytes).map_err(|e| {
                 // A truncated or garbled 2xx body is a transport accident: retry it
@@ -300,37 +351,41 @@ impl Gcp {
         .await
     }
 
+    /// Sends a request with any body and returns the raw 2xx answer, under the
+    /// same retry loop as [`Gcp::call`] (Cloud Storage media up- and downloads).
+    pub(crate) async fn call_raw(
+        &self,
+        call: Call,
+        method: Method,
+        url: &str,
+        body: Option<&Payload>,
+    ) -> Result<Reply, GcpError> {
+        self.call_with(call, method, url, body, |reply| Ok(reply.clone()))
+            .await
+    }
+
     /// The one retry loop of a call: transient HTTP errors, transport errors and
     /// (through `accept`) garbled 2xx bodies all count against the same
     /// `max_attempts`, so a call never nests one ladder inside another. The first
     /// failure is a WARN at once (an operator tailing the journal sees an outage
     /// start), each further retry an INFO, and the end a summary: success after
     /// N attempts, or giving up.
-    async fn call_with<B: Serialize + ?Sized, T>(
+    async fn call_with<T>(
         &self,
         call: Call,
         method: Method,
         url: &str,
-        body: Option<&B>,
+        body: Option<&Payload>,
         // The error, and whether it is a transient accident worth a retry.
-        accept: impl Fn(&[u8]) -> Result<T, Box<(GcpError, bool)>>,
+        accept: impl Fn(&Reply) -> Result<T, Box<(GcpError, bool)>>,
     ) -> Result<T, GcpError> {
-        let body = match body {
-            Some(b) => Some(serde_json::to_vec(b).map_err(|e| GcpError::Decode {
-                method: method.to_string(),
-                url: url.to_string(),
-                status: 0,
-                message: format!("cannot encode the request: {e}"),
-            })?),
-            None => None,
-        };
         let first = Instant::now();
         let max = self.retry.max_attempts.max(1);
         let mut attempt = 0u32;
         loop {
             attempt += 1;
             let started = Instant::now();
-            let result = self.once(call, &method, url, body.as_deref()).await;
+            let result = self.once(call, &method, url, body).await;
             let code = match &result {
                 Ok(_) => 200,
                 Err((GcpError::Api(e), _)) => e.code,
@@ -438,8 +493,8 @@ impl Gcp {
         call: Call,
         method: &Method,
         url: &str,
-        body: Option<&[u8]>,
-    ) -> Result<Vec<u8>, (GcpError, Option<Duration>)> {
+        body: Option<&Payload>,
+    ) -> Result<Reply, (GcpError, Option<Duration>)> {
         let transport = |message: String, maybe_sent: bool| GcpError::Transport {
             method: method.to_string(),
             url: url.to_string(),
@@ -456,8 +511,8 @@ impl Gcp {
         }
         if let Some(b) = body {
             req = req
-                .header(reqwest::header::CONTENT_TYPE, "application/json")
-                .body(b.to_vec());
+                .header(reqwest::header::CONTENT_TYPE, b.content_type.as_str())
+                .body(b.bytes.clone());
         } else if *method == Method::POST {
             req = req.header(reqwest::header::CONTENT_LENGTH, "0");
         }
@@ -466,6 +521,7 @@ impl Gcp {
             .await
             .map_err(|e| (transport(describe_reqwest(&e), e.is_timeout()), None))?;
         let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
         let retry_after = resp
             .headers()
             .get(reqwest::header::RETRY_AFTER)
@@ -477,7 +533,10 @@ impl Gcp {
             .await
             .map_err(|e| (transport(describe_reqwest(&e), true), None))?;
         if (200..300).contains(&status) {
-            return Ok(bytes.to_vec());
+            return Ok(Reply {
+                headers,
+                bytes: bytes.to_vec(),
+            });
         }
         let request = format!("{method} {url}");
         match ApiError::from_body(status, &bytes, request) {
@@ -706,6 +765,7 @@ mod tests {
             ("operation.rs", include_str!("operation.rs")),
             ("serviceusage.rs", include_str!("serviceusage.rs")),
             ("resourcemanager.rs", include_str!("resourcemanager.rs")),
+            ("storage.rs", include_str!("storage.rs")),
         ] {
             assert!(
                 !src.contains("requestId="),

@@ -210,7 +210,7 @@ impl CertificateTarget for SslCertificates<'_> {
         &self,
         cert: &CertificateConfig,
         project: &left_behind::Project,
-    ) -> Result<Vec<left_behind::LeftBehind>, String> {
+    ) -> Result<Vec<left_behind::LeftBehind>, left_behind::LeftBehindError> {
         left_behind::left_behind(self.gcp, cert, project).await
     }
 

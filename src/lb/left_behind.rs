@@ -4,12 +4,14 @@
 //! configured proxy lists any more, named, with where they are still served
 //! and the command that deletes them.
 
+use std::sync::Arc;
+
 use serde::Serialize;
 
 use crate::acme::store;
 use crate::config::CertificateConfig;
-use crate::gcp::Gcp;
 use crate::gcp::compute::{SslCertificate, TargetHttpsProxy, name_of};
+use crate::gcp::{Gcp, GcpError};
 use crate::lb::observe::served_from;
 use crate::lb::takeover::{self, Overlap};
 
@@ -31,9 +33,16 @@ pub struct Project {
     read: tokio::sync::OnceCell<Lists>,
 }
 
+/// Why the certificates left behind cannot be looked for: listing the
+/// project's proxies or certificates failed (shared by every entry of one
+/// `status` run, hence the `Arc`).
+#[derive(Clone, Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct LeftBehindError(Arc<GcpError>);
+
 type Lists = (
-    Result<Vec<TargetHttpsProxy>, String>,
-    Result<Vec<SslCertificate>, String>,
+    Result<Vec<TargetHttpsProxy>, LeftBehindError>,
+    Result<Vec<SslCertificate>, LeftBehindError>,
 );
 
 impl Project {
@@ -43,11 +52,11 @@ impl Project {
                 let proxies = gcp
                     .list_target_https_proxies()
                     .await
-                    .map_err(|e| e.to_string());
+                    .map_err(|e| LeftBehindError(Arc::new(e)));
                 let certificates = gcp
                     .list_ssl_certificates(None)
                     .await
-                    .map_err(|e| e.to_string());
+                    .map_err(|e| LeftBehindError(Arc::new(e)));
                 (proxies, certificates)
             })
             .await
@@ -60,7 +69,7 @@ pub(crate) async fn left_behind(
     gcp: &Gcp,
     cert: &CertificateConfig,
     project: &Project,
-) -> Result<Vec<LeftBehind>, String> {
+) -> Result<Vec<LeftBehind>, LeftBehindError> {
     let (proxies, certificates) = match project.lists(gcp).await {
         (Ok(p), Ok(c)) => (p, c),
         (Err(e), _) | (_, Err(e)) => return Err(e.clone()),

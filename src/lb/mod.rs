@@ -30,7 +30,7 @@ use crate::gcp::GcpError;
 
 pub use install::{HandMade, InstallOptions, InstallReport, StepHook, install, retake};
 pub use install::{cleanup, step};
-pub use left_behind::LeftBehind;
+pub use left_behind::{LeftBehind, LeftBehindError};
 pub use observe::{Observation, ProxyObservation, ServedCertificate, observe};
 pub use proxies::RewriteError;
 pub use takeover::serves;

@@ -14,7 +14,7 @@ use crate::acme::IssuedCertificate;
 use crate::config::CertificateConfig;
 use crate::gcp::Gcp;
 use crate::lb::install::{self, InstallOptions, InstallReport, step};
-use crate::lb::left_behind::{self, LeftBehind};
+use crate::lb::left_behind::{self, LeftBehind, LeftBehindError};
 use crate::lb::{LbError, Observation};
 
 /// What [`CertificateTarget::upload`] is given.
@@ -109,7 +109,7 @@ pub trait CertificateTarget: Sync {
         &self,
         cert: &CertificateConfig,
         project: &Self::Project,
-    ) -> impl Future<Output = Result<Vec<LeftBehind>, String>> + Send;
+    ) -> impl Future<Output = Result<Vec<LeftBehind>, LeftBehindError>> + Send;
 
     /// Checks every frontend can take the certificate, then uploads it.
     fn upload(
@@ -209,7 +209,7 @@ impl CertificateTarget for Target<'_> {
         &self,
         cert: &CertificateConfig,
         project: &TargetProject,
-    ) -> Result<Vec<LeftBehind>, String> {
+    ) -> Result<Vec<LeftBehind>, LeftBehindError> {
         let Target::SslCertificates(t) = self;
         t.left_behind(cert, &project.ssl_certificates).await
     }
@@ -288,7 +288,7 @@ mod tests {
             &self,
             _: &CertificateConfig,
             _: &(),
-        ) -> Result<Vec<LeftBehind>, String> {
+        ) -> Result<Vec<LeftBehind>, LeftBehindError> {
             self.log("left_behind");
             Ok(Vec::new())
         }

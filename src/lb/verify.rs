@@ -216,7 +216,7 @@ pub(crate) async fn verify_ip(
                     served_serial = certs::leaf_info(&der).ok().map(|l| l.serial_hex);
                     error = None;
                 }
-                Err(e) => error = Some(e),
+                Err(e) => error = Some(e.to_string()),
             }
             if Instant::now() + opts.interval > deadline {
                 tracing::warn!(proxy, %addr, name, ?served_serial, ?error, "the load balancer does not serve the new certificate yet");
@@ -238,18 +238,48 @@ pub(crate) async fn verify_ip(
     }
 }
 
+/// Why the served leaf could not be read. The caller reports it as text in
+/// [`VerifyOutcome::Stale`]; the chain of causes is kept in the message.
+#[derive(Debug, thiserror::Error)]
+enum LeafError {
+    #[error("{}: {source}", path.display())]
+    ReadRoots {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}: {source}", path.display())]
+    ParseRoots {
+        path: PathBuf,
+        source: reqwest::Error,
+    },
+    #[error("{0}")]
+    Client(reqwest::Error),
+    /// The request failed; the text is the error and each of its causes.
+    #[error("{0}")]
+    Request(String),
+    #[error("no peer certificate in the TLS session")]
+    NoPeerCertificate,
+}
+
 /// The leaf served to SNI `host` at `addr`, after full verification.
 async fn served_leaf(
     host: &str,
     addr: SocketAddr,
     extra_roots: &[PathBuf],
-) -> Result<Vec<u8>, String> {
+) -> Result<Vec<u8>, LeafError> {
     let mut roots = Vec::new();
     for path in extra_roots {
-        let pem = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let pem = std::fs::read(path).map_err(|source| LeafError::ReadRoots {
+            path: path.clone(),
+            source,
+        })?;
         roots.extend(
-            reqwest::Certificate::from_pem_bundle(&pem)
-                .map_err(|e| format!("{}: {e}", path.display()))?,
+            reqwest::Certificate::from_pem_bundle(&pem).map_err(|source| {
+                LeafError::ParseRoots {
+                    path: path.clone(),
+                    source,
+                }
+            })?,
         );
     }
     let client = reqwest::Client::builder()
@@ -259,7 +289,7 @@ async fn served_leaf(
         .timeout(Duration::from_secs(10))
         .redirect(reqwest::redirect::Policy::none())
         .build()
-        .map_err(|e| e.to_string())?;
+        .map_err(LeafError::Client)?;
     let url = format!("https://{host}:{}/", addr.port());
     let resp = client.head(&url).send().await.map_err(|e| {
         let mut s = e.to_string();
@@ -269,13 +299,13 @@ async fn served_leaf(
             s.push_str(&inner.to_string());
             src = inner.source();
         }
-        s
+        LeafError::Request(s)
     })?;
     resp.extensions()
         .get::<reqwest::tls::TlsInfo>()
         .and_then(|t| t.peer_certificate())
         .map(<[u8]>::to_vec)
-        .ok_or_else(|| "no peer certificate in the TLS session".to_string())
+        .ok_or(LeafError::NoPeerCertificate)
 }
 
 #[cfg(test)]

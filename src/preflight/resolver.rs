@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 
-use crate::dns::propagation::{Server, resolve_servers};
+use crate::dns::propagation::{Server, ServerError, resolve_servers};
 
 /// Used when neither `dns.resolvers` nor /etc/resolv.conf name a resolver.
 pub(crate) const FALLBACK: &str = "8.8.8.8:53";
@@ -32,7 +32,7 @@ pub(crate) struct Lookup {
 pub(crate) enum ResolverError {
     /// A resolver that does not resolve to an address (the DNS layer's text).
     #[error("{0}")]
-    Servers(String),
+    Servers(#[from] ServerError),
     #[error("no resolver configured")]
     NoResolver,
     #[error("{server} answered {rcode}")]
@@ -80,7 +80,7 @@ impl Resolver {
         };
         let mut servers = Vec::new();
         for s in &specs {
-            servers.extend(resolve_servers(s).await.map_err(ResolverError::Servers)?);
+            servers.extend(resolve_servers(s).await?);
         }
         Ok(Resolver { servers, source })
     }

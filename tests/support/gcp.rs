@@ -45,6 +45,7 @@ impl Cloud {
             run: format!("{b}v2/"),
             serviceusage: format!("{b}v1beta1/"),
             resourcemanager: format!("{b}v3/"),
+            storage: b.clone(),
         }
     }
 

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Conformance: drive the gcp-emulator with Google's own Python client.
+# Conformance: drive the gcp-emulator with Google's own Python clients
+# (google-api-python-client; google-cloud-storage for Cloud Storage).
 # Usage: tests/gcp-emulator/conformance/run.sh [pytest args...]
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -10,8 +11,8 @@ if [ ! -x "$venv/bin/python" ]; then
   python3 -m venv "$venv"
 fi
 # Installs only into the virtualenv; a no-op once satisfied.
-if ! "$venv/bin/python" -c 'import googleapiclient, pytest, cryptography' 2>/dev/null; then
-  "$venv/bin/pip" install --quiet google-api-python-client pytest cryptography
+if ! "$venv/bin/python" -c 'import googleapiclient, pytest, cryptography, google.cloud.storage' 2>/dev/null; then
+  "$venv/bin/pip" install --quiet google-api-python-client pytest cryptography google-cloud-storage
 fi
 
 (cd "$root" && cargo build --quiet -p gcp-emulator --bin gcp-emulator)
@@ -19,4 +20,4 @@ target="${CARGO_TARGET_DIR:-$root/target}"
 export EMULATOR_BIN="$target/debug/gcp-emulator"
 
 cd "$here"
-exec "$venv/bin/python" -m pytest -q conformance_test.py "$@"
+exec "$venv/bin/python" -m pytest -q conformance_test.py storage_test.py "$@"

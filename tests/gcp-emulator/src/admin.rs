@@ -151,12 +151,14 @@ impl FaultRule {
                 403 => "rateLimitExceeded",
                 500 => "backendError",
                 503 => "backendError",
+                412 => "conditionNotMet",
                 _ => "backendError",
             }
             .to_string()
         });
         let message = self.message.clone().unwrap_or_else(|| match code {
             429 | 403 => "Rate Limit Exceeded".to_string(),
+            412 => crate::storage::PRECONDITION_MESSAGE.to_string(),
             503 => "The service is currently unavailable.".to_string(),
             _ => "Internal error. Please try again.".to_string(),
         });
@@ -272,7 +274,10 @@ impl Admin {
 
 /// The error style of the API a path belongs to.
 pub fn style_for(path: &str) -> Style {
-    if path.starts_with("/compute/") || path.starts_with("/dns/") {
+    if path.starts_with("/compute/")
+        || path.starts_with("/dns/")
+        || crate::storage::is_storage_path(path)
+    {
         Style::V1
     } else {
         Style::Aip193
@@ -411,6 +416,11 @@ async fn handle(
     // Validate the request body against the method's request schema, so unknown
     // fields and wrong types fail as Google fails them (400 `invalid`).
     let req = match (found, bytes) {
+        // A media upload's body is the object's bytes, not a JSON resource
+        // (the storage module checks a multipart upload's metadata part).
+        (Some(_), Some(bytes)) if parts.uri.path().starts_with("/upload/") => {
+            Request::from_parts(parts, Body::from(bytes))
+        }
         (Some(m), Some(bytes)) => {
             if let Err(e) = shared.discovery.validate_request(m, &bytes) {
                 return match style {

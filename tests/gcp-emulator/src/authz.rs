@@ -178,6 +178,20 @@ pub const TABLE: &[(&str, &[&str])] = &[
     // Resource Manager v3.
     ("cloudresourcemanager.projects.get",                  &["resourcemanager.projects.get"]),
     ("cloudresourcemanager.projects.testIamPermissions",   &[]),
+    // Cloud Storage (JSON API). An insert that replaces an object also needs
+    // `storage.objects.delete`, which the storage module checks itself (the
+    // object's name may be in the query, which this module does not see).
+    ("storage.buckets.insert",                             &["storage.buckets.create"]),
+    ("storage.buckets.get",                                &["storage.buckets.get"]),
+    ("storage.buckets.list",                               &["storage.buckets.list"]),
+    ("storage.buckets.getIamPolicy",                       &["storage.buckets.getIamPolicy"]),
+    ("storage.buckets.setIamPolicy",                       &["storage.buckets.setIamPolicy"]),
+    ("storage.buckets.testIamPermissions",                 &[]),
+    ("storage.objects.insert",                             &["storage.objects.create"]),
+    ("storage.objects.get",                                &["storage.objects.get"]),
+    ("storage.objects.list",                               &["storage.objects.list"]),
+    ("storage.objects.delete",                             &["storage.objects.delete"]),
+    ("storage.objects.patch",                              &["storage.objects.update"]),
 ];
 
 /// The table's entry for a method id.
@@ -194,7 +208,7 @@ pub struct Need {
 }
 
 impl Need {
-    fn new(permission: impl Into<String>, resource: impl Into<String>) -> Need {
+    pub fn new(permission: impl Into<String>, resource: impl Into<String>) -> Need {
         Need {
             permission: permission.into(),
             resource: resource.into(),
@@ -229,7 +243,8 @@ impl Iam {
             && self.granted.as_ref().is_none_or(|g| g.contains(permission))
     }
 
-    fn record(&mut self, method: Option<&str>, need: &Need, granted: bool) {
+    /// Records one check (what `checked` reports).
+    pub fn record(&mut self, method: Option<&str>, need: &Need, granted: bool) {
         self.checked.insert(need.permission.clone());
         if self.detail.len() < MAX_DETAIL {
             self.detail.push(Checked {
@@ -247,6 +262,7 @@ impl Iam {
 enum Family {
     Compute,
     Dns,
+    Storage,
     /// Run, IAP, Resource Manager, Service Usage.
     Aip193,
 }
@@ -256,6 +272,8 @@ fn family(path: &str) -> Option<Family> {
         Some(Family::Compute)
     } else if path.starts_with("/dns/") {
         Some(Family::Dns)
+    } else if crate::storage::is_storage_path(path) {
+        Some(Family::Storage)
     } else if ["/v1/", "/v1beta1/", "/v2/", "/v3/", "/apis/"]
         .iter()
         .any(|p| path.starts_with(p))
@@ -279,6 +297,23 @@ pub fn denied_error(path: &str, need: &Need) -> ApiError {
         ),
         // Cloud DNS's v1 API says no more than this.
         Some(Family::Dns) => ApiError::new(403, "forbidden", "Forbidden"),
+        // Cloud Storage names the caller (an identity the emulator does not
+        // model), the permission and the kind of resource.
+        Some(Family::Storage) => {
+            let kind = if need.resource.contains("/objects/") {
+                "object"
+            } else {
+                "bucket"
+            };
+            ApiError::new(
+                403,
+                "forbidden",
+                format!(
+                    "caller does not have {} access to the Google Cloud Storage {kind}. Permission '{}' denied on resource (or it may not exist).",
+                    need.permission, need.permission
+                ),
+            )
+        }
         _ => crate::cloud::permission_denied(&need.permission, &need.resource),
     }
 }
@@ -294,7 +329,11 @@ pub fn check(
     path: &str,
     body: Option<&[u8]>,
 ) -> Option<ApiError> {
-    let project = crate::cloud::project_in_path(path)?.to_string();
+    let project = if crate::storage::is_storage_path(path) {
+        crate::storage::project_of(shared, path)?
+    } else {
+        crate::cloud::project_in_path(path)?.to_string()
+    };
     let body: Value = body
         .and_then(|b| serde_json::from_slice(b).ok())
         .unwrap_or(Value::Null);
@@ -366,6 +405,9 @@ fn service_usage_v1(method: &Method, path: &str) -> Vec<Need> {
 /// messages name it.
 fn resource_of(id: &str, path: &str, body: &Value, project: &str) -> String {
     let trimmed = path.trim_start_matches('/');
+    if crate::storage::is_storage_path(path) {
+        return storage_resource(path, project);
+    }
     if let Some(rest) = trimmed.strip_prefix("compute/v1/") {
         return compute_resource(id, rest, body, project);
     }
@@ -396,6 +438,28 @@ fn resource_of(id: &str, path: &str, body: &Value, project: &str) -> String {
     match name.rsplit_once('/') {
         Some((parent, _)) if name.split('/').count() % 2 == 1 => parent.to_string(),
         _ => name.to_string(),
+    }
+}
+
+/// Cloud Storage names buckets `projects/_/buckets/B` and objects
+/// `projects/_/buckets/B/objects/O`; `b` itself (list, insert) is the project.
+fn storage_resource(path: &str, project: &str) -> String {
+    let rest = [
+        "/storage/v1/",
+        "/upload/storage/v1/",
+        "/download/storage/v1/",
+    ]
+    .iter()
+    .find_map(|p| path.strip_prefix(p))
+    .unwrap_or("");
+    let segs: Vec<&str> = rest.split('/').collect();
+    match segs.as_slice() {
+        ["b", bucket, "o", object, ..] => {
+            let object = object.replace("%2F", "/").replace("%2f", "/");
+            format!("projects/_/buckets/{bucket}/objects/{object}")
+        }
+        ["b", bucket, ..] => format!("projects/_/buckets/{bucket}"),
+        _ => format!("projects/{project}"),
     }
 }
 

@@ -30,6 +30,9 @@ const DOCS: &[(&str, &str)] = &[
         "/",
         include_str!("../discovery/cloudresourcemanager.v3.json"),
     ),
+    // Cloud Storage JSON API; its media paths (`/upload/storage/v1/...`,
+    // `/download/storage/v1/...`) are absolute and resolve to the same methods.
+    ("/storage/v1/", include_str!("../discovery/storage.v1.json")),
 ];
 
 /// One segment of a path template.
@@ -291,6 +294,20 @@ fn collect(node: &Value, prefix: &str, doc: usize, out: &mut Vec<MethodDef>) {
                 if let Some(p) = m.get(key).and_then(Value::as_str) {
                     templates.push(parse_template(&format!("{prefix}{p}")));
                 }
+            }
+            // Media uploads have their own absolute path (Cloud Storage's
+            // `/upload/storage/v1/b/{bucket}/o`), and media downloads go to the
+            // download service's `/download` + the method's path.
+            if let Some(p) = m
+                .pointer("/mediaUpload/protocols/simple/path")
+                .and_then(Value::as_str)
+            {
+                templates.push(parse_template(p));
+            }
+            if m.get("useMediaDownloadService").and_then(Value::as_bool) == Some(true)
+                && let Some(p) = m.get("path").and_then(Value::as_str)
+            {
+                templates.push(parse_template(&format!("/download{prefix}{p}")));
             }
             let request = m
                 .get("request")

@@ -3,7 +3,8 @@
 //! One HTTP listener serves every API under its own path prefix, as Google's hosts do
 //! (`/compute/v1/`, `/dns/v1/`, `/v1/` IAP, Cloud Run v1, Resource Manager v1 and
 //! Service Usage v1, `/v2/` Cloud Run, `/apis/` Cloud Run v1's Knative paths,
-//! `/v1beta1/` Service Usage, `/v3/` Resource Manager, `/computeMetadata/v1/`).
+//! `/v1beta1/` Service Usage, `/v3/` Resource Manager, `/computeMetadata/v1/`,
+//! `/storage/v1/` Cloud Storage with its `/upload/` and `/download/` services).
 //! It also answers requests sent to it as an HTTP proxy (absolute-form URIs), so a
 //! client that derives other host names, such as gcloud's regional Cloud Run
 //! `REGION-HOST`, still reaches it on loopback. Plus `/emulator/` for
@@ -29,7 +30,7 @@
 //! `negs.rs`, `addresses.rs`, `forwarding_rules.rs`, `operations.rs`, `list.rs`;
 //! [`dns`]: `zones.rs`, `changes.rs`, `rrsets.rs`, `server.rs`). The APIs:
 //! [`compute`], [`dns`], [`iap`], [`run`] (v2, and `run/v1.rs` for the v1 subset
-//! gcloud uses), [`serviceusage`], [`resourcemanager`]. What they share is apart:
+//! gcloud uses), [`serviceusage`], [`resourcemanager`], [`storage`]. What they share is apart:
 //! [`cloud`] (the `/v1/` prefix IAP, Cloud Run v1, Service Usage v1 and Resource
 //! Manager v1 have in common, Google's AIP-193 errors, body parsing, each
 //! project's state of these APIs), [`iam_policy`] (IAM policies on resources),
@@ -101,6 +102,7 @@ pub mod resourcemanager;
 pub mod run;
 pub mod serviceusage;
 pub mod state;
+pub mod storage;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -268,6 +270,7 @@ pub fn router(shared: Shared) -> axum::Router {
         .merge(run::router())
         .merge(serviceusage::router())
         .merge(resourcemanager::router())
+        .merge(storage::router())
         .merge(metadata::router())
         .merge(admin::router())
         .merge(authz::router())

@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime};
 
 use crate::error::ApiError;
 use crate::latency::LatencyModel;
-use crate::{Config, admin, authz, cloud, compute, discovery, dns};
+use crate::{Config, admin, authz, cloud, compute, discovery, dns, storage};
 
 /// Shared handle given to every handler.
 pub type Shared = Arc<Inner>;
@@ -174,6 +174,8 @@ pub struct Project {
     pub compute: compute::State,
     pub dns: dns::State,
     pub cloud: cloud::State,
+    /// Cloud Storage buckets and objects.
+    pub storage: storage::State,
     /// What the caller may do here, and what requests needed.
     pub iam: authz::Iam,
 }
@@ -186,6 +188,7 @@ impl Project {
             compute: compute::State::default(),
             dns: dns::State::default(),
             cloud: cloud::State::default(),
+            storage: storage::State::default(),
             iam: authz::Iam::default(),
         }
     }

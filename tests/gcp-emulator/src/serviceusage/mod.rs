@@ -60,6 +60,8 @@ pub fn api_for_path(path: &str) -> Option<(&'static str, &'static str)> {
         Some(("compute.googleapis.com", "Compute Engine API"))
     } else if p.starts_with("dns/") {
         Some(("dns.googleapis.com", "Cloud DNS API"))
+    } else if crate::storage::is_storage_path(&format!("/{p}")) {
+        Some(("storage.googleapis.com", "Cloud Storage JSON API"))
     } else if p.starts_with("v1beta1/") {
         Some(("serviceusage.googleapis.com", "Service Usage API"))
     } else if p.starts_with("apis/") || (p.starts_with("v1/") && p.contains("/locations/")) {
@@ -93,9 +95,15 @@ pub fn api_for_path(path: &str) -> Option<(&'static str, &'static str)> {
 /// answer `SERVICE_DISABLED` in an ErrorInfo, as Google does.
 pub fn check_api_enabled(shared: &Shared, path: &str) -> Option<ApiError> {
     let (api, title) = api_for_path(path)?;
-    let project = project_in_path(path).unwrap_or(&shared.config.project);
+    let project = if crate::storage::is_storage_path(path) {
+        crate::storage::project_of(shared, path).unwrap_or_else(|| shared.config.project.clone())
+    } else {
+        project_in_path(path)
+            .unwrap_or(&shared.config.project)
+            .to_string()
+    };
     let mut world = shared.world();
-    let p = world.project(project).ok()?;
+    let p = world.project(&project).ok()?;
     if !p.cloud.services.api_disabled(api) {
         return None;
     }

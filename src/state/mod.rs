@@ -5,6 +5,21 @@
 //! created 0600, fsync, rename, fsync of the directory), so a crash leaves either
 //! the old or the new content, never a torn file. The directory itself is 0700.
 //! Errors name the path, never the content: several files hold private keys.
+//!
+//! [`Store`] is the seam over where state lives: [`DirStore`] (this directory,
+//! unchanged) or [`GcsStore`] (`gs://bucket/prefix`, shared by several daemons),
+//! with conditional writes; [`lease`] builds per-certificate leases on it, and
+//! [`migrate`] moves state from one store to another.
+
+mod dir;
+mod gcs;
+pub mod lease;
+pub mod migrate;
+mod store;
+
+pub use dir::DirStore;
+pub use gcs::{BucketReport, GcsLocation, GcsStore, REQUIRED_PERMISSIONS};
+pub use store::{Backend, Expect, Store, StoreError, Stored, Version};
 
 use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::io::{self, Write};
@@ -308,7 +323,7 @@ impl StateDir {
 
 /// Relative names: `/`-separated components of `[A-Za-z0-9._-]`, none empty,
 /// none starting with a dot (so `..`, hidden and temporary files are out).
-fn check_name(name: &str) -> Result<(), StateError> {
+pub(crate) fn check_name(name: &str) -> Result<(), StateError> {
     let bad = |reason| {
         Err(StateError::BadName {
             name: name.chars().take(100).collect(),
