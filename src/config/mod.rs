@@ -102,6 +102,8 @@ pub struct Endpoints {
     /// under `upload/storage/v1/`.
     #[serde(default = "default_storage")]
     pub storage: String,
+    #[serde(default = "default_certificatemanager")]
+    pub certificatemanager: String,
 }
 
 fn default_compute() -> String {
@@ -125,6 +127,9 @@ fn default_resourcemanager() -> String {
 fn default_storage() -> String {
     "https://storage.googleapis.com/".into()
 }
+fn default_certificatemanager() -> String {
+    "https://certificatemanager.googleapis.com/v1/".into()
+}
 
 impl Default for Endpoints {
     fn default() -> Self {
@@ -136,6 +141,7 @@ impl Default for Endpoints {
             serviceusage: default_serviceusage(),
             resourcemanager: default_resourcemanager(),
             storage: default_storage(),
+            certificatemanager: default_certificatemanager(),
         }
     }
 }

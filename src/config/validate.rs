@@ -32,6 +32,7 @@ impl GcpConfig {
             ("serviceusage", &mut e.serviceusage),
             ("resourcemanager", &mut e.resourcemanager),
             ("storage", &mut e.storage),
+            ("certificatemanager", &mut e.certificatemanager),
         ] {
             match check_url(url, false) {
                 Ok(()) => {

@@ -291,6 +291,43 @@ impl Gcp {
     }
 }
 
+/// Certificate Manager on a target HTTPS proxy.
+impl Gcp {
+    /// Attaches a certificate map to the proxy (`map`: its full name,
+    /// [`Gcp::certificate_map_reference`]), or with `None` detaches it; while a
+    /// map is attached it is what the proxy serves, whatever its
+    /// `sslCertificates`. Note the path: unlike `setSslCertificates`, this one
+    /// has the `/global/` segment.
+    pub async fn set_certificate_map(
+        &self,
+        proxy: &str,
+        map: Option<&str>,
+        intent: &str,
+    ) -> Result<Operation, GcpError> {
+        let body = match map {
+            Some(m) => serde_json::json!({ "certificateMap": m }),
+            None => serde_json::json!({}),
+        };
+        let url = self.with_request_id(
+            intent,
+            &Method::POST,
+            &format!(
+                "{}/{}/setCertificateMap",
+                self.global("targetHttpsProxies"),
+                enc(proxy)
+            ),
+            Some(&body),
+        );
+        self.call(
+            Call::new(Api::Compute, "targetHttpsProxies.setCertificateMap"),
+            Method::POST,
+            &url,
+            Some(&body),
+        )
+        .await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

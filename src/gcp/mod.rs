@@ -2,6 +2,7 @@
 //! its wire types beside it. This file holds the client they share: credentials,
 //! the retry policy, request accounting and error decoding.
 
+pub mod certificatemanager;
 pub mod compute;
 pub mod dns;
 pub(crate) mod error;
@@ -41,6 +42,7 @@ pub enum Api {
     ServiceUsage,
     ResourceManager,
     Storage,
+    CertificateManager,
 }
 
 impl Api {
@@ -53,6 +55,7 @@ impl Api {
             Api::ServiceUsage => "serviceusage",
             Api::ResourceManager => "resourcemanager",
             Api::Storage => "storage",
+            Api::CertificateManager => "certificatemanager",
         }
     }
 }
@@ -286,6 +289,7 @@ impl Gcp {
             Api::ServiceUsage => &e.serviceusage,
             Api::ResourceManager => &e.resourcemanager,
             Api::Storage => &e.storage,
+            Api::CertificateManager => &e.certificatemanager,
         }
     }
 
@@ -766,6 +770,10 @@ mod tests {
             ("serviceusage.rs", include_str!("serviceusage.rs")),
             ("resourcemanager.rs", include_str!("resourcemanager.rs")),
             ("storage.rs", include_str!("storage.rs")),
+            (
+                "certificatemanager.rs",
+                include_str!("certificatemanager.rs"),
+            ),
         ] {
             assert!(
                 !src.contains("requestId="),

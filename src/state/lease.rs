@@ -4,7 +4,7 @@
 //! every write, and the expiry.
 //!
 //! Deciding is pure ([`decide`]: the clock, the lease as read, its version, who
-//! I am and what I want, in; a [`Decision`] out); [`Leases`] does the I/O, one
+//! I am and what I want, in; a [`LeaseStep`] out); [`Leases`] does the I/O, one
 //! conditional write per step:
 //!
 //! - **acquire**: absent → create it (`Expect::Absent`); held by someone else
@@ -116,7 +116,7 @@ pub enum LostReason {
 
 /// What to do.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Decision {
+pub enum LeaseStep {
     /// Write `record` only if no lease exists (`Expect::Absent`).
     Create(LeaseRecord),
     /// Write `record` over my own lease at `over`.
@@ -146,7 +146,7 @@ pub fn decide(
     params: Params,
     token: &str,
     want: Want<'_>,
-) -> Decision {
+) -> LeaseStep {
     let fresh = |acquired: u64| LeaseRecord {
         holder: me.to_string(),
         token: token.to_string(),
@@ -154,52 +154,54 @@ pub fn decide(
         acquired_unix_ms: acquired,
     };
     match (want, seen) {
-        (Want::Acquire, Seen::Absent) => Decision::Create(fresh(now_ms)),
-        (Want::Acquire, Seen::Held { record, version }) if record.holder == me => Decision::Renew {
-            record: fresh(record.acquired_unix_ms),
-            over: version.clone(),
-        },
+        (Want::Acquire, Seen::Absent) => LeaseStep::Create(fresh(now_ms)),
+        (Want::Acquire, Seen::Held { record, version }) if record.holder == me => {
+            LeaseStep::Renew {
+                record: fresh(record.acquired_unix_ms),
+                over: version.clone(),
+            }
+        }
         (Want::Acquire, Seen::Held { record, version }) => {
             let free_at = record.expires_unix_ms.saturating_add(params.skew_ms);
             if now_ms >= free_at {
-                Decision::TakeOver {
+                LeaseStep::TakeOver {
                     record: fresh(now_ms),
                     over: version.clone(),
                     from: Some(record.holder.clone()),
                 }
             } else {
-                Decision::Wait {
+                LeaseStep::Wait {
                     holder: record.holder.clone(),
                     until_unix_ms: free_at,
                 }
             }
         }
-        (Want::Acquire, Seen::Unreadable { version }) => Decision::TakeOver {
+        (Want::Acquire, Seen::Unreadable { version }) => LeaseStep::TakeOver {
             record: fresh(now_ms),
             over: version.clone(),
             from: None,
         },
-        (Want::Renew { .. }, Seen::Absent) => Decision::Lost(LostReason::Gone),
+        (Want::Renew { .. }, Seen::Absent) => LeaseStep::Lost(LostReason::Gone),
         (Want::Renew { held }, Seen::Held { record, version })
             if version == held && record.holder == me =>
         {
-            Decision::Renew {
+            LeaseStep::Renew {
                 record: fresh(record.acquired_unix_ms),
                 over: version.clone(),
             }
         }
-        (Want::Renew { .. }, Seen::Held { record, .. }) => Decision::Lost(LostReason::Moved {
+        (Want::Renew { .. }, Seen::Held { record, .. }) => LeaseStep::Lost(LostReason::Moved {
             holder: Some(record.holder.clone()),
         }),
         (Want::Renew { .. }, Seen::Unreadable { .. }) => {
-            Decision::Lost(LostReason::Moved { holder: None })
+            LeaseStep::Lost(LostReason::Moved { holder: None })
         }
         (Want::Release { held }, Seen::Held { version, .. }) if version == held => {
-            Decision::Release {
+            LeaseStep::Release {
                 over: version.clone(),
             }
         }
-        (Want::Release { .. }, _) => Decision::Nothing,
+        (Want::Release { .. }, _) => LeaseStep::Nothing,
     }
 }
 
@@ -337,10 +339,10 @@ impl<S: Store> Leases<S> {
                 &Self::token(),
                 Want::Acquire,
             ) {
-                Decision::Create(r) => (r, Expect::Absent, None),
-                Decision::Renew { record, over } => (record, Expect::Version(over), None),
-                Decision::TakeOver { record, over, from } => (record, Expect::Version(over), from),
-                Decision::Wait {
+                LeaseStep::Create(r) => (r, Expect::Absent, None),
+                LeaseStep::Renew { record, over } => (record, Expect::Version(over), None),
+                LeaseStep::TakeOver { record, over, from } => (record, Expect::Version(over), from),
+                LeaseStep::Wait {
                     holder,
                     until_unix_ms,
                 } => {
@@ -350,7 +352,7 @@ impl<S: Store> Leases<S> {
                     });
                 }
                 // Not reachable for Acquire; treated as busy with no holder.
-                Decision::Lost(_) | Decision::Release { .. } | Decision::Nothing => {
+                LeaseStep::Lost(_) | LeaseStep::Release { .. } | LeaseStep::Nothing => {
                     return Err(LeaseError::Contended { name, rounds: 0 });
                 }
             };
@@ -393,7 +395,7 @@ impl<S: Store> Leases<S> {
                 held: &held.version,
             },
         );
-        let Decision::Renew { record, over } = decision else {
+        let LeaseStep::Renew { record, over } = decision else {
             return Err(LeaseError::Lost {
                 name: held.name.clone(),
                 reason: LostReason::Moved { holder: None },
@@ -595,7 +597,7 @@ mod tests {
         }
     }
 
-    fn d(now: u64, seen: Seen<'_>, want: Want<'_>) -> Decision {
+    fn d(now: u64, seen: Seen<'_>, want: Want<'_>) -> LeaseStep {
         decide(now, seen, ME, P, "t1", want)
     }
 
@@ -615,7 +617,7 @@ mod tests {
         // Absent: create.
         assert_eq!(
             d(now, Seen::Absent, Want::Acquire),
-            Decision::Create(mine(now, now))
+            LeaseStep::Create(mine(now, now))
         );
         // Mine already (same holder id): renew it, keeping when it was taken.
         let r = rec(ME, now - 1);
@@ -628,7 +630,7 @@ mod tests {
                 },
                 Want::Acquire
             ),
-            Decision::Renew {
+            LeaseStep::Renew {
                 record: mine(now, 1_000),
                 over: g.clone()
             }
@@ -644,7 +646,7 @@ mod tests {
                 },
                 Want::Acquire
             ),
-            Decision::Wait {
+            LeaseStep::Wait {
                 holder: OTHER.into(),
                 until_unix_ms: now + 5_000 + P.skew_ms
             }
@@ -660,7 +662,7 @@ mod tests {
                 },
                 Want::Acquire
             ),
-            Decision::Wait {
+            LeaseStep::Wait {
                 holder: OTHER.into(),
                 until_unix_ms: now + 1
             }
@@ -677,7 +679,7 @@ mod tests {
                     },
                     Want::Acquire
                 ),
-                Decision::TakeOver {
+                LeaseStep::TakeOver {
                     record: mine(now, now),
                     over: g.clone(),
                     from: Some(OTHER.into())
@@ -688,7 +690,7 @@ mod tests {
         // Unreadable: taken over by its version.
         assert_eq!(
             d(now, Seen::Unreadable { version: &g }, Want::Acquire),
-            Decision::TakeOver {
+            LeaseStep::TakeOver {
                 record: mine(now, now),
                 over: g.clone(),
                 from: None
@@ -715,7 +717,7 @@ mod tests {
                     },
                     Want::Renew { held: &held }
                 ),
-                Decision::Renew {
+                LeaseStep::Renew {
                     record: mine(now, 1_000),
                     over: held.clone()
                 }
@@ -724,7 +726,7 @@ mod tests {
         // Gone.
         assert_eq!(
             d(now, Seen::Absent, Want::Renew { held: &held }),
-            Decision::Lost(LostReason::Gone)
+            LeaseStep::Lost(LostReason::Gone)
         );
         // Version moved: lost, even if the record still names me (a write of
         // mine I no longer track, or a stale copy).
@@ -737,7 +739,7 @@ mod tests {
                 },
                 Want::Renew { held: &held }
             ),
-            Decision::Lost(LostReason::Moved {
+            LeaseStep::Lost(LostReason::Moved {
                 holder: Some(ME.into())
             })
         );
@@ -751,7 +753,7 @@ mod tests {
                 },
                 Want::Renew { held: &held }
             ),
-            Decision::Lost(LostReason::Moved {
+            LeaseStep::Lost(LostReason::Moved {
                 holder: Some(OTHER.into())
             })
         );
@@ -766,7 +768,7 @@ mod tests {
                 },
                 Want::Renew { held: &held }
             ),
-            Decision::Lost(LostReason::Moved {
+            LeaseStep::Lost(LostReason::Moved {
                 holder: Some(OTHER.into())
             })
         );
@@ -776,7 +778,7 @@ mod tests {
                 Seen::Unreadable { version: &held },
                 Want::Renew { held: &held }
             ),
-            Decision::Lost(LostReason::Moved { holder: None })
+            LeaseStep::Lost(LostReason::Moved { holder: None })
         );
     }
 
@@ -793,7 +795,7 @@ mod tests {
                 },
                 Want::Release { held: &held }
             ),
-            Decision::Release { over: held.clone() }
+            LeaseStep::Release { over: held.clone() }
         );
         let other = v("8");
         let o = rec(OTHER, 5);
@@ -806,11 +808,11 @@ mod tests {
                 },
                 Want::Release { held: &held }
             ),
-            Decision::Nothing
+            LeaseStep::Nothing
         );
         assert_eq!(
             d(1, Seen::Absent, Want::Release { held: &held }),
-            Decision::Nothing
+            LeaseStep::Nothing
         );
         assert_eq!(
             d(
@@ -818,7 +820,7 @@ mod tests {
                 Seen::Unreadable { version: &other },
                 Want::Release { held: &held }
             ),
-            Decision::Nothing
+            LeaseStep::Nothing
         );
     }
 
@@ -866,13 +868,13 @@ mod tests {
             let true_write = written_at + skew + 10;
             let a_write = (true_write as i64 + oa) as u64;
             let lease = decide(a_write, Seen::Absent, "a", params, "t", Want::Acquire);
-            let Decision::Create(record) = lease else { panic!("{lease:?}") };
+            let LeaseStep::Create(record) = lease else { panic!("{lease:?}") };
             let t = true_write + elapsed;
             let a_now = (t as i64 + oa) as u64;
             let b_now = (t as i64 + ob) as u64;
             let version = Version("1".into());
             let b = decide(b_now, Seen::Held { record: &record, version: &version }, "b", params, "u", Want::Acquire);
-            let b_takes = matches!(b, Decision::TakeOver { .. });
+            let b_takes = matches!(b, LeaseStep::TakeOver { .. });
             prop_assert!(!(holds(a_now, &record, params) && b_takes),
                 "a holds at {a_now} and b takes over at {b_now} (expiry {})", record.expires_unix_ms);
         }
@@ -885,11 +887,11 @@ mod tests {
             let r = rec(holder, expires);
             let g = v("42");
             match d(now, Seen::Held { record: &r, version: &g }, Want::Acquire) {
-                Decision::Renew { over, .. } => prop_assert!(!other && over == g),
-                Decision::TakeOver { over, .. } => {
+                LeaseStep::Renew { over, .. } => prop_assert!(!other && over == g),
+                LeaseStep::TakeOver { over, .. } => {
                     prop_assert!(other && over == g && now >= expires + P.skew_ms)
                 }
-                Decision::Wait { until_unix_ms, .. } => {
+                LeaseStep::Wait { until_unix_ms, .. } => {
                     prop_assert!(other && now < until_unix_ms)
                 }
                 x => prop_assert!(false, "{x:?}"),

@@ -46,6 +46,7 @@ impl Cloud {
             serviceusage: format!("{b}v1beta1/"),
             resourcemanager: format!("{b}v3/"),
             storage: b.clone(),
+            certificatemanager: format!("{b}v1/"),
         }
     }
 

@@ -23,6 +23,9 @@ from cryptography.x509.oid import NameOID
 from google.auth.credentials import AnonymousCredentials
 from googleapiclient.discovery import build_from_document
 from googleapiclient.errors import HttpError
+from google.api_core import exceptions as gexc
+from google.api_core.client_options import ClientOptions
+from google.cloud import certificate_manager_v1 as cm
 
 HERE = pathlib.Path(__file__).resolve().parent
 DISCOVERY = HERE.parent / "discovery"
@@ -580,3 +583,186 @@ def test_run_v1_and_resource_manager_v1_as_gcloud_uses_them(emulator, run):
     assert status["status"] == "Success"
     e = http_error(services.get(name=name))
     assert e.status_code == 404
+
+
+# ---------------------------------------------------------- Certificate Manager
+# Google's GAPIC client (google-cloud-certificate-manager) over its REST
+# transport: its own request encoding (numeric enums, FieldMask), its own
+# long-running operation polling, its own error mapping.
+
+CM_PARENT = f"projects/{PROJECT}/locations/global"
+CM_MAP_ROOT = f"//certificatemanager.googleapis.com/{CM_PARENT}/certificateMaps/"
+
+
+@pytest.fixture(scope="session")
+def certmgr(emulator):
+    return cm.CertificateManagerClient(
+        transport="rest",
+        client_options=ClientOptions(api_endpoint=emulator.rstrip("/")),
+        credentials=AnonymousCredentials(),
+    )
+
+
+def self_managed(name):
+    chain, key = make_chain(name)
+    return cm.Certificate.SelfManagedCertificate(pem_certificate=chain, pem_private_key=key)
+
+
+def error_status(e):
+    return e.response.json()["error"]["status"]
+
+
+def test_certificate_manager_map_entries_and_renewal_in_place(certmgr, compute, emulator):
+    cert = certmgr.create_certificate(
+        parent=CM_PARENT,
+        certificate_id="cm-app",
+        certificate=cm.Certificate(
+            description="conformance",
+            labels={"owner": "gclb-acme"},
+            self_managed=self_managed("app.example.com"),
+        ),
+    ).result(timeout=30)
+    assert cert.name == f"{CM_PARENT}/certificates/cm-app"
+    assert list(cert.san_dnsnames) == ["app.example.com"]
+    assert cert.pem_certificate.startswith("-----BEGIN CERTIFICATE-----")
+    assert cert.self_managed.pem_private_key == ""
+    got = certmgr.get_certificate(name=cert.name)
+    assert got.expire_time.year >= 2026
+    assert dict(got.labels) == {"owner": "gclb-acme"}
+
+    # The same id again: 409 ALREADY_EXISTS.
+    with pytest.raises(gexc.Conflict) as info:
+        certmgr.create_certificate(
+            parent=CM_PARENT,
+            certificate_id="cm-app",
+            certificate=cm.Certificate(self_managed=self_managed("app.example.com")),
+        )
+    assert info.value.code == 409
+    assert error_status(info.value) == "ALREADY_EXISTS"
+
+    # A key that is not the leaf's: 400 INVALID_ARGUMENT.
+    other = self_managed("app.example.com")
+    with pytest.raises(gexc.BadRequest) as info:
+        certmgr.create_certificate(
+            parent=CM_PARENT,
+            certificate_id="cm-mismatch",
+            certificate=cm.Certificate(
+                self_managed=cm.Certificate.SelfManagedCertificate(
+                    pem_certificate=other.pem_certificate,
+                    pem_private_key=self_managed("app.example.com").pem_private_key,
+                )
+            ),
+        )
+    assert error_status(info.value) == "INVALID_ARGUMENT"
+
+    cert_map = certmgr.create_certificate_map(
+        parent=CM_PARENT,
+        certificate_map_id="cm-map",
+        certificate_map=cm.CertificateMap(labels={"owner": "gclb-acme"}),
+    ).result(timeout=30)
+    entry = certmgr.create_certificate_map_entry(
+        parent=cert_map.name,
+        certificate_map_entry_id="app",
+        certificate_map_entry=cm.CertificateMapEntry(
+            hostname="app.example.com", certificates=[cert.name]
+        ),
+    ).result(timeout=30)
+    assert entry.certificates == [f"projects/{NUMBER}/locations/global/certificates/cm-app"]
+    primary = certmgr.create_certificate_map_entry(
+        parent=cert_map.name,
+        certificate_map_entry_id="primary",
+        certificate_map_entry=cm.CertificateMapEntry(
+            matcher=cm.CertificateMapEntry.Matcher.PRIMARY, certificates=[cert.name]
+        ),
+    ).result(timeout=30)
+    assert primary.matcher == cm.CertificateMapEntry.Matcher.PRIMARY
+    assert primary.state == cm.ServingState.ACTIVE
+    entries = list(certmgr.list_certificate_map_entries(parent=cert_map.name))
+    assert sorted(e.name.rsplit("/", 1)[1] for e in entries) == ["app", "primary"]
+    listed = list(
+        certmgr.list_certificates(request={"parent": CM_PARENT, "filter": "labels.owner=gclb-acme"})
+    )
+    assert [c.name for c in listed] == [cert.name]
+
+    # The proxy serves from the map.
+    um = {"name": "um-cm", "defaultUrlRedirect": {"httpsRedirect": True}}
+    wait_global(compute, compute.urlMaps().insert(project=PROJECT, body=um).execute())
+    proxy = {
+        "name": "thp-cm",
+        "urlMap": f"{COMPUTE_LINK}/global/urlMaps/um-cm",
+        "certificateMap": CM_MAP_ROOT + "cm-map",
+    }
+    wait_global(compute, compute.targetHttpsProxies().insert(project=PROJECT, body=proxy).execute())
+    e = http_error(
+        compute.targetHttpsProxies().setCertificateMap(
+            project=PROJECT, targetHttpsProxy="thp-cm", body={"certificateMap": CM_MAP_ROOT + "ghost"}
+        )
+    )
+    assert e.status_code == 404
+    wait_global(
+        compute,
+        compute.targetHttpsProxies()
+        .setCertificateMap(
+            project=PROJECT, targetHttpsProxy="thp-cm", body={"certificateMap": CM_MAP_ROOT + "cm-map"}
+        )
+        .execute(),
+    )
+
+    # Renewal in place: patch the certificate; the proxy serves the new chain.
+    renewed = self_managed("app.example.com")
+    patched = certmgr.update_certificate(
+        certificate=cm.Certificate(name=cert.name, self_managed=renewed),
+        update_mask={"paths": ["self_managed"]},
+    ).result(timeout=30)
+    assert patched.pem_certificate == renewed.pem_certificate
+    import urllib.request
+
+    with urllib.request.urlopen(emulator + "emulator/served?proxy=thp-cm&sni=app.example.com") as r:
+        served = json.loads(r.read())
+    assert served["source"] == "certificateMap"
+    assert served["pem"] == renewed.pem_certificate
+
+    # The certificate is in use: FAILED_PRECONDITION, RESOURCE_STILL_IN_USE.
+    with pytest.raises(gexc.BadRequest) as info:
+        certmgr.delete_certificate(name=cert.name)
+    assert error_status(info.value) == "FAILED_PRECONDITION"
+    assert "referenced by a CertificateMapEntry" in info.value.message
+    assert info.value.details[0]["violations"][0]["type"] == "RESOURCE_STILL_IN_USE"
+
+    # Operations: get through the operations client, list.
+    op = certmgr.update_certificate_map(
+        certificate_map=cm.CertificateMap(name=cert_map.name, description="renamed"),
+        update_mask={"paths": ["description"]},
+    )
+    assert op.result(timeout=30).description == "renamed"
+    assert op.operation.name.startswith(f"{CM_PARENT}/operations/operation-")
+    polled = certmgr.get_operation(request={"name": op.operation.name})
+    assert polled.done
+    names = [o.name for o in certmgr.list_operations(request={"name": CM_PARENT}).operations]
+    assert op.operation.name in names
+
+    # An injected operation fault surfaces as the client's error from result().
+    post(emulator + "emulator/faults", {
+        "method": "certificatemanager.projects.locations.certificates.create",
+        "kind": "operation", "status": 503, "count": 1,
+    })
+    with pytest.raises(gexc.ServiceUnavailable):
+        certmgr.create_certificate(
+            parent=CM_PARENT,
+            certificate_id="cm-faulty",
+            certificate=cm.Certificate(self_managed=self_managed("app.example.com")),
+        ).result(timeout=30)
+    with pytest.raises(gexc.NotFound):
+        certmgr.get_certificate(name=f"{CM_PARENT}/certificates/cm-faulty")
+
+    # Tear down in order: detach is refused without sslCertificates, so the
+    # proxy goes first; entries, then the map and the certificate.
+    wait_global(
+        compute, compute.targetHttpsProxies().delete(project=PROJECT, targetHttpsProxy="thp-cm").execute()
+    )
+    for e in entries:
+        certmgr.delete_certificate_map_entry(name=e.name).result(timeout=30)
+    certmgr.delete_certificate_map(name=cert_map.name).result(timeout=30)
+    certmgr.delete_certificate(name=cert.name).result(timeout=30)
+    with pytest.raises(gexc.NotFound):
+        certmgr.get_certificate_map(name=cert_map.name)

@@ -143,6 +143,7 @@ class Gcloud:
             ("api_endpoint_overrides/iap", base),
             ("api_endpoint_overrides/cloudresourcemanager", base),
             ("api_endpoint_overrides/serviceusage", base),
+            ("api_endpoint_overrides/certificatemanager", base),
             # The emulator is also the proxy: regional Cloud Run hosts
             # (`europe-west1-127.0.0.1:PORT`) reach it without a name lookup.
             ("proxy/type", "http"),
@@ -465,6 +466,55 @@ def test_a_certificate_in_use_cannot_be_deleted(gcloud):
     assert "is already being used by" in err, err
 
 
+# --- Certificate Manager: a certificate map on the proxy instead ----------------------
+
+def test_certificate_manager_map_on_the_proxy_and_renewal_in_place(emulator, gcloud, certs):
+    (c1, k1), (c2, k2) = certs
+    gcloud.run("certificate-manager", "certificates", "create", "iap-cm-cert",
+               f"--certificate-file={c1}", f"--private-key-file={k1}")
+    cert = gcloud.json("certificate-manager", "certificates", "describe", "iap-cm-cert")
+    assert cert["sanDnsnames"] == [DOMAIN]
+    assert "PRIVATE KEY" not in json.dumps(cert)
+    gcloud.run("certificate-manager", "maps", "create", "iap-cm-map")
+    gcloud.run("certificate-manager", "maps", "entries", "create", "iap-cm-entry",
+               "--map=iap-cm-map", "--certificates=iap-cm-cert", f"--hostname={DOMAIN}")
+    entries = gcloud.json("certificate-manager", "maps", "entries", "list", "--map=iap-cm-map")
+    assert [e["hostname"] for e in entries] == [DOMAIN]
+
+    # The proxy serves from the map (Compute's setCertificateMap), then the
+    # certificate is renewed in place.
+    gcloud.run("compute", "target-https-proxies", "update", "cloud-run-iap-http-proxy",
+               "--certificate-map=iap-cm-map")
+    proxy = gcloud.json("compute", "target-https-proxies", "describe", "cloud-run-iap-http-proxy")
+    assert proxy["certificateMap"].endswith("/locations/global/certificateMaps/iap-cm-map")
+    gcloud.run("certificate-manager", "certificates", "update", "iap-cm-cert",
+               f"--certificate-file={c2}", f"--private-key-file={k2}")
+    renewed = gcloud.json("certificate-manager", "certificates", "describe", "iap-cm-cert")
+    assert renewed["pemCertificate"].strip() == pathlib.Path(c2).read_text().strip()
+    served = api(emulator, "GET",
+                 f"emulator/served?proxy=cloud-run-iap-http-proxy&sni={DOMAIN}")
+    assert served["source"] == "certificateMap"
+    assert served["pem"] == renewed["pemCertificate"]
+
+    # A certificate an entry uses cannot be deleted.
+    code, _, err = gcloud.run("-q", "certificate-manager", "certificates", "delete", "iap-cm-cert",
+                              ok=False)
+    assert code != 0
+    assert "referenced by a CertificateMapEntry" in err, err
+
+    # Back to sslCertificates, then everything Certificate Manager goes.
+    gcloud.run("compute", "target-https-proxies", "update", "cloud-run-iap-http-proxy",
+               "--clear-certificate-map")
+    assert "certificateMap" not in gcloud.json(
+        "compute", "target-https-proxies", "describe", "cloud-run-iap-http-proxy")
+    gcloud.run("-q", "certificate-manager", "maps", "entries", "delete", "iap-cm-entry",
+               "--map=iap-cm-map")
+    gcloud.run("-q", "certificate-manager", "maps", "delete", "iap-cm-map")
+    gcloud.run("-q", "certificate-manager", "certificates", "delete", "iap-cm-cert")
+    assert gcloud.json("certificate-manager", "certificates", "list") == []
+    assert gcloud.json("certificate-manager", "maps", "list") == []
+
+
 # --- Cleaning up, exactly as the walkthrough does ------------------------------------
 
 def test_clean_up(emulator, gcloud):
@@ -506,7 +556,10 @@ def test_every_logged_url_is_the_emulators(emulator, gcloud):
     # list): the only errors are the one the suite provokes, and Cloud Run's
     # 404 once a deleted service is gone.
     errors = sorted({(r["status"], r["method"], r["id"] or r["path"]) for r in seen if r["status"] >= 400})
-    expected = {(400, "DELETE", "compute.sslCertificates.delete")}
+    expected = {
+        (400, "DELETE", "compute.sslCertificates.delete"),
+        (400, "DELETE", "certificatemanager.projects.locations.certificates.delete"),
+    }
     gone = {(404, "GET", "run.namespaces.services.get")}
     assert expected <= set(errors) <= expected | gone, errors
     print(f"\ngcloud: {GCLOUD_RUNS[0]} commands, {len(LOGGED_URLS)} requests "

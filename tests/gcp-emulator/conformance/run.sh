@@ -11,8 +11,10 @@ if [ ! -x "$venv/bin/python" ]; then
   python3 -m venv "$venv"
 fi
 # Installs only into the virtualenv; a no-op once satisfied.
-if ! "$venv/bin/python" -c 'import googleapiclient, pytest, cryptography, google.cloud.storage' 2>/dev/null; then
-  "$venv/bin/pip" install --quiet google-api-python-client pytest cryptography google-cloud-storage
+# google-cloud-certificate-manager: Google's GAPIC client (REST transport), the
+# one client of these tests not built from a discovery document.
+if ! "$venv/bin/python" -c 'import googleapiclient, pytest, cryptography, google.cloud.storage, google.cloud.certificate_manager' 2>/dev/null; then
+  "$venv/bin/pip" install --quiet google-api-python-client pytest cryptography google-cloud-storage google-cloud-certificate-manager
 fi
 
 (cd "$root" && cargo build --quiet -p gcp-emulator --bin gcp-emulator)

@@ -72,6 +72,8 @@ pub const TABLE: &[(&str, &[&str])] = &[
     ("compute.targetHttpsProxies.patch",                   &["compute.targetHttpsProxies.update"]),
     ("compute.targetHttpsProxies.setSslCertificates",      &["compute.targetHttpsProxies.setSslCertificates"]),
     ("compute.targetHttpsProxies.setUrlMap",               &["compute.targetHttpsProxies.setUrlMap"]),
+    // Plus `certificatemanager.certmaps.use` on the map (see `referenced`).
+    ("compute.targetHttpsProxies.setCertificateMap",       &["compute.targetHttpsProxies.setCertificateMap"]),
     ("compute.targetHttpProxies.insert",                   &["compute.targetHttpProxies.create"]),
     ("compute.targetHttpProxies.get",                      &["compute.targetHttpProxies.get"]),
     ("compute.targetHttpProxies.list",                     &["compute.targetHttpProxies.list"]),
@@ -175,6 +177,29 @@ pub const TABLE: &[(&str, &[&str])] = &[
     ("serviceusage.services.enable",                       &["serviceusage.services.enable"]),
     ("serviceusage.services.disable",                      &["serviceusage.services.disable"]),
     ("serviceusage.services.get",                          &["serviceusage.services.get"]),
+    // Certificate Manager: Google's "Roles and permissions" page of Certificate
+    // Manager (access-control), one permission per method; creating or
+    // updating a map entry also needs `certificatemanager.certs.use` on each of
+    // its certificates (see `referenced`).
+    ("certificatemanager.projects.locations.certificates.create",  &["certificatemanager.certs.create"]),
+    ("certificatemanager.projects.locations.certificates.get",     &["certificatemanager.certs.get"]),
+    ("certificatemanager.projects.locations.certificates.list",    &["certificatemanager.certs.list"]),
+    ("certificatemanager.projects.locations.certificates.patch",   &["certificatemanager.certs.update"]),
+    ("certificatemanager.projects.locations.certificates.delete",  &["certificatemanager.certs.delete"]),
+    ("certificatemanager.projects.locations.certificateMaps.create", &["certificatemanager.certmaps.create"]),
+    ("certificatemanager.projects.locations.certificateMaps.get",  &["certificatemanager.certmaps.get"]),
+    ("certificatemanager.projects.locations.certificateMaps.list", &["certificatemanager.certmaps.list"]),
+    ("certificatemanager.projects.locations.certificateMaps.patch", &["certificatemanager.certmaps.update"]),
+    ("certificatemanager.projects.locations.certificateMaps.delete", &["certificatemanager.certmaps.delete"]),
+    ("certificatemanager.projects.locations.certificateMaps.certificateMapEntries.create", &["certificatemanager.certmapentries.create"]),
+    ("certificatemanager.projects.locations.certificateMaps.certificateMapEntries.get",    &["certificatemanager.certmapentries.get"]),
+    ("certificatemanager.projects.locations.certificateMaps.certificateMapEntries.list",   &["certificatemanager.certmapentries.list"]),
+    ("certificatemanager.projects.locations.certificateMaps.certificateMapEntries.patch",  &["certificatemanager.certmapentries.update"]),
+    ("certificatemanager.projects.locations.certificateMaps.certificateMapEntries.delete", &["certificatemanager.certmapentries.delete"]),
+    // The Owner role's list names these; the page's method table has no row.
+    ("certificatemanager.projects.locations.operations.get",       &["certificatemanager.operations.get"]),
+    ("certificatemanager.projects.locations.operations.list",      &["certificatemanager.operations.list"]),
+    ("certificatemanager.projects.locations.operations.delete",    &["certificatemanager.operations.delete"]),
     // Resource Manager v3.
     ("cloudresourcemanager.projects.get",                  &["resourcemanager.projects.get"]),
     ("cloudresourcemanager.projects.testIamPermissions",   &[]),
@@ -511,16 +536,32 @@ fn referenced(p: &Project, id: &str, path: &str, body: &Value) -> Vec<Need> {
                 uses(&mut out, &c, "sslCertificates");
             }
             uses(&mut out, &body["sslPolicy"], "sslPolicies");
-            if let Some(m) = body["certificateMap"].as_str() {
+            if let Some(m) = body["certificateMap"].as_str().filter(|m| !m.is_empty()) {
                 out.push(Need::new(
                     "certificatemanager.certmaps.use",
-                    m.trim_start_matches("//certificatemanager.googleapis.com/"),
+                    map_resource(m),
                 ));
             }
         }
         "compute.targetHttpsProxies.setSslCertificates" => {
             for c in arr(&body["sslCertificates"]) {
                 uses(&mut out, &c, "sslCertificates");
+            }
+        }
+        "compute.targetHttpsProxies.setCertificateMap" => {
+            if let Some(m) = body["certificateMap"].as_str().filter(|m| !m.is_empty()) {
+                out.push(Need::new(
+                    "certificatemanager.certmaps.use",
+                    map_resource(m),
+                ));
+            }
+        }
+        "certificatemanager.projects.locations.certificateMaps.certificateMapEntries.create"
+        | "certificatemanager.projects.locations.certificateMaps.certificateMapEntries.patch" => {
+            for c in arr(&body["certificates"]) {
+                if let Some(c) = c.as_str() {
+                    out.push(Need::new("certificatemanager.certs.use", c));
+                }
             }
         }
         "compute.targetHttpProxies.insert"
@@ -580,6 +621,11 @@ fn referenced(p: &Project, id: &str, path: &str, body: &Value) -> Vec<Need> {
         _ => {}
     }
     out
+}
+
+/// `projects/P/locations/L/certificateMaps/M` out of a map's full name or API URL.
+fn map_resource(m: &str) -> &str {
+    m.find("projects/").map_or(m, |i| &m[i..])
 }
 
 /// A Compute reference (full URL, `projects/...` path, `global/...` or
@@ -940,6 +986,62 @@ mod tests {
             &json!({"name": "m", "defaultUrlRedirect": {"httpsRedirect": true}}),
         );
         assert_eq!(perms(&n), ["compute.urlMaps.create"]);
+    }
+
+    #[test]
+    fn certificate_manager_names_its_resources_and_uses() {
+        let p = project();
+        let n = needs(
+            &p,
+            Some("certificatemanager.projects.locations.certificates.create"),
+            &Method::POST,
+            "/v1/projects/p/locations/global/certificates",
+            &json!({}),
+        );
+        assert_eq!(
+            n,
+            [Need::new(
+                "certificatemanager.certs.create",
+                "projects/p/locations/global"
+            )]
+        );
+        let n = needs(
+            &p,
+            Some(
+                "certificatemanager.projects.locations.certificateMaps.certificateMapEntries.create",
+            ),
+            &Method::POST,
+            "/v1/projects/p/locations/global/certificateMaps/m/certificateMapEntries",
+            &json!({"hostname": "a.example.com", "certificates": ["projects/p/locations/global/certificates/c"]}),
+        );
+        assert_eq!(
+            n,
+            [
+                Need::new(
+                    "certificatemanager.certmapentries.create",
+                    "projects/p/locations/global/certificateMaps/m"
+                ),
+                Need::new(
+                    "certificatemanager.certs.use",
+                    "projects/p/locations/global/certificates/c"
+                ),
+            ]
+        );
+        let n = needs(
+            &p,
+            Some("compute.targetHttpsProxies.setCertificateMap"),
+            &Method::POST,
+            "/compute/v1/projects/p/global/targetHttpsProxies/px/setCertificateMap",
+            &json!({"certificateMap": "//certificatemanager.googleapis.com/projects/p/locations/global/certificateMaps/m"}),
+        );
+        assert_eq!(
+            perms(&n),
+            [
+                "compute.targetHttpsProxies.setCertificateMap",
+                "certificatemanager.certmaps.use"
+            ]
+        );
+        assert_eq!(n[0].resource, "projects/p/global/targetHttpsProxies/px");
     }
 
     #[test]

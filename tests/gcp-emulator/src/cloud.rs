@@ -37,6 +37,8 @@ pub struct State {
     /// Cloud Run services and their operations.
     pub(crate) run: run::RunState,
     pub services: serviceusage::State,
+    /// Certificate Manager (location `global`).
+    pub certificatemanager: crate::certificatemanager::State,
 }
 
 impl State {
@@ -136,6 +138,12 @@ async fn v1(
     fail: Option<Extension<FailOperation>>,
     body: Bytes,
 ) -> Response {
+    if crate::certificatemanager::is_path(&rest) {
+        let fail = fail.map(|Extension(FailOperation(e))| e);
+        return respond(crate::certificatemanager::handle(
+            &shared, &method, &rest, &q, fail, &body,
+        ));
+    }
     if resourcemanager::is_crm_v1(&format!("v1/{rest}")) {
         return respond(resourcemanager::v1_get(&shared, &method, &rest));
     }

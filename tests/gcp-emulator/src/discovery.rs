@@ -18,6 +18,11 @@ const DOCS: &[(&str, &str)] = &[
     ("/", include_str!("../discovery/dns.v1.json")),
     ("/", include_str!("../discovery/iap.v1.json")),
     ("/", include_str!("../discovery/run.v2.json")),
+    // Before Cloud Run v1: both have `v1/projects/*/locations/*/operations/*`
+    // (Google tells them apart by host); the emulator serves Certificate
+    // Manager's there and no Cloud Run v1 operations, and an equal match goes to
+    // the document listed first.
+    ("/", include_str!("../discovery/certificatemanager.v1.json")),
     // The Cloud Run v1 and Resource Manager v1 subsets gcloud uses. Their
     // method ids repeat v2's and v3's; bodies are checked by the method found.
     ("/", include_str!("../discovery/run.v1.json")),
@@ -200,6 +205,18 @@ impl Discovery {
         match ty {
             "string" => match value {
                 Value::String(_) => Ok(()),
+                // Enums also as their numbers (Google's GAPIC clients send
+                // `enum-encoding=int` bodies).
+                Value::Number(n)
+                    if n.as_u64().is_some_and(|i| {
+                        schema
+                            .get("enum")
+                            .and_then(Value::as_array)
+                            .is_some_and(|e| (i as usize) < e.len())
+                    }) =>
+                {
+                    Ok(())
+                }
                 // int64-like strings are also accepted as JSON numbers.
                 Value::Number(_) if matches!(format, "int64" | "uint64") => Ok(()),
                 _ => bad("TYPE_STRING"),

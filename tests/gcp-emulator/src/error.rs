@@ -28,6 +28,10 @@ pub struct ApiError {
     pub style: Style,
     /// Extra ErrorInfo metadata (AIP-193 style only).
     pub metadata: Option<Value>,
+    /// `details[]` as the API gives them, instead of the one ErrorInfo (AIP-193
+    /// style only; empty: no `details` at all, as Certificate Manager's 404s).
+    /// (Boxed: errors travel in `Result`s, kept small.)
+    pub details: Option<Box<Vec<Value>>>,
 }
 
 impl ApiError {
@@ -39,6 +43,7 @@ impl ApiError {
             domain: "global".to_string(),
             style: Style::V1,
             metadata: None,
+            details: None,
         }
     }
 
@@ -55,6 +60,12 @@ impl ApiError {
 
     pub fn with_metadata(mut self, metadata: Value) -> Self {
         self.metadata = Some(metadata);
+        self
+    }
+
+    /// AIP-193 `details[]` exactly as given (see [`ApiError::details`]).
+    pub fn with_details(mut self, details: Vec<Value>) -> Self {
+        self.details = Some(Box::new(details));
         self
     }
 
@@ -150,6 +161,17 @@ impl ApiError {
                     "status": self.status_name(),
                 }
             }),
+            Style::Aip193 if self.details.is_some() => {
+                let mut error = json!({
+                    "code": self.code,
+                    "message": self.message,
+                    "status": self.status_name(),
+                });
+                if let Some(d) = self.details.as_ref().filter(|d| !d.is_empty()) {
+                    error["details"] = json!(d);
+                }
+                json!({ "error": error })
+            }
             Style::Aip193 => {
                 let mut info = json!({
                     "@type": "type.googleapis.com/google.rpc.ErrorInfo",

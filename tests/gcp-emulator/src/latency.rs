@@ -11,6 +11,8 @@
 //!   `setSslCertificates`, ...) its own PENDING -> DONE duration, `default` for the
 //!   others; `run` for Cloud Run long-running operations; `iap` for IAP policy and
 //!   settings writes (synchronous at Google, so an extra wait inside the call);
+//!   `certificatemanager` for Certificate Manager operations (done at once
+//!   without a model);
 //! - a Cloud DNS change duration (`pending` -> `done`);
 //! - a propagation lag per authoritative name server, counted from the change.
 //!
@@ -86,6 +88,7 @@ impl LatencyModel {
                     ("patch".into(), 10_000),
                     ("run".into(), 20_000),
                     ("iap".into(), 2_000),
+                    ("certificatemanager".into(), 2_000),
                 ]),
                 dns_change_ms: 3_000,
                 dns_lags_ms: vec![4_000, 6_000, 8_000, 12_000],
@@ -185,6 +188,10 @@ mod tests {
         let m = LatencyModel::profile("google").unwrap().unwrap();
         assert_eq!(m.operation("insert"), Some(Duration::from_secs(10)));
         assert_eq!(m.operation("setUrlMap"), Some(Duration::from_secs(5)));
+        assert_eq!(
+            m.operation("certificatemanager"),
+            Some(Duration::from_secs(2))
+        );
         let bare = LatencyModel::default();
         assert_eq!(bare.operation("insert"), None);
     }

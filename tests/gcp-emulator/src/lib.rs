@@ -30,7 +30,8 @@
 //! `negs.rs`, `addresses.rs`, `forwarding_rules.rs`, `operations.rs`, `list.rs`;
 //! [`dns`]: `zones.rs`, `changes.rs`, `rrsets.rs`, `server.rs`). The APIs:
 //! [`compute`], [`dns`], [`iap`], [`run`] (v2, and `run/v1.rs` for the v1 subset
-//! gcloud uses), [`serviceusage`], [`resourcemanager`], [`storage`]. What they share is apart:
+//! gcloud uses), [`serviceusage`], [`resourcemanager`], [`storage`], [`certificatemanager`]
+//! (under the shared `/v1/` prefix; `/emulator/served` tells what a proxy serves). What they share is apart:
 //! [`cloud`] (the `/v1/` prefix IAP, Cloud Run v1, Service Usage v1 and Resource
 //! Manager v1 have in common, Google's AIP-193 errors, body parsing, each
 //! project's state of these APIs), [`iam_policy`] (IAM policies on resources),
@@ -89,6 +90,7 @@
 pub mod admin;
 pub mod authz;
 pub mod b64;
+pub mod certificatemanager;
 pub mod cloud;
 pub mod compute;
 pub mod discovery;
@@ -274,6 +276,7 @@ pub fn router(shared: Shared) -> axum::Router {
         .merge(metadata::router())
         .merge(admin::router())
         .merge(authz::router())
+        .merge(certificatemanager::serving::router())
         .fallback(admin::not_found)
         .layer(axum::middleware::from_fn_with_state(
             shared.clone(),

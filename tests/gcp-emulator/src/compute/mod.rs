@@ -21,7 +21,8 @@
 
 mod addresses;
 mod backend_services;
-mod certs;
+mod certificate_map;
+pub(crate) mod certs;
 mod filter;
 mod forwarding_rules;
 mod list;
@@ -34,6 +35,7 @@ mod validate;
 
 use addresses::*;
 use backend_services::*;
+use certificate_map::*;
 use forwarding_rules::*;
 use list::*;
 use negs::*;
@@ -143,6 +145,7 @@ fn mutate(
         new_id,
         region: region.map(str::to_string),
         host: host.map(str::to_string),
+        cert_maps: p.cloud.certificatemanager.map_ids(),
     };
     // Operations are not part of the transaction; keep them out of the copy.
     let ops = std::mem::take(&mut p.compute.operations);
@@ -202,6 +205,7 @@ fn read<T>(
         new_id: 0,
         region: region.map(str::to_string),
         host: None,
+        cert_maps: p.cloud.certificatemanager.map_ids(),
     };
     f(&p.compute, &ctx)
 }
@@ -488,15 +492,35 @@ async fn regional_item(
     on_item(call, &coll, &name)
 }
 
-/// `.../global/operations/{op}/wait`.
+/// `.../global/operations/{op}/wait` and
+/// `.../global/targetHttpsProxies/{name}/setCertificateMap` (which, unlike
+/// `setSslCertificates`, has the `/global/` segment).
+#[allow(clippy::too_many_arguments)]
 async fn global_verb(
     AxState(shared): AxState<Shared>,
     Path((project, coll, name, verb)): Path<(String, String, String, String)>,
     method: Method,
-    uri: Uri,
+    Addressed { uri, host }: Addressed,
+    Query(q): Query<Params>,
+    fail: Option<Extension<FailOperation>>,
+    body: Bytes,
 ) -> ApiResult<Json<Value>> {
     if coll == "operations" && verb == "wait" && method == Method::POST {
         return wait_op(&shared, &project, None, &name).await;
+    }
+    if coll == "targetHttpsProxies" && verb == "setCertificateMap" && method == Method::POST {
+        let body = parse_body(&body)?;
+        let c = Coll::TargetHttpsProxies;
+        return mutate(
+            &shared,
+            host.as_deref(),
+            &project,
+            None,
+            &q,
+            fail,
+            &verb,
+            |st, ctx| set_on_proxy(st, ctx, c, &name, &verb, &body),
+        );
     }
     Err(unknown_method(uri.path()))
 }

@@ -33,7 +33,7 @@ pub(super) fn build(
             {
                 return Err(required_field("resource.urlMap"));
             }
-            let has_map = obj.get("certificateMap").is_some_and(|v| !v.is_null());
+            let has_map = proxy_certificate_map(ctx, &mut obj)?;
             if !has_map || obj.get("sslCertificates").is_some() {
                 let certs = cert_list(
                     state,
@@ -276,6 +276,9 @@ pub(super) fn set_on_proxy(
         "setSslCertificates" if coll == Coll::TargetHttpsProxies => {
             let certs = cert_list(state, ctx, body.get("sslCertificates"), "sslCertificates")?;
             v.insert("sslCertificates".into(), Value::Array(certs));
+        }
+        "setCertificateMap" if coll == Coll::TargetHttpsProxies => {
+            set_certificate_map(ctx, &mut v, body)?;
         }
         "setUrlMap" => {
             let Some(m) = body.get("urlMap").filter(|m| !m.is_null()) else {

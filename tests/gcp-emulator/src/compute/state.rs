@@ -301,6 +301,8 @@ pub(super) struct Ctx {
     /// `host[:port]` the request was addressed to: Google accepts references on
     /// its own hosts, and gcloud writes them on the endpoint it was pointed at.
     pub(super) host: Option<String>,
+    /// Ids of the project's Certificate Manager maps (`certificateMap` checks).
+    pub(super) cert_maps: std::collections::BTreeSet<String>,
 }
 
 impl Ctx {

@@ -64,6 +64,14 @@ pub fn api_for_path(path: &str) -> Option<(&'static str, &'static str)> {
         Some(("storage.googleapis.com", "Cloud Storage JSON API"))
     } else if p.starts_with("v1beta1/") {
         Some(("serviceusage.googleapis.com", "Service Usage API"))
+    } else if p
+        .strip_prefix("v1/")
+        .is_some_and(crate::certificatemanager::is_path)
+    {
+        Some((
+            "certificatemanager.googleapis.com",
+            "Certificate Manager API",
+        ))
     } else if p.starts_with("apis/") || (p.starts_with("v1/") && p.contains("/locations/")) {
         // Cloud Run v1 (Knative paths, and `projects/p/locations/...`).
         Some(("run.googleapis.com", "Cloud Run Admin API"))
