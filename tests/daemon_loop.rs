@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use gclb_acme::config::{CertificateConfig, Config};
-use gclb_acme::daemon::{self, Assessment, Failure, Options, Worker, WorkerFactory};
+use gclb_acme::daemon::{self, Assessment, Failure, Options, Renewed, Worker, WorkerFactory};
 use gclb_acme::metrics::Metrics;
 use gclb_acme::schedule::{AriWindow, Validity};
 use time::OffsetDateTime;
@@ -20,6 +20,11 @@ struct Script {
     failures: Arc<Mutex<u32>>,
     /// Lifetime of the certificates "issued".
     lifetime_s: i64,
+    /// When set, a renewal comes back served with the rest of its work
+    /// (clean-up) waiting for this.
+    hold_rest: Option<Arc<tokio::sync::Semaphore>>,
+    /// Rests that have finished.
+    rested: Arc<Mutex<Vec<String>>>,
 }
 
 impl Worker for Script {
@@ -58,6 +63,24 @@ impl Worker for Script {
             ari_id: None,
             summary: "renewed".into(),
         })
+    }
+
+    async fn renew_until_served(
+        &self,
+        c: &CertificateConfig,
+        force: bool,
+    ) -> Result<Renewed, Failure> {
+        let obs = self.renew(c, force).await?;
+        let Some(gate) = self.hold_rest.clone() else {
+            return Ok(Renewed::Done(obs));
+        };
+        let rested = Arc::clone(&self.rested);
+        let name = c.name.clone();
+        Ok(Renewed::Served(Box::pin(async move {
+            let _ = gate.acquire().await;
+            rested.lock().unwrap().push(name);
+            Ok(obs)
+        })))
     }
 
     async fn renewal_info(&self, _id: &str) -> Result<Option<(AriWindow, Duration)>, Failure> {
@@ -103,6 +126,7 @@ async fn daemon_loop_scenarios() {
     renews_short_lived_certificates_on_its_own_then_stops_on_sigterm().await;
     failures_back_off_and_are_kept_across_restarts().await;
     sighup_reloads_and_a_broken_file_keeps_the_old_configuration().await;
+    a_served_certificate_gives_its_slot_up_while_it_cleans_up().await;
 }
 
 fn signal(sig: &str) {
@@ -245,4 +269,60 @@ async fn sighup_reloads_and_a_broken_file_keeps_the_old_configuration() {
         .collect();
     assert_eq!(names.iter().filter(|n| *n == "app").count(), 1, "{names:?}");
     assert_eq!(names.iter().filter(|n| *n == "api").count(), 1, "{names:?}");
+}
+
+/// Issue #18: once a certificate is served, the rest of its renewal (deleting
+/// what it replaced, seconds against Google) holds no concurrency slot: with
+/// `concurrency = 1`, the second certificate is renewed while the first one's
+/// clean-up is still under way; and that clean-up is finished before exit.
+async fn a_served_certificate_gives_its_slot_up_while_it_cleans_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg_path = dir.path().join("config.toml");
+    write_config(&cfg_path, &dir.path().join("state"), &["a", "b"]);
+    let text = std::fs::read_to_string(&cfg_path)
+        .unwrap()
+        .replace("[daemon]\n", "[daemon]\nconcurrency = 1\n");
+    std::fs::write(&cfg_path, text).unwrap();
+    let config = Config::load(&cfg_path).unwrap();
+    assert_eq!(config.daemon.concurrency, 1);
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let script = Script {
+        lifetime_s: 3600,
+        hold_rest: Some(Arc::clone(&gate)),
+        ..Default::default()
+    };
+    let run = tokio::spawn(daemon::run(
+        cfg_path.clone(),
+        config,
+        Factory(script.clone()),
+        Metrics::new(),
+        options(),
+    ));
+    let started = Instant::now();
+    while script.calls.lock().unwrap().len() < 2 {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the second certificate waited for the first one's clean-up: {:?}",
+            script.calls.lock().unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        script.rested.lock().unwrap().is_empty(),
+        "both still resting"
+    );
+    gate.add_permits(2);
+    while script.rested.lock().unwrap().len() < 2 {
+        assert!(started.elapsed() < Duration::from_secs(10));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    signal("-TERM");
+    tokio::time::timeout(Duration::from_secs(5), run)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let mut rested = script.rested.lock().unwrap().clone();
+    rested.sort();
+    assert_eq!(rested, ["a", "b"]);
 }

@@ -231,6 +231,52 @@ async fn waits_for_the_lagging_name_server() {
     );
 }
 
+/// Issue #18: a change is not polled to `done`. Cloud DNS applies an accepted
+/// change (the zone is the sum of its changes, in sequence) and `done` says
+/// only that the servers were sent the update, which the solver asks itself:
+/// here every server serves the value while the change is still `pending`.
+#[tokio::test]
+async fn changes_are_not_polled_to_done() {
+    let cloud = Cloud::start().await;
+    cloud.zone("example-test", "example.test.", false).await;
+    let (s, b) = cloud
+        .post("emulator/settings", json!({"dns_change_delay_ms": 60_000}))
+        .await;
+    assert!(s == 204 || s == 200, "{s} {b}");
+    let solver = CloudDns::new(
+        cloud.gcp(),
+        &dns_config(&cloud, Duration::from_secs(20)),
+        None,
+    );
+    let r = [rec("_acme-challenge.example.test", "v")];
+    cloud.clear_requests().await;
+    let report = solver.present(&r).await.unwrap();
+    assert_eq!(report.changes, 1);
+    assert!(served_everywhere(&cloud, "_acme-challenge.example.test.", "v").await);
+    solver.cleanup(&r).await.unwrap();
+    assert!(
+        cloud
+            .txt("example-test", "_acme-challenge.example.test.")
+            .await
+            .is_empty()
+    );
+    assert_eq!(cloud.count("dns.changes.create", true).await, 2);
+    assert_eq!(cloud.count("dns.changes.get", false).await, 0);
+    let (_, list) = cloud
+        .get(&format!(
+            "dns/v1/projects/{}/managedZones/example-test/changes",
+            support::gcp::PROJECT
+        ))
+        .await;
+    let pending = list["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["status"] == "pending")
+        .count();
+    assert_eq!(pending, 2, "both still pending: {list}");
+}
+
 #[tokio::test]
 async fn propagation_timeout_names_the_servers_still_missing() {
     let cloud = Cloud::start().await;

@@ -48,6 +48,7 @@ async fn renewal_replaces_ours_in_place_keeps_the_unrelated_one_and_costs_three_
         .await
         .unwrap_or_else(|e| panic!("renew: {e}\n{}", lab.pebble.log()));
     let took = started.elapsed();
+    let renewal_log = lab.cloud.requests().await;
     let (report, issued) = installed(&out);
     assert!(issued);
     assert!(out.healthy());
@@ -113,6 +114,34 @@ async fn renewal_replaces_ours_in_place_keeps_the_unrelated_one_and_costs_three_
     );
     assert_eq!(dns_changes, 2, "one change to present, one to clean up");
     assert_eq!(finalized(&r), 1);
+    // Issue #18: the reads that decide (the proxy, the two certificates it
+    // lists), the upload's list of ours (resumed? and what clean-up deletes)
+    // and the quota, the proxy right before its update, the forwarding rules
+    // for the check, the project's proxies before deleting; no read-back,
+    // no Cloud DNS change polled.
+    let mut reads: std::collections::BTreeMap<&str, usize> = Default::default();
+    for id in renewal_log.iter().filter_map(|r| r["id"].as_str()) {
+        let read = id.starts_with("compute.")
+            && !id.contains("Operations.")
+            && (id.ends_with(".get") || id.ends_with(".list"));
+        if read || id.starts_with("dns.changes.") {
+            *reads.entry(id).or_default() += 1;
+        }
+    }
+    assert_eq!(
+        reads,
+        [
+            ("compute.globalForwardingRules.list", 1),
+            ("compute.projects.get", 1),
+            ("compute.sslCertificates.get", 2),
+            ("compute.sslCertificates.list", 1),
+            ("compute.targetHttpsProxies.get", 2),
+            ("compute.targetHttpsProxies.list", 1),
+            ("dns.changes.create", 2),
+        ]
+        .into_iter()
+        .collect()
+    );
 
     // A second pass does nothing at all.
     lab.cloud.clear_requests().await;
@@ -177,6 +206,143 @@ async fn one_certificate_on_two_proxies_is_swapped_on_both_before_the_old_one_go
             .count(),
         2
     );
+    lab.assert_no_txt().await;
+}
+
+/// The Unix ms at which the first logged request matching `f` started and ended.
+fn span(log: &[Value], f: impl Fn(&Value) -> bool) -> (u64, u64) {
+    log.iter()
+        .find(|r| f(r))
+        .map(|r| {
+            (
+                r["start_unix_ms"].as_u64().unwrap(),
+                r["end_unix_ms"].as_u64().unwrap(),
+            )
+        })
+        .unwrap_or_else(|| panic!("no such request in {log:#?}"))
+}
+
+fn is(r: &Value, id: &str, path_end: &str) -> bool {
+    r["id"] == id && r["path"].as_str().is_some_and(|p| p.ends_with(path_end))
+}
+
+/// Issue #18: a certificate on two proxies is swapped on both at once: the
+/// second update is sent while the first is still under way (held 3 s here).
+#[tokio::test]
+async fn the_proxies_of_one_certificate_are_swapped_at_once() {
+    let lab = Lab::start().await;
+    let old = lab.upload(&NAMES, 80, 90, Some("app"), "").await;
+    lab.proxy("p1", &[&old]).await;
+    lab.proxy("p2", &[&old]).await;
+    let r = lab.renewer(&lab.config(&["p1", "p2"])).await;
+    lab.cloud
+        .fault(
+            json!({"method": "compute.targetHttpsProxies.setSslCertificates",
+                       "kind": "delay", "delay_ms": 3000, "count": 1}),
+        )
+        .await;
+    lab.cloud.clear_requests().await;
+    let out = renew_one(&r, false)
+        .await
+        .unwrap_or_else(|e| panic!("renew: {e}\n{}", lab.pebble.log()));
+    let (report, _) = installed(&out);
+    assert_eq!(
+        sorted(
+            &report
+                .swapped
+                .iter()
+                .map(String::as_str)
+                .collect::<Vec<_>>()
+        ),
+        ["p1", "p2"]
+    );
+    assert_eq!(report.deleted, std::slice::from_ref(&old));
+    let log = lab.cloud.requests().await;
+    let set = "compute.targetHttpsProxies.setSslCertificates";
+    let p1 = span(&log, |r| is(r, set, "/p1/setSslCertificates"));
+    let p2 = span(&log, |r| is(r, set, "/p2/setSslCertificates"));
+    let (first, second) = if p1.0 <= p2.0 { (p1, p2) } else { (p2, p1) };
+    assert!(
+        second.0 < first.1,
+        "the second update ({second:?}) waited for the first ({first:?})"
+    );
+    lab.assert_serving(&["p1", "p2"]).await;
+}
+
+/// Issue #18: when the update of one of two proxies fails, the other serves
+/// the new certificate, the failing one keeps the old one, nothing is deleted,
+/// and the error names the proxy; the next run completes it without issuing
+/// again.
+#[tokio::test]
+async fn a_swap_failing_on_one_proxy_keeps_its_old_certificate_and_is_reported() {
+    let lab = Lab::start().await;
+    let old = lab.upload(&NAMES, 80, 90, Some("app"), "").await;
+    lab.proxy("p1", &[&old]).await;
+    lab.proxy("p2", &[&old]).await;
+    let r = lab.renewer(&lab.config(&["p1", "p2"])).await;
+    lab.cloud
+        .fault(json!({"method": "compute.targetHttpsProxies.setSslCertificates",
+                       "path_prefix": format!("/compute/v1/projects/{}/targetHttpsProxies/p2/", support::gcp::PROJECT),
+                       "kind": "operation", "status": 400, "reason": "invalid",
+                       "message": "refused for the test", "count": 1}))
+        .await;
+    let err = renew_one(&r, false).await.unwrap_err();
+    assert!(err.to_string().contains("p2"), "{err}");
+    assert!(err.to_string().contains("refused for the test"), "{err}");
+    let p1 = lab.served("p1").await;
+    assert_ne!(p1, std::slice::from_ref(&old), "p1 was swapped");
+    assert_eq!(lab.served("p2").await, std::slice::from_ref(&old));
+    assert!(lab.certificates().await.contains(&old), "nothing deleted");
+
+    let out = renew_one(&r, false).await.unwrap();
+    let (report, issued) = installed(&out);
+    assert!(
+        !issued,
+        "the pending certificate is installed, not issued again"
+    );
+    assert_eq!(report.deleted, std::slice::from_ref(&old));
+    assert_eq!(lab.served("p2").await, p1);
+    assert_eq!(finalized(&r), 1);
+}
+
+/// Issue #18: with one slot (`daemon.concurrency = 1`), the second
+/// certificate starts once the first is served, not once the first one's old
+/// certificate is deleted (held 3 s here); both old ones are gone at the end.
+#[tokio::test]
+async fn a_delete_holds_no_slot_and_the_next_certificate_starts_at_once() {
+    let lab = Lab::start().await;
+    let old = lab.upload(&NAMES, 80, 90, Some("app"), "").await;
+    let old2 = lab
+        .upload(&["www.example.test"], 80, 90, Some("app2"), "")
+        .await;
+    lab.proxy("p1", &[&old]).await;
+    lab.proxy("p2", &[&old2]).await;
+    let mut config = lab.config(&["p1"]);
+    let mut second = config.certificates[0].clone();
+    second.name = "app2".into();
+    second.domains = vec!["www.example.test".into()];
+    second.target_https_proxies = vec!["p2".into()];
+    config.certificates.push(second);
+    config.daemon.concurrency = 1;
+    let r = lab.renewer(&config).await;
+    lab.cloud
+        .fault(json!({"method": "compute.sslCertificates.delete",
+                       "kind": "delay", "delay_ms": 3000, "count": 1}))
+        .await;
+    lab.cloud.clear_requests().await;
+    let results = r.renew_all(None, false).await;
+    for (name, res) in &results {
+        assert!(res.is_ok(), "{name}: {res:?}");
+    }
+    let log = lab.cloud.requests().await;
+    let delete = span(&log, |r| r["id"] == "compute.sslCertificates.delete");
+    let observe2 = span(&log, |r| is(r, "compute.targetHttpsProxies.get", "/p2"));
+    assert!(
+        observe2.0 < delete.1,
+        "the second certificate ({observe2:?}) waited for the first one's delete ({delete:?})"
+    );
+    let left = lab.certificates().await;
+    assert!(!left.contains(&old) && !left.contains(&old2), "{left:?}");
     lab.assert_no_txt().await;
 }
 

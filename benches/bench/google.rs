@@ -155,6 +155,11 @@ async fn one_renewal(a: &Args, m: &LatencyModel) -> Value {
     .expect("write requests");
 
     let lines = log_lines(&err);
+    // Queries to the name servers while waiting for propagation (not API calls).
+    let dns_queries = lines
+        .iter()
+        .find(|(_, m, _)| m == "challenge records served by every authoritative name server")
+        .and_then(|(_, _, v)| v.get("dns_queries").and_then(Value::as_u64));
     let at = |msg: &str| first_log(&lines, |m, _| m == msg);
     let req_start = |id: &str| {
         log.iter()
@@ -164,7 +169,8 @@ async fn one_renewal(a: &Args, m: &LatencyModel) -> Value {
     };
     let plan = at("plan");
     let presenting = at("presenting DNS-01 records");
-    let change_done = at("Cloud DNS change done");
+    // The present change, accepted (no longer polled to done).
+    let change_done = at("Cloud DNS change accepted");
     let served = at("challenge records served by every authoritative name server");
     let ready = at("order ready");
     let issued = at("certificate issued and stored");
@@ -209,7 +215,11 @@ async fn one_renewal(a: &Args, m: &LatencyModel) -> Value {
             plan,
         ),
         phase("ACME order and authorizations", plan, presenting),
-        phase("Cloud DNS change (to done)", presenting, change_done),
+        phase(
+            "Cloud DNS change (read, created, accepted)",
+            presenting,
+            change_done,
+        ),
         phase(
             "propagation (every name server serves the TXT)",
             change_done,
@@ -239,6 +249,15 @@ async fn one_renewal(a: &Args, m: &LatencyModel) -> Value {
         "wall_ms": wall_ms.round(),
         "calls": log.len(),
         "calls_by_method": calls_by_method(&log),
+        "compute_reads": log
+            .iter()
+            .filter_map(|r| r["id"].as_str())
+            .filter(|id| id.starts_with("compute.")
+                && !id.contains("Operations.")
+                && (id.ends_with(".get") || id.ends_with(".list")))
+            .count(),
+        "dns_changes": log.iter().filter(|r| r["id"] == "dns.changes.create").count(),
+        "name_server_queries": dns_queries,
         "timeline": timeline,
         "lower_bound_ms": bound,
         "lower_bound_parts": parts.iter().map(|(k, v)| json!({"wait": k, "ms": v})).collect::<Vec<_>>(),
@@ -378,7 +397,10 @@ pub fn markdown(g: &Value) -> String {
             w["wait"].as_str().unwrap_or("")
         ));
     }
-    md.push_str(&format!("\nCalls by method: {}\n", one["calls_by_method"]));
+    md.push_str(&format!(
+        "\nCompute reads (get and list, not operation waits): {}; Cloud DNS changes: {}; queries to the name servers: {}.\n\nCalls by method: {}\n",
+        one["compute_reads"], one["dns_changes"], one["name_server_queries"], one["calls_by_method"]
+    ));
     let many = &g["many"];
     if !many.is_null() {
         md.push_str(&format!(

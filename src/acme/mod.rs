@@ -11,9 +11,10 @@
 //!   present every pending dns-01 record at once -> set_ready on all (an answer
 //!     `invalid` fails at once) -> poll to ready, reading the authorizations
 //!     while the order is pending (a CA may leave it pending after a failure)
-//!   clean the records up (always)
-//!   finalize with our CSR -> poll to valid -> download -> validate the chain
-//!     -> drop a served self-signed root (docs/cas.md)
+//!   on failure: clean the records up, return the error
+//!   clean the records up  ||  finalize with our CSR -> poll to valid -> download
+//!     (both finished before anything is persisted)
+//!   validate the chain -> drop a served self-signed root (docs/cas.md)
 //!   persist key + chain + facts (0600, atomic) -> return
 //! ```
 //!
@@ -66,6 +67,9 @@ pub trait Dns01Solver: Send + Sync {
         records: &[ChallengeRecord],
     ) -> impl Future<Output = Result<(), SolverError>> + Send;
     /// Removes exactly our values; must be safe after a partial `present`.
+    /// Returns once the removal is accepted (it need not be served yet): the
+    /// issuance persists the certificate right after, and a run resuming from
+    /// there never comes back to these values.
     fn cleanup(
         &self,
         records: &[ChallengeRecord],

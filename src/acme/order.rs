@@ -73,44 +73,30 @@ impl Flow<'_> {
         tracing::Span::current().record("order_url", order.url());
         let key = key_pem.key_pair()?;
 
-        match order.state().status {
+        // The TXT values to remove once the order is ready: removed while the CA
+        // signs (below), not before it, so the removal is off the critical path.
+        let to_clean = match order.state().status {
             OrderStatus::Pending => self.authorize(&mut order, solver, resumed).await?,
             OrderStatus::Invalid => return Err(self.order_failure(&mut order).await),
-            OrderStatus::Ready | OrderStatus::Processing | OrderStatus::Valid => {
-                // A resumed order whose validation already passed: the run that
-                // was stopped may not have removed its TXT values. Remove them.
-                if resumed {
-                    self.cleanup(solver, &validated_records(&mut order).await)
-                        .await;
-                }
+            // A resumed order whose validation already passed: the run that
+            // was stopped may not have removed its TXT values. Remove them.
+            OrderStatus::Ready | OrderStatus::Processing | OrderStatus::Valid if resumed => {
+                validated_records(&mut order).await
             }
-        }
+            OrderStatus::Ready | OrderStatus::Processing | OrderStatus::Valid => Vec::new(),
+        };
 
-        let issuing = crate::progress::Step::start(format!(
-            "{}: waiting for the CA to issue the certificate",
-            self.req.certificate
-        ));
-        if order.state().status == OrderStatus::Ready {
-            self.finalize(&mut order, &key, &names).await?;
-        }
-        let status = self
-            .wait_for(&mut order, |s| s == OrderStatus::Valid, "certificate")
-            .await?;
-        if status != OrderStatus::Valid {
-            return Err(self.order_failure(&mut order).await);
-        }
-        drop(issuing);
-        http::hint(Endpoint::Certificate);
-        let chain = retrying!(self.client.options.retry, "certificate", {
-            order
-                .certificate()
-                .await
-                .map_err(|e| AcmeError::from_acme("certificate", e))
-        })?
-        .ok_or_else(|| AcmeError::Protocol {
-            operation: "certificate",
-            message: "order is valid but no certificate was returned".into(),
-        })?;
+        // The removal runs beside finalize and download and is joined before
+        // the certificate is persisted: until then the order record stays in
+        // the state directory, so a crash anywhere here resumes the order and
+        // removes the values again (above). Once persisted, the next run
+        // installs without touching ACME, so the removal must have been
+        // accepted by then (the provider returns once it is; see dns::DnsProvider).
+        let (_, chain) = tokio::join!(
+            self.cleanup(solver, &to_clean),
+            self.sign(&mut order, &key, &names)
+        );
+        let chain = chain?;
 
         // Validated as the CA sent it (a root included), uploaded without a root.
         let checked = certs::validate_chain(&chain, &names, &key, OffsetDateTime::now_utc())
@@ -150,6 +136,40 @@ impl Flow<'_> {
             "certificate issued and stored"
         );
         Ok(issued)
+    }
+
+    /// Finalizes a ready order (once), waits for it to be valid, downloads the chain.
+    async fn sign(
+        &self,
+        order: &mut Order,
+        key: &rcgen::KeyPair,
+        names: &[String],
+    ) -> Result<String, AcmeError> {
+        let issuing = crate::progress::Step::start(format!(
+            "{}: waiting for the CA to issue the certificate",
+            self.req.certificate
+        ));
+        if order.state().status == OrderStatus::Ready {
+            self.finalize(order, key, names).await?;
+        }
+        let status = self
+            .wait_for(order, |s| s == OrderStatus::Valid, "certificate")
+            .await?;
+        if status != OrderStatus::Valid {
+            return Err(self.order_failure(order).await);
+        }
+        drop(issuing);
+        http::hint(Endpoint::Certificate);
+        retrying!(self.client.options.retry, "certificate", {
+            order
+                .certificate()
+                .await
+                .map_err(|e| AcmeError::from_acme("certificate", e))
+        })?
+        .ok_or_else(|| AcmeError::Protocol {
+            operation: "certificate",
+            message: "order is valid but no certificate was returned".into(),
+        })
     }
 
     /// Same names, key type and CA, and at least half of its lifetime left.
@@ -307,14 +327,16 @@ impl Flow<'_> {
         })
     }
 
-    /// Presents every pending dns-01 challenge at once, requests every validation,
-    /// waits for the order to be ready, and always cleans up.
+    /// Presents every pending dns-01 challenge at once, requests every validation
+    /// and waits for the order to be ready. On success returns the values to
+    /// remove (the caller removes them while the CA signs); on failure removes
+    /// them before returning.
     async fn authorize<S: Dns01Solver>(
         &self,
         order: &mut Order,
         solver: &S,
         resumed: bool,
-    ) -> Result<(), AcmeError> {
+    ) -> Result<Vec<ChallengeRecord>, AcmeError> {
         let retry = &self.client.options.retry;
         let records = retrying!(retry, "authorization", collect_challenges(order).await)?;
         if records.is_empty() {
@@ -340,8 +362,13 @@ impl Flow<'_> {
                 }
             }
         }
-        self.cleanup(solver, &all).await;
-        outcome
+        match outcome {
+            Ok(()) => Ok(all),
+            Err(e) => {
+                self.cleanup(solver, &all).await;
+                Err(e)
+            }
+        }
     }
 
     /// Removes our DNS-01 values (best effort: a failure is logged).

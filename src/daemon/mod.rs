@@ -73,6 +73,17 @@ pub trait Worker: Send + Sync + 'static {
         cert: &CertificateConfig,
         force: bool,
     ) -> impl Future<Output = Result<Assessment, Failure>> + Send;
+    /// [`renew`](Self::renew) in two halves: returns once the new certificate
+    /// is served everywhere, with what is left of the work (deleting what it
+    /// replaced) as [`Renewed::Served`], which the daemon runs outside its
+    /// concurrency slots. By default the whole renewal at once.
+    fn renew_until_served(
+        &self,
+        cert: &CertificateConfig,
+        force: bool,
+    ) -> impl Future<Output = Result<Renewed, Failure>> + Send {
+        async move { self.renew(cert, force).await.map(Renewed::Done) }
+    }
     /// The CA's renewal window for an ARI id and how long to wait before asking
     /// again; `None` when the CA has no ARI.
     fn renewal_info(
@@ -80,6 +91,17 @@ pub trait Worker: Send + Sync + 'static {
         ari_id: &str,
     ) -> impl Future<Output = Result<Option<(AriWindow, Duration)>, Failure>> + Send;
 }
+
+/// How far [`Worker::renew_until_served`] got.
+pub enum Renewed {
+    /// All done: what is served now.
+    Done(Assessment),
+    /// Served everywhere; the rest of the work, ending with what is served.
+    Served(Rest),
+}
+
+/// The rest of a renewal once the new certificate is served.
+pub type Rest = std::pin::Pin<Box<dyn Future<Output = Result<Assessment, Failure>> + Send>>;
 
 /// Builds the renewer for a configuration (at start and on every reload).
 pub trait WorkerFactory: Send + Sync + 'static {
@@ -90,6 +112,10 @@ pub trait WorkerFactory: Send + Sync + 'static {
 /// A finished task.
 enum Done {
     Renew(Result<Assessment, Failure>),
+    /// Served; the rest is to run outside the concurrency slots.
+    Served(Rest),
+    /// The rest of a renewal, finished.
+    Rest(Result<Assessment, Failure>),
     Ari(String, Result<Option<(AriWindow, Duration)>, Failure>),
 }
 
@@ -192,16 +218,20 @@ pub async fn run<F: WorkerFactory>(
     let mut next_summary = tokio::time::Instant::now() + options.summary_every;
 
     let mut tasks: JoinSet<(String, Done)> = JoinSet::new();
+    // Tasks finishing a served renewal (clean-up): in `tasks`, but holding no
+    // concurrency slot, so the next certificate does not wait for a delete.
+    let mut resting = 0usize;
     loop {
         start_due(
             &mut slots,
             &mut tasks,
+            resting,
             &renewer,
             &config,
             window.as_ref(),
             &metrics,
         );
-        let busy = tasks.len() >= config.daemon.concurrency;
+        let busy = tasks.len() - resting >= config.daemon.concurrency;
         let mut sleep_for = sleep_time(&slots, busy, window.as_ref(), &options, next_summary);
         if let Some(w) = watchdog {
             notify(&[sd_notify::NotifyState::Watchdog]);
@@ -211,6 +241,19 @@ pub async fn run<F: WorkerFactory>(
         tokio::select! {
             Some(done) = tasks.join_next(), if !tasks.is_empty() => {
                 let Ok((name, done)) = done else { continue };
+                let done = match done {
+                    Done::Served(rest) => {
+                        // The slot stays `running` (its lock is held) until the rest ends.
+                        resting += 1;
+                        tasks.spawn(async move { (name, Done::Rest(rest.await)) });
+                        continue;
+                    }
+                    Done::Rest(r) => {
+                        resting -= 1;
+                        Done::Renew(r)
+                    }
+                    other => other,
+                };
                 let ctx = Ctx { state: &state, metrics: &metrics, config: &config, options: &options };
                 task_done(&ctx, &mut slots, &mut tasks, &renewer, name, done);
                 update_next_renewal(&metrics, &slots, window.as_ref());
@@ -332,10 +375,12 @@ async fn first_pass<R: Worker>(
     }
 }
 
-/// Starts what is due now, earliest first, up to `daemon.concurrency` tasks.
+/// Starts what is due now, earliest first, up to `daemon.concurrency` tasks
+/// (not counting the `resting` ones, which only clean up).
 fn start_due<R: Worker>(
     slots: &mut BTreeMap<String, Slot>,
     tasks: &mut JoinSet<(String, Done)>,
+    resting: usize,
     renewer: &Arc<R>,
     config: &Config,
     window: Option<&Cron>,
@@ -349,7 +394,7 @@ fn start_due<R: Worker>(
         .collect();
     dues.sort_by_key(|(d, _)| d.at);
     for (d, name) in &dues {
-        if d.at > now || tasks.len() >= config.daemon.concurrency {
+        if d.at > now || tasks.len() - resting >= config.daemon.concurrency {
             break;
         }
         let Some(slot) = slots.get_mut(name) else {
@@ -369,7 +414,12 @@ fn start_due<R: Worker>(
                 return (cert.name.clone(), Done::Ari(id, res));
             }
             let force = matches!(why, Why::Renewal(_));
-            (cert.name.clone(), Done::Renew(r.renew(&cert, force).await))
+            let done = match r.renew_until_served(&cert, force).await {
+                Ok(Renewed::Done(o)) => Done::Renew(Ok(o)),
+                Ok(Renewed::Served(rest)) => Done::Served(rest),
+                Err(e) => Done::Renew(Err(e)),
+            };
+            (cert.name.clone(), done)
         });
     }
 }
@@ -416,6 +466,8 @@ fn task_done<R: Worker>(
             store_ari(ctx.state, slots, &name, &id, res);
             None
         }
+        // The loop takes these first (it counts the resting tasks).
+        Done::Served(_) | Done::Rest(_) => return,
         Done::Renew(res) => {
             handle_result(
                 ctx.state,
@@ -471,8 +523,12 @@ async fn drain(
     loop {
         tokio::select! {
             done = tasks.join_next() => match done {
-                Some(Ok((name, Done::Renew(result)))) => {
+                Some(Ok((name, Done::Renew(result) | Done::Rest(result)))) => {
                     handle_result(ctx.state, ctx.metrics, slots, &name, result, ctx.config, ctx.options);
+                }
+                // Served: its clean-up gets the grace too.
+                Some(Ok((name, Done::Served(rest)))) => {
+                    tasks.spawn(async move { (name, Done::Rest(rest.await)) });
                 }
                 Some(Ok((name, Done::Ari(id, res)))) => store_ari(ctx.state, slots, &name, &id, res),
                 Some(Err(_)) => {}

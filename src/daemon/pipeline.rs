@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use time::OffsetDateTime;
 
-use super::{Assessment, DaemonError, Failure, Worker, WorkerFactory};
+use super::{Assessment, DaemonError, Failure, Renewed, Worker, WorkerFactory};
 use crate::acme::{AcmeClient, AcmeError};
 use crate::config::{CertificateConfig, Config};
 use crate::gcp::Gcp;
@@ -18,6 +18,7 @@ use crate::schedule::timing::{AriWindow, Validity};
 use crate::state::StateDir;
 
 /// The pipeline, as the daemon drives it.
+#[derive(Clone)]
 pub struct Pipeline {
     inner: reconcile::Renewer,
 }
@@ -39,7 +40,6 @@ pub(crate) fn classify(e: &reconcile::RenewError) -> Failure {
                 (format!("gcp:{label}"), g.is_retryable() || quota, None)
             }
             LbError::GaveUp { last, .. } => (format!("gcp:{}", last.label()), true, None),
-            LbError::NotInPlace { .. } => ("not_in_place".into(), true, None),
             LbError::ProxyNotFound { .. } => ("proxy_not_found".into(), false, None),
             LbError::CertificateMap { .. } => ("certificate_map".into(), false, None),
             LbError::Rewrite(_) => ("proxy_full".into(), false, None),
@@ -132,11 +132,53 @@ impl Worker for Pipeline {
     }
 
     async fn renew(&self, cert: &CertificateConfig, force: bool) -> Result<Assessment, Failure> {
-        let outcome = self
+        match self.renew_until_served(cert, force).await? {
+            Renewed::Done(obs) => Ok(obs),
+            Renewed::Served(rest) => rest.await,
+        }
+    }
+
+    async fn renew_until_served(
+        &self,
+        cert: &CertificateConfig,
+        force: bool,
+    ) -> Result<Renewed, Failure> {
+        match self
             .inner
-            .renew(cert, force)
+            .renew_until_served(cert, force)
             .await
-            .map_err(|e| classify(&e))?;
+            .map_err(|e| classify(&e))?
+        {
+            reconcile::Progress::Done(outcome) => {
+                self.after(cert, *outcome).await.map(Renewed::Done)
+            }
+            reconcile::Progress::Served(finish) => {
+                let me = self.clone();
+                let cert = cert.clone();
+                Ok(Renewed::Served(Box::pin(async move {
+                    let outcome = finish.run().await.map_err(|e| classify(&e))?;
+                    me.after(&cert, outcome).await
+                })))
+            }
+        }
+    }
+
+    async fn renewal_info(&self, ari_id: &str) -> Result<Option<(AriWindow, Duration)>, Failure> {
+        self.inner
+            .acme
+            .renewal_info(ari_id)
+            .await
+            .map_err(|e| classify(&reconcile::RenewError::Acme(e)))
+    }
+}
+
+impl Pipeline {
+    /// What is served after a renewal, and whether it is healthy.
+    async fn after(
+        &self,
+        cert: &CertificateConfig,
+        outcome: reconcile::Outcome,
+    ) -> Result<Assessment, Failure> {
         let mut obs = self.look(cert).await?;
         if let reconcile::Done::Installed { serial, issued, .. } = &outcome.done {
             obs.summary = format!(
@@ -161,14 +203,6 @@ impl Worker for Pipeline {
             });
         }
         Ok(obs)
-    }
-
-    async fn renewal_info(&self, ari_id: &str) -> Result<Option<(AriWindow, Duration)>, Failure> {
-        self.inner
-            .acme
-            .renewal_info(ari_id)
-            .await
-            .map_err(|e| classify(&reconcile::RenewError::Acme(e)))
     }
 }
 

@@ -81,9 +81,14 @@ pub struct Placement {
 ///   cleanup must work after a partial or interrupted `present` and without
 ///   any `present` in this process. A write whose fate is unknown (timeout, 5xx)
 ///   is handled like a conflict: read again, then decide.
-/// * **Completion.** Both return once the provider has accepted and applied the
-///   write (Cloud DNS: the change is `done`), not once it is served: the
-///   [`Solver`] polls the servers [`placement`](Self::placement) names.
+/// * **Completion.** Both return once the provider has accepted the write,
+///   durably: it will be applied without anything more from us, even if this
+///   process dies now (Cloud DNS: the change is created; an accepted change is
+///   part of the zone, whose state is "the sum effect of applying all Change
+///   elements in sequence", and its later `done` says only that the update was
+///   sent to the servers). Not once it is served: the [`Solver`] polls the
+///   servers [`placement`](Self::placement) names. A write that is refused, or
+///   whose fate is unknown, is not accepted.
 /// * **Placement.** `placement` resolves a name exactly as `present` did
 ///   (same CNAME delegation, same zone), without writing.
 /// * **Errors.** [`DnsError::is_retryable`] tells the daemon whether trying

@@ -3,8 +3,8 @@
 //!
 //! ```text
 //! observe   proxies -> the sslCertificates they serve (SANs, expiry, ours or not)
-//! upload    GET name (ours already? done) -> quota -> insert (requestId) -> DONE
-//! swap      per proxy: GET -> rewrite list (ours replaced in place) -> set -> DONE
+//! upload    list ours (already there? done) || quota -> insert (requestId) -> DONE
+//! swap      every proxy at once: GET -> rewrite list (ours replaced in place) -> set -> DONE
 //! verify    TLS to each forwarding rule's IP with SNI until the new serial shows
 //! cleanup   our certificates of this config that no proxy uses -> delete
 //! ```
@@ -81,13 +81,6 @@ pub enum LbError {
         attempts: u32,
         last: Box<GcpError>,
     },
-    /// Compute reported a change done, yet reading back shows it not in place
-    /// (a concurrent writer on the proxy, or an operation replayed from an
-    /// earlier life of the resource), on every attempt.
-    #[error(
-        "{what}: Compute reported the change done but it was not in place on any of {attempts} attempts (another writer, or a replayed request); the next run retries"
-    )]
-    NotInPlace { what: String, attempts: u32 },
     /// The issued chain cannot be read.
     #[error("the issued certificate cannot be read: {0}")]
     Certificate(#[from] crate::certs::CertError),

@@ -39,9 +39,11 @@ pub enum Upload<'a> {
 /// and does only what is missing. A step repeated with the same input after a
 /// crash anywhere inside it (or after it) converges to the same end state and
 /// creates no duplicate: no second resource, no second entry on a proxy, no
-/// issuance (issuing is not the target's business at all). Mutations carry
-/// request ids derived from their intent, so a request replayed after a crash
-/// gets the original operation back.
+/// issuance (issuing is not the target's business at all). Mutations are
+/// idempotent by what they do (a resource name derived from the certificate, a
+/// whole list set), not by their request id: ids are fresh per run and attempt
+/// (an HTTP retry inside one call keeps its id), so Compute never answers with
+/// an operation of an earlier life of a resource (issue #20).
 ///
 /// - **observe**: what is served *now* for the certificate's names, per
 ///   frontend (target proxy) in configuration order, each served certificate
@@ -54,8 +56,8 @@ pub enum Upload<'a> {
 ///   no unused certificate eating quota), then creates it under a name derived
 ///   from its leaf hash, unless a resource of ours with that hash exists (a
 ///   resumed run). A resource with our name that is not ours is never
-///   overwritten ([`LbError::NameTaken`]). Retry after a crash: the name and the
-///   request id are the same, so the insert is found done or replayed.
+///   overwritten ([`LbError::NameTaken`]). Retry after a crash: the name is the
+///   same, so the upload is found done (listed, or `alreadyExists`).
 /// - **attach**: makes every configured frontend serve the new certificate. It
 ///   must never leave a moment in which a frontend serves no valid certificate
 ///   for the names: the old certificate is *replaced in place* in one atomic
@@ -65,7 +67,8 @@ pub enum Upload<'a> {
 ///   certificate fully supersedes it. When verification is on and the
 ///   certificate was just uploaded, it waits until TLS shows the new serial.
 ///   Retry after a crash: a frontend already serving the new certificate is
-///   left unchanged; the others get the same update (same request id).
+///   left unchanged; the others get the same update. Frontends are updated
+///   at once; one that fails keeps its old certificate and fails the attach.
 /// - **clean_up**: runs only after `attach` returned, i.e. once the new
 ///   certificate is served on *every* configured frontend. Deletes only
 ///   certificates gclb-acme created for this entry that no frontend of the
@@ -112,10 +115,15 @@ pub trait CertificateTarget: Sync {
     ) -> impl Future<Output = Result<Vec<LeftBehind>, LeftBehindError>> + Send;
 
     /// Checks every frontend can take the certificate, then uploads it.
+    /// `observed`: what [`observe`](Self::observe) returned at the start of
+    /// this installation, under the entry's lock, if the caller has it; an
+    /// implementation may check the frontends against it instead of reading
+    /// them again (the attach re-reads each frontend before changing it).
     fn upload(
         &self,
         cert: &CertificateConfig,
         what: Upload<'_>,
+        observed: Option<&Observation>,
         opts: &InstallOptions,
     ) -> impl Future<Output = Result<Self::Run, LbError>> + Send;
 
@@ -144,10 +152,27 @@ pub async fn install<T: CertificateTarget>(
     issued: &IssuedCertificate,
     opts: &InstallOptions,
 ) -> Result<InstallReport, LbError> {
-    let mut run = target.upload(cert, Upload::Issued(issued), opts).await?;
+    let run = serve(target, cert, issued, None, opts).await?;
+    target.clean_up(cert, run, opts).await
+}
+
+/// The first half of [`install`]: upload and attach, so that `issued` is
+/// served on every frontend when this returns. The caller then runs
+/// [`CertificateTarget::clean_up`] with the run, whenever it likes (off the
+/// critical path), and removes the pending file once that returns `Ok`.
+pub async fn serve<T: CertificateTarget>(
+    target: &T,
+    cert: &CertificateConfig,
+    issued: &IssuedCertificate,
+    observed: Option<&Observation>,
+    opts: &InstallOptions,
+) -> Result<T::Run, LbError> {
+    let mut run = target
+        .upload(cert, Upload::Issued(issued), observed, opts)
+        .await?;
     target.attach(cert, &mut run, opts).await?;
     opts.passed(step::VERIFIED)?;
-    target.clean_up(cert, run, opts).await
+    Ok(run)
 }
 
 /// Puts the certificate of ours `resource`, already uploaded and served on some
@@ -160,7 +185,7 @@ pub async fn retake<T: CertificateTarget>(
     opts: &InstallOptions,
 ) -> Result<InstallReport, LbError> {
     let mut run = target
-        .upload(cert, Upload::Uploaded(resource), opts)
+        .upload(cert, Upload::Uploaded(resource), None, opts)
         .await?;
     target.attach(cert, &mut run, opts).await?;
     opts.passed(step::VERIFIED)?;
@@ -218,10 +243,11 @@ impl CertificateTarget for Target<'_> {
         &self,
         cert: &CertificateConfig,
         what: Upload<'_>,
+        observed: Option<&Observation>,
         opts: &InstallOptions,
     ) -> Result<TargetRun, LbError> {
         let Target::SslCertificates(t) = self;
-        t.upload(cert, what, opts)
+        t.upload(cert, what, observed, opts)
             .await
             .map(TargetRun::SslCertificates)
     }
@@ -297,6 +323,7 @@ mod tests {
             &self,
             _: &CertificateConfig,
             what: Upload<'_>,
+            _: Option<&Observation>,
             _: &InstallOptions,
         ) -> Result<String, LbError> {
             let Upload::Uploaded(r) = what else {

@@ -167,27 +167,24 @@ pub(crate) async fn verify_proxies(
                 .collect();
         }
     };
-    let mut out = Vec::new();
-    for (proxy, _) in proxies {
-        let ips: Vec<IpAddr> = rules
-            .iter()
-            .filter(|(t, _)| t == proxy)
-            .map(|(_, ip)| *ip)
-            .collect();
-        let Some(ip) = ips.first().copied() else {
-            tracing::info!(
-                proxy,
-                "verification skipped: no forwarding rule with an IP address targets this proxy"
-            );
-            out.push(VerifyOutcome::Skipped {
-                proxy: proxy.clone(),
-                reason: "no forwarding rule with an IP address targets this proxy".into(),
-            });
-            continue;
-        };
-        out.push(verify_ip(proxy, SocketAddr::new(ip, opts.port), names, serial, opts).await);
-    }
-    out
+    // Every proxy at once: each check can wait minutes for Google's front ends.
+    futures_util::future::join_all(proxies.iter().map(|(proxy, _)| {
+        let ip = rules.iter().find(|(t, _)| t == proxy).map(|(_, ip)| *ip);
+        async move {
+            let Some(ip) = ip else {
+                tracing::info!(
+                    proxy,
+                    "verification skipped: no forwarding rule with an IP address targets this proxy"
+                );
+                return VerifyOutcome::Skipped {
+                    proxy: proxy.clone(),
+                    reason: "no forwarding rule with an IP address targets this proxy".into(),
+                };
+            };
+            verify_ip(proxy, SocketAddr::new(ip, opts.port), names, serial, opts).await
+        }
+    }))
+    .await
 }
 
 /// Handshakes with `addr` for each name until each serves `serial`.

@@ -1,7 +1,8 @@
 //! The certificate reconciler behind `renew` and `status`: observe what the
 //! certificate target serves ([`lb::CertificateTarget`]), decide
 //! ([`decide::decide`], pure), then drive
-//! issue -> persist -> upload -> attach (swap, verify) -> clean up.
+//! issue -> persist -> upload -> attach (swap, verify) -> clean up, the last
+//! off the critical path ([`Finish`]).
 //!
 //! Crash safety comes from two places only: the ACME engine persists the issued
 //! certificate (0600) before returning it, and the pending file is removed only
@@ -138,7 +139,59 @@ impl Outcome {
     }
 }
 
+/// How far [`Renewer::renew_until_served`] got.
+pub enum Progress {
+    /// Nothing more to do.
+    Done(Box<Outcome>),
+    /// The new certificate is served everywhere; [`Finish::run`] deletes what
+    /// it replaced and forgets the pending file. It holds the certificate's
+    /// lock until then.
+    Served(Box<Finish>),
+}
+
+/// What is left of a renewal once the new certificate is served everywhere:
+/// clean-up (deleting the certificate it replaced is an operation of seconds)
+/// and forgetting the pending file. Off the critical path: callers run it
+/// without holding a concurrency slot. Crash-safe as before: until it ends the
+/// pending file stays, and a run that finds it installs it again (nothing to
+/// upload or swap) and cleans up.
+pub struct Finish {
+    gcp: Gcp,
+    acme: Arc<AcmeClient>,
+    install: InstallOptions,
+    cert: CertificateConfig,
+    run: target::TargetRun,
+    _lock: CertificateLock,
+    issued: bool,
+    reasons: Vec<Reason>,
+    serial: String,
+    not_after: OffsetDateTime,
+    started: Instant,
+}
+
+impl Finish {
+    /// Cleans up, then forgets the pending file.
+    pub async fn run(self) -> Result<Outcome, RenewError> {
+        let target = lb::choose(&self.gcp, &self.cert);
+        let report = target.clean_up(&self.cert, self.run, &self.install).await?;
+        // Only now: the new certificate is served everywhere and the old ones are gone.
+        self.acme.mark_installed(&self.cert.name)?;
+        Ok(Outcome {
+            certificate: self.cert.name.clone(),
+            done: Done::Installed {
+                issued: self.issued,
+                reasons: self.reasons,
+                serial: self.serial,
+                not_after: self.not_after,
+                report,
+            },
+            took: self.started.elapsed(),
+        })
+    }
+}
+
 /// Everything a pass needs.
+#[derive(Clone)]
 pub struct Renewer {
     pub gcp: Gcp,
     pub acme: Arc<AcmeClient>,
@@ -165,10 +218,24 @@ impl Renewer {
         cert: &CertificateConfig,
         force: bool,
     ) -> Result<Outcome, RenewError> {
+        match self.renew_until_served(cert, force).await? {
+            Progress::Done(outcome) => Ok(*outcome),
+            Progress::Served(rest) => rest.run().await,
+        }
+    }
+
+    /// [`renew`](Self::renew) up to the moment the new certificate is served
+    /// everywhere (verified, when verification is on); the rest comes back as
+    /// [`Progress::Served`].
+    pub async fn renew_until_served(
+        &self,
+        cert: &CertificateConfig,
+        force: bool,
+    ) -> Result<Progress, RenewError> {
         let started = Instant::now();
         // Before observing: what another process is doing would make the
         // observation stale.
-        let _lock = lock_certificate(self.acme.state(), &cert.name).await?;
+        let lock = lock_certificate(self.acme.state(), &cert.name).await?;
         // Where the certificate is served: chosen once, from the configuration.
         let target = lb::choose(&self.gcp, cert);
         let obs = target.observe(cert).await?;
@@ -194,25 +261,25 @@ impl Renewer {
         });
         let (issued, fresh) = match (plan.action, pending) {
             (Verdict::Nothing, _) => {
-                return Ok(Outcome {
+                return Ok(Progress::Done(Box::new(Outcome {
                     certificate: cert.name.clone(),
                     done: Done::Healthy {
                         renew_at: plan.renew_at,
                     },
                     took: started.elapsed(),
-                });
+                })));
             }
             (Verdict::Swap, _) if plan.swap_to.is_some() => {
                 let resource = plan.swap_to.clone().unwrap_or_default();
                 let report = target::retake(&target, cert, &resource, &self.install).await?;
-                return Ok(Outcome {
+                return Ok(Progress::Done(Box::new(Outcome {
                     certificate: cert.name.clone(),
                     done: Done::Swapped {
                         reasons: plan.reasons,
                         report,
                     },
                     took: started.elapsed(),
-                });
+                })));
             }
             (Verdict::Install, Some(p)) => (p, false),
             (Verdict::Install, None) | (Verdict::Issue, _) | (Verdict::Swap, _) => {
@@ -228,24 +295,28 @@ impl Renewer {
                 (issued, true)
             }
         };
-        let report = target::install(&target, cert, &issued, &self.install).await?;
-        // Only now: the new certificate is served everywhere and the old ones are gone.
-        self.acme.mark_installed(&cert.name)?;
-        Ok(Outcome {
-            certificate: cert.name.clone(),
-            done: Done::Installed {
-                issued: fresh,
-                reasons: plan.reasons,
-                serial: issued.leaf.serial_hex.clone(),
-                not_after: issued.leaf.not_after,
-                report,
-            },
-            took: started.elapsed(),
-        })
+        // The observation was made at the start, under the lock: the upload
+        // checks the proxies against it instead of reading them again.
+        let run = target::serve(&target, cert, &issued, Some(&obs), &self.install).await?;
+        Ok(Progress::Served(Box::new(Finish {
+            gcp: self.gcp.clone(),
+            acme: Arc::clone(&self.acme),
+            install: self.install.clone(),
+            cert: cert.clone(),
+            run,
+            _lock: lock,
+            issued: fresh,
+            reasons: plan.reasons,
+            serial: issued.leaf.serial_hex.clone(),
+            not_after: issued.leaf.not_after,
+            started,
+        })))
     }
 
     /// One pass over the configured certificates (or only `only`), at most
-    /// `daemon.concurrency` at a time, in configuration order.
+    /// `daemon.concurrency` at a time, in configuration order. A certificate
+    /// gives its slot up once it is served: its clean-up (deleting what it
+    /// replaced) runs beside the next ones.
     pub async fn renew_all(
         &self,
         only: Option<&str>,
@@ -267,8 +338,15 @@ impl Renewer {
             let limit = limit.clone();
             async move {
                 // infallible: the semaphore is never closed.
-                let _permit = limit.acquire_owned().await.ok();
-                (c.name.clone(), self.renew(c, force).await)
+                let permit = limit.acquire_owned().await.ok();
+                let served = self.renew_until_served(c, force).await;
+                drop(permit);
+                let result = match served {
+                    Ok(Progress::Served(rest)) => rest.run().await,
+                    Ok(Progress::Done(outcome)) => Ok(*outcome),
+                    Err(e) => Err(e),
+                };
+                (c.name.clone(), result)
             }
         });
         futures_util::future::join_all(jobs).await
