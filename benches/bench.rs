@@ -223,6 +223,33 @@ fn vm_kb(pid: &str, key: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// Resident kB by mapping (`/proc/<pid>/smaps`): the binary, each shared
+/// library, `[heap]`, `[stack]`, and `[anon]` for unnamed mappings (thread
+/// stacks, malloc arenas). Where the idle RSS goes.
+fn rss_by_mapping(pid: &str) -> BTreeMap<String, u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/smaps")).unwrap_or_default();
+    let mut out = BTreeMap::new();
+    let mut name = String::new();
+    for line in text.lines() {
+        let mut words = line.split_whitespace();
+        let first = words.next().unwrap_or("");
+        if first.contains('-') && first.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
+            // address perms offset dev inode [path]
+            let path = words.nth(4).unwrap_or("[anon]");
+            name = Path::new(path)
+                .file_name()
+                .filter(|_| path.starts_with('/'))
+                .map(|f| f.to_string_lossy().into_owned())
+                .unwrap_or_else(|| path.to_string());
+        } else if first == "Rss:" {
+            let kb: u64 = words.next().and_then(|v| v.parse().ok()).unwrap_or(0);
+            *out.entry(name.clone()).or_default() += kb;
+        }
+    }
+    out.retain(|_, kb| *kb > 0);
+    out
+}
+
 fn loadavg() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .unwrap_or_default()
@@ -811,6 +838,9 @@ async fn footprint(a: &Args, lab: &Lab, cfg: &Path) -> Value {
     let hwm = vm_kb(&pid, "VmHWM:");
     let idle_requests = lab.cloud.requests().await.len();
     let (anon, file) = (vm_kb(&pid, "RssAnon:"), vm_kb(&pid, "RssFile:"));
+    // A count, not kB, on a line of the same shape.
+    let threads = vm_kb(&pid, "Threads:");
+    let by_mapping = rss_by_mapping(&pid);
     let _ = Command::new("kill").args(["-TERM", &pid]).status();
     let _ = child.wait();
     let per_min = (cpu1 - cpu0) * 1000.0 * 60.0 / a.idle.as_secs_f64();
@@ -823,6 +853,8 @@ async fn footprint(a: &Args, lab: &Lab, cfg: &Path) -> Value {
         "vm_hwm_kb": hwm,
         "idle_rss_anon_kb": anon,
         "idle_rss_file_kb": file,
+        "threads": threads,
+        "idle_rss_kb_by_mapping": by_mapping,
         "idle_cpu_ms": ((cpu1 - cpu0) * 1000.0).round(),
         "idle_cpu_ms_per_minute": per_min.round(),
         "cpu_tick_ms": 1000.0 / clock_ticks(),
@@ -1054,15 +1086,17 @@ fn table(r: &Value) -> String {
     }
     let fp = get(r, "footprint");
     if !fp.is_null() {
+        // Targets in decimal megabytes (issue #18), the stricter reading.
         row(
             "release binary size",
             format!(
-                "{:.2} MiB ({:.2} MB)",
-                f(&fp["binary_bytes"]) / 1048576.0,
-                f(&fp["binary_bytes"]) / 1e6
+                "{:.2} MB ({} bytes, {:.2} MiB)",
+                f(&fp["binary_bytes"]) / 1e6,
+                fp["binary_bytes"],
+                f(&fp["binary_bytes"]) / 1048576.0
             ),
             "< 12 MB",
-            Some(f(&fp["binary_bytes"]) < 12.0 * 1048576.0),
+            Some(f(&fp["binary_bytes"]) < 12e6),
         );
         if !fp["daemon"].is_null() {
             let d = &fp["daemon"];
@@ -1075,18 +1109,31 @@ fn table(r: &Value) -> String {
                 "",
                 None,
             );
+            // /proc reports kB of 1024 bytes; shown in decimal MB like the target.
+            let mb = |v: &Value| f(v) * 1024.0 / 1e6;
             row(
                 &format!("daemon idle RSS ({} certificates)", d["certificates"]),
                 format!(
-                    "{:.1} MB (anonymous {:.1} MB, file-backed {:.1} MB; VmHWM {:.1} MB)",
-                    f(&d["idle_rss_kb_end"]) / 1024.0,
-                    f(&d["idle_rss_anon_kb"]) / 1024.0,
-                    f(&d["idle_rss_file_kb"]) / 1024.0,
-                    f(&d["vm_hwm_kb"]) / 1024.0
+                    "{:.1} MB (anonymous {:.1} MB, file-backed {:.1} MB; VmHWM {:.1} MB; {} threads)",
+                    mb(&d["idle_rss_kb_end"]),
+                    mb(&d["idle_rss_anon_kb"]),
+                    mb(&d["idle_rss_file_kb"]),
+                    mb(&d["vm_hwm_kb"]),
+                    d["threads"]
                 ),
-                "< 15 MB",
-                Some(f(&d["idle_rss_kb_end"]) < 15.0 * 1024.0),
+                "< 14 MB",
+                Some(mb(&d["idle_rss_kb_end"]) < 14.0),
             );
+            if let Some(m) = d["idle_rss_kb_by_mapping"].as_object() {
+                let mut v: Vec<(&String, f64)> = m.iter().map(|(k, kb)| (k, mb(kb))).collect();
+                v.sort_by(|a, b| b.1.total_cmp(&a.1));
+                let top: Vec<String> = v
+                    .iter()
+                    .take(7)
+                    .map(|(k, x)| format!("{k} {x:.2}"))
+                    .collect();
+                row("daemon idle RSS by mapping (MB)", top.join("; "), "", None);
+            }
             row(
                 "daemon idle CPU",
                 format!(
