@@ -25,6 +25,8 @@ struct Script {
     hold_rest: Option<Arc<tokio::sync::Semaphore>>,
     /// Rests that have finished.
     rested: Arc<Mutex<Vec<String>>>,
+    /// Panic in this many renew calls first (after recording the call).
+    panics: Arc<Mutex<u32>>,
 }
 
 impl Worker for Script {
@@ -41,6 +43,13 @@ impl Worker for Script {
             .lock()
             .unwrap()
             .push((c.name.clone(), Instant::now(), force));
+        let panic_now = {
+            let mut p = self.panics.lock().unwrap();
+            let now = *p > 0;
+            *p = p.saturating_sub(1);
+            now
+        };
+        assert!(!panic_now, "scripted panic in renew");
         {
             let mut f = self.failures.lock().unwrap();
             if *f > 0 {
@@ -127,6 +136,7 @@ async fn daemon_loop_scenarios() {
     failures_back_off_and_are_kept_across_restarts().await;
     sighup_reloads_and_a_broken_file_keeps_the_old_configuration().await;
     a_served_certificate_gives_its_slot_up_while_it_cleans_up().await;
+    a_panicking_renewal_is_retried_not_left_running().await;
 }
 
 fn signal(sig: &str) {
@@ -325,4 +335,44 @@ async fn a_served_certificate_gives_its_slot_up_while_it_cleans_up() {
     let mut rested = script.rested.lock().unwrap().clone();
     rested.sort();
     assert_eq!(rested, ["a", "b"]);
+}
+
+/// A panic in one certificate's task comes back as a retryable failure: the
+/// slot is freed and the certificate retried with back-off (before, the slot
+/// stayed `running` and the certificate was never worked on again).
+async fn a_panicking_renewal_is_retried_not_left_running() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg_path = dir.path().join("config.toml");
+    write_config(&cfg_path, &dir.path().join("state"), &["app"]);
+    let script = Script {
+        lifetime_s: 3600,
+        panics: Arc::new(Mutex::new(1)),
+        ..Default::default()
+    };
+    let metrics = Metrics::new();
+    let run = tokio::spawn(daemon::run(
+        cfg_path.clone(),
+        Config::load(&cfg_path).unwrap(),
+        Factory(script.clone()),
+        Arc::clone(&metrics),
+        options(),
+    ));
+    // The retry comes after the first back-off (retry_initial 1 s, jittered).
+    let deadline = Instant::now() + Duration::from_secs(8);
+    while script.calls.lock().unwrap().len() < 2 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    signal("-TERM");
+    tokio::time::timeout(Duration::from_secs(5), run)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let calls = script.calls.lock().unwrap().len();
+    assert_eq!(
+        calls, 2,
+        "the panicked renewal was retried once and then succeeded"
+    );
+    let m = metrics.certificate("app").unwrap();
+    assert_eq!(m.failures.get("panic"), Some(&1));
 }

@@ -13,10 +13,12 @@ pub(crate) mod pipeline;
 pub(crate) mod plan;
 
 use std::collections::{BTreeMap, HashSet};
+use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::FutureExt;
 use rand::RngExt;
 use time::OffsetDateTime;
 use tokio::signal::unix::{SignalKind, signal};
@@ -117,6 +119,30 @@ enum Done {
     /// The rest of a renewal, finished.
     Rest(Result<Assessment, Failure>),
     Ari(String, Result<Option<(AriWindow, Duration)>, Failure>),
+}
+
+/// A task that panicked, as a retryable failure (label `panic`), so its
+/// certificate is retried with back-off like any other failure.
+fn panicked(what: &str, payload: Box<dyn std::any::Any + Send>) -> Failure {
+    let message = payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "no message".to_string());
+    Failure {
+        message: format!("the {what} task panicked: {message}"),
+        reason: "panic".into(),
+        retryable: true,
+        retry_after: None,
+    }
+}
+
+/// The rest of a renewal, a panic in it returned as a failure.
+async fn rest_guarded(rest: Rest) -> Result<Assessment, Failure> {
+    AssertUnwindSafe(rest)
+        .catch_unwind()
+        .await
+        .unwrap_or_else(|p| Err(panicked("clean-up", p)))
 }
 
 /// Settings of the loop that tests shorten.
@@ -245,7 +271,7 @@ pub async fn run<F: WorkerFactory>(
                     Done::Served(rest) => {
                         // The slot stays `running` (its lock is held) until the rest ends.
                         resting += 1;
-                        tasks.spawn(async move { (name, Done::Rest(rest.await)) });
+                        tasks.spawn(async move { (name, Done::Rest(rest_guarded(rest).await)) });
                         continue;
                     }
                     Done::Rest(r) => {
@@ -407,19 +433,28 @@ fn start_due<R: Worker>(
         let ari_id = slot.observation.as_ref().and_then(|o| o.ari_id.clone());
         metrics.update(name, |m| m.attempts += u64::from(why != Why::AriPoll));
         tracing::info!(certificate = %name, reason = ?why, "working on certificate");
+        let name = name.clone();
         tasks.spawn(async move {
-            if why == Why::AriPoll {
-                let id = ari_id.unwrap_or_default();
-                let res = r.renewal_info(&id).await;
-                return (cert.name.clone(), Done::Ari(id, res));
-            }
-            let force = matches!(why, Why::Renewal(_));
-            let done = match r.renew_until_served(&cert, force).await {
-                Ok(Renewed::Done(o)) => Done::Renew(Ok(o)),
-                Ok(Renewed::Served(rest)) => Done::Served(rest),
-                Err(e) => Done::Renew(Err(e)),
+            let id = ari_id.unwrap_or_default();
+            let work = async {
+                if why == Why::AriPoll {
+                    return Done::Ari(id.clone(), r.renewal_info(&id).await);
+                }
+                let force = matches!(why, Why::Renewal(_));
+                match r.renew_until_served(&cert, force).await {
+                    Ok(Renewed::Done(o)) => Done::Renew(Ok(o)),
+                    Ok(Renewed::Served(rest)) => Done::Served(rest),
+                    Err(e) => Done::Renew(Err(e)),
+                }
             };
-            (cert.name.clone(), done)
+            // A panic must not leave the slot `running` for ever (the task's
+            // name would be lost with it): it comes back as a retryable failure.
+            let done = match AssertUnwindSafe(work).catch_unwind().await {
+                Ok(done) => done,
+                Err(p) if why == Why::AriPoll => Done::Ari(id, Err(panicked("ARI poll", p))),
+                Err(p) => Done::Renew(Err(panicked("renewal", p))),
+            };
+            (name, done)
         });
     }
 }
@@ -528,7 +563,7 @@ async fn drain(
                 }
                 // Served: its clean-up gets the grace too.
                 Some(Ok((name, Done::Served(rest)))) => {
-                    tasks.spawn(async move { (name, Done::Rest(rest.await)) });
+                    tasks.spawn(async move { (name, Done::Rest(rest_guarded(rest).await)) });
                 }
                 Some(Ok((name, Done::Ari(id, res)))) => store_ari(ctx.state, slots, &name, &id, res),
                 Some(Err(_)) => {}
