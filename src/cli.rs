@@ -68,12 +68,38 @@ pub enum Command {
     Bootstrap(BootstrapArgs),
     /// Remove what bootstrap created (and every certificate of ours), nothing else.
     Teardown(TeardownArgs),
+    /// Work on the state itself (the ACME account, issued certificates not yet
+    /// installed, the renewal bookkeeping).
+    #[command(subcommand)]
+    State(StateCommand),
     /// Print a shell completion script (for packaging).
     #[command(hide = true)]
     Completions(CompletionsArgs),
     /// Print the man page in roff (for packaging).
     #[command(hide = true)]
     Manpage(ManpageArgs),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum StateCommand {
+    /// Copy every object of the configured state to another location (a
+    /// directory or gs://BUCKET/PREFIX), never overwriting what differs there
+    /// and never changing the source; then point `[state] location` at it.
+    /// Stop the daemons first.
+    Move(MoveArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct MoveArgs {
+    /// Where to: a directory path or gs://BUCKET[/PREFIX].
+    #[arg(long, value_name = "LOCATION")]
+    pub to: String,
+    /// Where from, instead of the configured `[state]` location.
+    #[arg(long, value_name = "LOCATION")]
+    pub from: Option<String>,
+    /// Say what would be copied, and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Args, Debug)]

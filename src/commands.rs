@@ -9,7 +9,7 @@ mod stack;
 use std::path::Path;
 use std::process::ExitCode;
 
-use crate::cli::{Cli, Command, RenewArgs, StatusArgs};
+use crate::cli::{Cli, Command, MoveArgs, RenewArgs, StateCommand, StatusArgs};
 use gclb_acme::config::Config;
 
 pub use error::{CliError, EXIT_FAILURE};
@@ -35,6 +35,7 @@ fn dispatch(cli: &Cli) -> Result<ExitCode, CliError> {
         Command::Status(args) => status(&cli.config, args),
         Command::Bootstrap(args) => stack::bootstrap(&cli.config, args),
         Command::Teardown(args) => stack::teardown(&cli.config, args),
+        Command::State(StateCommand::Move(args)) => state_move(&cli.config, args),
     }
 }
 
@@ -94,8 +95,10 @@ fn renew(path: &Path, args: &RenewArgs) -> Result<ExitCode, CliError> {
         let gcp = gclb_acme::gcp::Gcp::from_config(&config.gcp)
             .await
             .map_err(|e| CliError::GoogleCloud(Box::new(e)))?;
-        let state =
-            gclb_acme::state::StateDir::open(&config.state.dir).map_err(CliError::StateDir)?;
+        let state = config
+            .state
+            .open(Some(&gcp))
+            .map_err(|e| CliError::StateDir(e.into()))?;
         let acme = gclb_acme::acme::AcmeClient::connect(&config.acme, state)
             .await
             .map_err(|e| CliError::Acme {
@@ -191,8 +194,10 @@ fn status(path: &Path, args: &StatusArgs) -> Result<ExitCode, CliError> {
         let gcp = gclb_acme::gcp::Gcp::from_config(&config.gcp)
             .await
             .map_err(|e| CliError::GoogleCloud(Box::new(e)))?;
-        let state =
-            gclb_acme::state::StateDir::open(&config.state.dir).map_err(CliError::StateDir)?;
+        let state = config
+            .state
+            .open(Some(&gcp))
+            .map_err(|e| CliError::StateDir(e.into()))?;
         let report = gclb_acme::reconcile::status(&gcp, &config, &state).await;
         if args.json {
             let s = serde_json::to_string_pretty(&report).map_err(CliError::Encode)?;
@@ -371,4 +376,77 @@ fn write_stdout(bytes: &[u8]) -> Result<ExitCode, CliError> {
         .and_then(|()| stdout.flush())
         .map_err(CliError::Stdout)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// `state move`: copies every object of the configured state (or `--from`) to
+/// `--to`, create-only; exit 0 only when everything is (or, dry, would be) there.
+fn state_move(path: &Path, args: &MoveArgs) -> Result<ExitCode, CliError> {
+    let config = Config::load(path)?;
+    let from = args.from.clone().unwrap_or_else(|| config.state.location());
+    runtime()?.block_on(async move {
+        let gcp = if from.starts_with("gs://") || args.to.starts_with("gs://") {
+            Some(
+                gclb_acme::gcp::Gcp::from_config(&config.gcp)
+                    .await
+                    .map_err(|e| CliError::GoogleCloud(Box::new(e)))?,
+            )
+        } else {
+            None
+        };
+        let params = config.state.lease_params();
+        let open = |loc: &str| {
+            gclb_acme::state::State::open(loc, gcp.as_ref(), params)
+                .map_err(|e| CliError::StateDir(e.into()))
+        };
+        let (source, dest) = (open(&from)?, open(&args.to)?);
+        if source.location() == dest.location() {
+            return Err(CliError::StateDir(
+                gclb_acme::state::StoreError::BadLocation {
+                    location: args.to.clone(),
+                    reason: "is the source itself".into(),
+                }
+                .into(),
+            ));
+        }
+        let report =
+            gclb_acme::state::migrate::copy_all(source.backend(), dest.backend(), args.dry_run)
+                .await
+                .map_err(|e| CliError::StateDir(e.into()))?;
+        let verb = if args.dry_run { "would copy" } else { "copied" };
+        for n in &report.copied {
+            println!("{verb:<11} {n}");
+        }
+        for n in &report.identical {
+            println!("{:<11} {n}", "identical");
+        }
+        for n in &report.conflicts {
+            println!(
+                "{:<11} {n} (differs at the destination: left as it is)",
+                "CONFLICT"
+            );
+        }
+        println!(
+            "{} -> {}: {} {verb}, {} already there, {} conflict(s){}",
+            source.location(),
+            dest.location(),
+            report.copied.len(),
+            report.identical.len(),
+            report.conflicts.len(),
+            if args.dry_run {
+                " (dry run: nothing written)"
+            } else {
+                ""
+            }
+        );
+        if !report.complete() {
+            return Ok(ExitCode::from(EXIT_FAILURE));
+        }
+        if !args.dry_run {
+            println!(
+                "the source is unchanged; set [state] location = \"{}\" and restart the daemons",
+                args.to
+            );
+        }
+        Ok(ExitCode::SUCCESS)
+    })
 }

@@ -322,7 +322,7 @@ async fn renews_with_one_order_per_issuance(which: &str) {
         .issue(&request("www", &["www.example.test"]), &solver)
         .await
         .unwrap_or_else(|e| panic!("{which}: {e}\n{}", ca.log()));
-    client.mark_installed("www").unwrap();
+    client.mark_installed("www").await.unwrap();
     let ari_id = first.leaf.ari_id.clone().expect("leaf has an AKI");
     let window = client
         .renewal_info(&ari_id)

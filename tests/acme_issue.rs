@@ -172,7 +172,10 @@ async fn issues_wildcard_apex_and_other_name_then_reuses_account_and_stored_cert
 
     // Persisted before returning; the order record is gone.
     let state = StateDir::open(&state_path).unwrap();
-    let pending = load_pending(&state, "site").unwrap().unwrap();
+    let pending = load_pending(&state.clone().into(), "site")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(pending.leaf.serial_hex, issued.leaf.serial_hex);
     assert!(state.list("orders").unwrap().is_empty());
     drop(client);
@@ -191,8 +194,8 @@ async fn issues_wildcard_apex_and_other_name_then_reuses_account_and_stored_cert
 
     // Installed: the next issue orders anew, and `replaces` (Pebble 2.4 has no
     // ARI) is dropped after the refusal rather than failing the renewal.
-    assert!(client2.mark_installed("site").unwrap());
-    assert!(!client2.mark_installed("site").unwrap());
+    assert!(client2.mark_installed("site").await.unwrap());
+    assert!(!client2.mark_installed("site").await.unwrap());
     let mut renew = req.clone();
     renew.replaces = issued.leaf.certificate_identifier();
     assert!(renew.replaces.is_some());

@@ -360,7 +360,7 @@ async fn a_tampered_or_truncated_stored_certificate_is_never_uploaded() {
     let old = lab.upload(&NAMES, 80, 90, Some("app"), "").await;
     lab.proxy("p1", &[&old]).await;
     let config = lab.config(&["p1"]);
-    let state = StateDir::open(&config.state.dir).unwrap();
+    let state: gclb_acme::state::State = StateDir::open(&config.state.dir).unwrap().into();
 
     // A stored certificate whose key is not the certificate's: ignored (it
     // would fail every upload for ever), a new one is issued and installed.
@@ -368,7 +368,7 @@ async fn a_tampered_or_truncated_stored_certificate_is_never_uploaded() {
     let b = support::lb::self_signed(&NAMES, 0, 90);
     a.key_pem = b.key_pem.clone();
     a.directory = lab.pebble.directory_url.clone();
-    save_pending(&state, &a).unwrap();
+    save_pending(&state, &a).await.unwrap();
     let r = lab.renewer(&config).await;
     let res = r.renew_all(None, false).await;
     assert!(

@@ -122,7 +122,7 @@ async fn issues_across_two_zones_and_leaves_no_txt_behind() {
         .count();
     assert_eq!(private_writes, 0);
     // Persisted before issue() returned.
-    assert!(client.pending("app").unwrap().is_some());
+    assert!(client.pending("app").await.unwrap().is_some());
 }
 
 #[tokio::test]

@@ -20,7 +20,7 @@ use gclb_acme::reconcile::{Outcome, RenewError};
 use gclb_acme::stack::INGRESS_LABEL;
 use gclb_acme::stack::IssueWithAcme;
 use gclb_acme::stack::{self, Desired, Options, Report, StackError};
-use gclb_acme::state::StateDir;
+use gclb_acme::state::{State, StateDir};
 use proptest::prelude::*;
 use proptest::test_runner::{Config as PropConfig, TestCaseError, TestError, TestRunner};
 use serde_json::{Value, json};
@@ -40,7 +40,7 @@ struct World {
     lab: Lab,
     config: Config,
     desired: Desired,
-    state: StateDir,
+    state: State,
 }
 
 fn quiet() -> Options {
@@ -95,7 +95,7 @@ async fn world_with(ingress: &str, names: &str) -> World {
     config.daemon.verify_after_swap = false;
     config.stack = Some(toml::from_str(&stack_toml(&secret, names)).unwrap());
     let desired = Desired::from_config(&config, PROJECT).unwrap();
-    let state = StateDir::open(&config.state.dir).unwrap();
+    let state = StateDir::open(&config.state.dir).unwrap().into();
     // Let the service's creation settle (it is reconciling at first).
     tokio::time::sleep(Duration::from_millis(50)).await;
     World {
@@ -140,8 +140,9 @@ impl World {
     }
 
     /// The resource the pending certificate would be uploaded as.
-    fn pending_resource(&self) -> Option<String> {
+    async fn pending_resource(&self) -> Option<String> {
         load_pending(&self.state, CERT)
+            .await
             .unwrap()
             .map(|p| naming::certificate_resource_name(CERT, &p.leaf.sha256_hex))
     }
@@ -316,7 +317,7 @@ impl World {
             served.iter().cloned().collect::<BTreeSet<_>>(),
             "{ctx}: ours vs served"
         );
-        assert_eq!(self.pending_resource(), None, "{ctx}: still pending");
+        assert_eq!(self.pending_resource().await, None, "{ctx}: still pending");
     }
 
     /// After a successful teardown: nothing of the stack, no certificate of
@@ -330,7 +331,7 @@ impl World {
         let svc = self.run_service().await;
         assert_eq!(svc["ingress"], ingress_before, "{ctx}");
         assert!(svc["labels"].get(INGRESS_LABEL).is_none(), "{ctx}: {svc}");
-        if let Some(p) = self.pending_resource() {
+        if let Some(p) = self.pending_resource().await {
             assert!(
                 !r.deleted_certificates.contains(&p),
                 "{ctx}: state still holds {p}, which teardown deleted"
@@ -514,14 +515,20 @@ async fn walkthrough_names_bootstrap_renew_teardown_bootstrap_renew() {
 async fn bootstrap_after_a_teardown_that_kept_the_issued_certificate() {
     let w = world().await;
     w.bootstrap().await.unwrap();
-    let pending = w.pending_resource().expect("bootstrap leaves it pending");
+    let pending = w
+        .pending_resource()
+        .await
+        .expect("bootstrap leaves it pending");
     assert!(w.ours().await.contains(&pending));
     // Teardown without the state directory: the certificate goes, the file stays.
     let r = stack::teardown(&w.gcp(), &w.desired, quiet())
         .await
         .unwrap();
     assert!(r.deleted_certificates.contains(&pending), "{r:?}");
-    assert_eq!(w.pending_resource().as_deref(), Some(pending.as_str()));
+    assert_eq!(
+        w.pending_resource().await.as_deref(),
+        Some(pending.as_str())
+    );
 
     // Bootstrap re-uploads what the state directory still holds.
     w.bootstrap().await.unwrap();
@@ -535,14 +542,17 @@ async fn bootstrap_after_a_teardown_that_kept_the_issued_certificate() {
     // And with the state directory, teardown forgets what it deleted: the
     // pending copy and the renewal bookkeeping of the served certificate.
     w.bootstrap().await.unwrap();
-    let pending = w.pending_resource();
+    let pending = w.pending_resource().await;
     let book = gclb_acme::schedule::Book {
         failures: 3,
         ..Default::default()
     };
-    book.save(&w.state, CERT).unwrap();
+    book.save(&w.state, CERT).await.unwrap();
     let r = w.teardown().await.unwrap();
-    assert_eq!(w.state.read(&format!("daemon/{CERT}.json")).unwrap(), None);
+    assert_eq!(
+        w.state.read(&format!("daemon/{CERT}.json")).await.unwrap(),
+        None
+    );
     assert!(
         r.forgotten.contains(&format!("daemon/{CERT}.json")),
         "{:?}",
@@ -553,7 +563,7 @@ async fn bootstrap_after_a_teardown_that_kept_the_issued_certificate() {
     if let Some(p) = pending {
         assert!(r.forgotten.iter().any(|f| f.contains(CERT)), "{r:?} {p}");
     }
-    assert_eq!(w.pending_resource(), None);
+    assert_eq!(w.pending_resource().await, None);
 }
 
 /// Renew after teardown issues, then fails (no proxy), leaving the certificate
@@ -960,7 +970,7 @@ async fn renew_reuploads_a_pending_certificate_deleted_by_hand() {
     r.install.hook = Some(Arc::new(|s: &str| s == gclb_acme::lb::step::INSERT_DONE));
     let e = r.renew(&w.config.certificates[0], true).await.unwrap_err();
     assert!(e.is_aborted(), "{e}");
-    let pending = w.pending_resource().expect("pending after the crash");
+    let pending = w.pending_resource().await.expect("pending after the crash");
     assert!(w.ours().await.contains(&pending));
     assert_eq!(w.served().await.unwrap(), served, "not swapped yet");
 
@@ -1071,7 +1081,7 @@ async fn the_binary_runs_the_walkthrough_lifecycle() {
         } else {
             // Straight to teardown: the certificate bootstrap issued is still
             // pending in the state directory, and teardown deletes it.
-            assert!(w.pending_resource().is_some());
+            assert!(w.pending_resource().await.is_some());
         }
         run(&["teardown", "--yes"]);
         let ctx = format!("round {round}: teardown");
@@ -1082,7 +1092,7 @@ async fn the_binary_runs_the_walkthrough_lifecycle() {
             "INGRESS_TRAFFIC_ALL",
             "{ctx}"
         );
-        assert_eq!(w.pending_resource(), None, "{ctx}");
+        assert_eq!(w.pending_resource().await, None, "{ctx}");
     }
     run(&["bootstrap"]);
     w.assert_up("bootstrap after two teardowns").await;

@@ -85,7 +85,7 @@ async fn renewal_replaces_ours_in_place_keeps_the_unrelated_one_and_costs_three_
         .unwrap();
     assert_eq!(u.description.as_deref(), Some("uploaded by hand"));
     lab.assert_no_txt().await;
-    assert!(r.acme.pending("app").unwrap().is_none());
+    assert!(r.acme.pending("app").await.unwrap().is_none());
 
     // Exactly three compute mutations: insert, setSslCertificates, delete.
     let muts = lab.cloud.compute_mutations().await;
@@ -154,7 +154,9 @@ async fn renewal_replaces_ours_in_place_keeps_the_unrelated_one_and_costs_three_
     let st = gclb_acme::reconcile::status(
         &r.gcp,
         &config,
-        &gclb_acme::state::StateDir::open(&config.state.dir).unwrap(),
+        &gclb_acme::state::StateDir::open(&config.state.dir)
+            .unwrap()
+            .into(),
     )
     .await;
     assert!(st.healthy(), "{st:?}");
@@ -380,7 +382,7 @@ async fn crash_at(at: &str) {
         );
     }
     assert!(
-        first.acme.pending("app").unwrap().is_some(),
+        first.acme.pending("app").await.unwrap().is_some(),
         "{at}: the issued certificate stays pending until installed"
     );
 
@@ -409,7 +411,7 @@ async fn crash_at(at: &str) {
         sorted(&[&new, &other]),
         "{at}: no certificate of ours left unused"
     );
-    assert!(second.acme.pending("app").unwrap().is_none());
+    assert!(second.acme.pending("app").await.unwrap().is_none());
     lab.assert_no_txt().await;
     // And a third run has nothing to do.
     let third = renew_one(&second, false).await.unwrap();

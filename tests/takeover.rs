@@ -218,7 +218,9 @@ async fn status(
     let st = gclb_acme::reconcile::status(
         &r.gcp,
         config,
-        &gclb_acme::state::StateDir::open(&config.state.dir).unwrap(),
+        &gclb_acme::state::StateDir::open(&config.state.dir)
+            .unwrap()
+            .into(),
     )
     .await;
     st.certificates[0].clone()

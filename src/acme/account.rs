@@ -16,7 +16,7 @@ use time::OffsetDateTime;
 use crate::acme::http::{self, AcmeHttp, Endpoint};
 use crate::acme::{AcmeError, RetryConfig, retrying};
 use crate::config::{AcmeConfig, EabConfig};
-use crate::state::StateDir;
+use crate::state::State;
 
 /// Subdirectory of the state dir holding account files.
 pub(crate) const ACCOUNTS_DIR: &str = "accounts";
@@ -55,16 +55,16 @@ pub(crate) struct LoadedAccount {
 /// Loads the account for `acme.directory` from `state`, or creates and stores it.
 pub(crate) async fn load_or_create(
     acme: &AcmeConfig,
-    state: &StateDir,
+    state: &State,
     http: &AcmeHttp,
     retry: &RetryConfig,
 ) -> Result<LoadedAccount, AcmeError> {
     let file = account_file(&acme.directory);
-    if let Some(stored) = state.read_json::<StoredAccount>(&file)? {
+    if let Some(stored) = state.read_json::<StoredAccount>(&file).await? {
         if stored.directory != acme.directory {
             return Err(AcmeError::Config(format!(
                 "{}: holds the account of {}, not of {}: remove it or restore the directory URL",
-                state.path().join(&file).display(),
+                state.describe(&file).display(),
                 stored.directory,
                 acme.directory
             )));
@@ -87,13 +87,15 @@ pub(crate) async fn load_or_create(
                     .await
                     .map_err(|e| AcmeError::from_acme("update_contacts", e))
             })?;
-            state.write_json(
-                &file,
-                &StoredAccount {
-                    contact: acme.contact.clone(),
-                    ..stored
-                },
-            )?;
+            state
+                .write_json(
+                    &file,
+                    &StoredAccount {
+                        contact: acme.contact.clone(),
+                        ..stored
+                    },
+                )
+                .await?;
             tracing::info!(account = account.id(), "ACME account contact updated");
         }
         return Ok(LoadedAccount {
@@ -117,16 +119,18 @@ pub(crate) async fn load_or_create(
             .await
             .map_err(|e| AcmeError::from_acme("new_account", e))
     })?;
-    state.write_json(
-        &file,
-        &StoredAccount {
-            directory: acme.directory.clone(),
-            contact: acme.contact.clone(),
-            eab_kid: acme.eab.as_ref().map(|e| e.kid.clone()),
-            created_at: OffsetDateTime::now_utc(),
-            credentials,
-        },
-    )?;
+    state
+        .write_json(
+            &file,
+            &StoredAccount {
+                directory: acme.directory.clone(),
+                contact: acme.contact.clone(),
+                eab_kid: acme.eab.as_ref().map(|e| e.kid.clone()),
+                created_at: OffsetDateTime::now_utc(),
+                credentials,
+            },
+        )
+        .await?;
     tracing::info!(account = account.id(), directory = %acme.directory, file = %file, "ACME account created");
     Ok(LoadedAccount {
         account,

@@ -43,7 +43,7 @@ pub use store::{load_pending, normalize_names, save_pending};
 
 use crate::certs::{LeafInfo, SecretPem};
 use crate::config::{AcmeConfig, CertificateConfig, KeyType};
-use crate::state::StateDir;
+use crate::state::State;
 
 /// One DNS-01 TXT value to publish.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -228,7 +228,7 @@ pub struct IssuedCertificate {
 /// A connected ACME account and the state directory it persists into.
 pub struct AcmeClient {
     account: Account,
-    state: StateDir,
+    state: State,
     http: AcmeHttp,
     directory: String,
     account_created: bool,
@@ -237,16 +237,20 @@ pub struct AcmeClient {
 
 impl AcmeClient {
     /// Loads (or creates, once per directory URL) the account, with default tuning.
-    pub async fn connect(acme: &AcmeConfig, state: StateDir) -> Result<AcmeClient, AcmeError> {
+    pub async fn connect(
+        acme: &AcmeConfig,
+        state: impl Into<State>,
+    ) -> Result<AcmeClient, AcmeError> {
         Self::connect_with(acme, state, ClientOptions::default()).await
     }
 
     /// [`AcmeClient::connect`] with explicit retry and poll tuning.
     pub async fn connect_with(
         acme: &AcmeConfig,
-        state: StateDir,
+        state: impl Into<State>,
         options: ClientOptions,
     ) -> Result<AcmeClient, AcmeError> {
+        let state = state.into();
         let http = AcmeHttp::new(&acme.directory, &acme.ca_roots)
             .map_err(|e| AcmeError::Config(format!("acme.ca_roots: {e}")))?;
         let loaded =
@@ -302,13 +306,13 @@ impl AcmeClient {
     }
 
     /// The stored, not yet installed certificate of `certificate`, if any.
-    pub fn pending(&self, certificate: &str) -> Result<Option<IssuedCertificate>, AcmeError> {
-        Ok(store::load_pending(&self.state, certificate)?)
+    pub async fn pending(&self, certificate: &str) -> Result<Option<IssuedCertificate>, AcmeError> {
+        Ok(store::load_pending(&self.state, certificate).await?)
     }
 
     /// Forgets the stored certificate once it is installed; `false` if there was none.
-    pub fn mark_installed(&self, certificate: &str) -> Result<bool, AcmeError> {
-        Ok(store::remove_pending(&self.state, certificate)?)
+    pub async fn mark_installed(&self, certificate: &str) -> Result<bool, AcmeError> {
+        Ok(store::remove_pending(&self.state, certificate).await?)
     }
 
     /// Request counters per ACME endpoint (shared; keeps counting).
@@ -331,8 +335,8 @@ impl AcmeClient {
         &self.directory
     }
 
-    /// The state directory.
-    pub fn state(&self) -> &StateDir {
+    /// The state (directory or bucket).
+    pub fn state(&self) -> &State {
         &self.state
     }
 }

@@ -54,7 +54,7 @@ impl Flow<'_> {
         let now = OffsetDateTime::now_utc();
 
         // A crash after issuance but before installation: hand back what we have.
-        if let Some(p) = store::load_pending(state, &self.req.certificate)? {
+        if let Some(p) = store::load_pending(state, &self.req.certificate).await? {
             if self.pending_usable(&p, &names, now) {
                 tracing::info!(
                     serial = %p.leaf.serial_hex,
@@ -105,7 +105,7 @@ impl Flow<'_> {
             Ok(v) => v,
             Err(e) => {
                 // Resuming this order would fetch the same bad certificate forever.
-                store::remove_order(state, &self.req.certificate)?;
+                store::remove_order(state, &self.req.certificate).await?;
                 tracing::error!(error = %e, "the CA's certificate failed validation; not stored");
                 return Err(e.into());
             }
@@ -125,8 +125,8 @@ impl Flow<'_> {
             issued_at: OffsetDateTime::now_utc(),
         };
         // Persist before anything else: at most one issuance per renewal, even across crashes.
-        store::save_pending(state, &issued)?;
-        store::remove_order(state, &self.req.certificate)?;
+        store::save_pending(state, &issued).await?;
+        store::remove_order(state, &self.req.certificate).await?;
         tracing::info!(
             serial = %issued.leaf.serial_hex,
             not_after = %issued.leaf.not_after,
@@ -188,7 +188,7 @@ impl Flow<'_> {
         let state = &self.client.state;
         let retry = &self.client.options.retry;
         let account = &self.client.account;
-        if let Some(rec) = store::load_order(state, &self.req.certificate)? {
+        if let Some(rec) = store::load_order(state, &self.req.certificate).await? {
             if rec.names == names
                 && rec.key_type == self.req.key_type
                 && rec.account_id == account.id()
@@ -215,12 +215,12 @@ impl Flow<'_> {
                     }
                 }
             }
-            store::remove_order(state, &self.req.certificate)?;
+            store::remove_order(state, &self.req.certificate).await?;
         }
 
         // The key exists before the order so that the order record can hold it.
         let key_pem = if self.req.reuse_key {
-            store::reuse_key(state, &self.req.certificate, self.req.key_type)?
+            store::reuse_key(state, &self.req.certificate, self.req.key_type).await?
         } else {
             SecretPem::new(certs::generate_key(self.req.key_type)?.serialize_pem())
         };
@@ -238,7 +238,8 @@ impl Flow<'_> {
                 key_pem: key_pem.clone(),
                 created_at: OffsetDateTime::now_utc(),
             },
-        )?;
+        )
+        .await?;
         tracing::info!(order_url = %order.url(), "order created and recorded");
         Ok((order, key_pem, false))
     }
@@ -416,7 +417,7 @@ impl Flow<'_> {
                         if !e.is_retryable()
                             && let Some(failure) = failed_authorization(order, true).await
                         {
-                            self.forget_order();
+                            self.forget_order().await;
                             // The answer's problem when the authorization gave none.
                             return Err(match (failure, e.problem()) {
                                 (
@@ -455,7 +456,7 @@ impl Flow<'_> {
                             }
                         }
                     };
-                    self.forget_order();
+                    self.forget_order().await;
                     return Err(failure);
                 }
                 tracing::info!(identifier = %record.identifier, key_authorization_digest = %record.value, "validation requested");
@@ -517,7 +518,7 @@ impl Flow<'_> {
             if status == OrderStatus::Invalid {
                 // The CA gave up on the order after refusing to finalize it: its
                 // finalize answer is the reason when the order carries none.
-                self.forget_order();
+                self.forget_order().await;
                 let problem = order
                     .state()
                     .error
@@ -566,7 +567,7 @@ impl Flow<'_> {
                 match authorization_verdict(order, false).await {
                     AuthzVerdict::Failed(e) => {
                         tracing::error!(order_url = %order.url(), "the CA left the order pending after an authorization failed");
-                        self.forget_order();
+                        self.forget_order().await;
                         return Err(e);
                     }
                     AuthzVerdict::AllValid => stuck_polls += 1,
@@ -605,7 +606,7 @@ impl Flow<'_> {
     /// The most specific reason an order went invalid: the failed authorization's
     /// challenge error (the CA's problem, verbatim), else the order's own error.
     async fn order_failure(&self, order: &mut Order) -> AcmeError {
-        self.forget_order();
+        self.forget_order().await;
         if let Some(failure) = failed_authorization(order, true).await {
             return failure;
         }
@@ -623,8 +624,8 @@ impl Flow<'_> {
     }
 
     /// An invalid order cannot be resumed: drop its record.
-    fn forget_order(&self) {
-        if let Err(e) = store::remove_order(&self.client.state, &self.req.certificate) {
+    async fn forget_order(&self) {
+        if let Err(e) = store::remove_order(&self.client.state, &self.req.certificate).await {
             tracing::warn!(error = %e, "cannot forget the invalid order");
         }
     }

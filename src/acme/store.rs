@@ -14,7 +14,7 @@ use time::OffsetDateTime;
 use crate::acme::IssuedCertificate;
 use crate::certs::SecretPem;
 use crate::config::KeyType;
-use crate::state::{StateDir, StateError};
+use crate::state::{State, StateError};
 
 /// Subdirectory of issued, not yet installed certificates.
 pub(crate) const PENDING_DIR: &str = "pending";
@@ -50,12 +50,12 @@ pub fn normalize_names(names: &[String]) -> Vec<String> {
 /// own key and names (a damaged or hand-edited file), would fail every install
 /// for ever: it is ignored with a warning (left in place for a look, and
 /// overwritten by the next issuance), and the next renewal orders anew.
-pub fn load_pending(
-    state: &StateDir,
+pub async fn load_pending(
+    state: &State,
     certificate: &str,
 ) -> Result<Option<IssuedCertificate>, StateError> {
     let file = pending_file(certificate);
-    let problem = match state.read_json::<IssuedCertificate>(&file) {
+    let problem = match state.read_json::<IssuedCertificate>(&file).await {
         Ok(None) => return Ok(None),
         Ok(Some(p)) => match pending_problem(&p) {
             None => return Ok(Some(p)),
@@ -87,13 +87,15 @@ fn pending_problem(p: &IssuedCertificate) -> Option<String> {
 }
 
 /// Stores an issued certificate (0600, atomic).
-pub fn save_pending(state: &StateDir, cert: &IssuedCertificate) -> Result<(), StateError> {
-    state.write_json(&pending_file(&cert.certificate), cert)
+pub async fn save_pending(state: &State, cert: &IssuedCertificate) -> Result<(), StateError> {
+    state
+        .write_json(&pending_file(&cert.certificate), cert)
+        .await
 }
 
 /// Forgets the stored certificate (the installer calls this once it is served).
-pub(crate) fn remove_pending(state: &StateDir, certificate: &str) -> Result<bool, StateError> {
-    state.remove(&pending_file(certificate))
+pub(crate) async fn remove_pending(state: &State, certificate: &str) -> Result<bool, StateError> {
+    state.remove(&pending_file(certificate)).await
 }
 
 /// An order in flight.
@@ -109,23 +111,23 @@ pub(crate) struct OrderRecord {
     pub created_at: OffsetDateTime,
 }
 
-pub(crate) fn load_order(
-    state: &StateDir,
+pub(crate) async fn load_order(
+    state: &State,
     certificate: &str,
 ) -> Result<Option<OrderRecord>, StateError> {
-    state.read_json(&order_file(certificate))
+    state.read_json(&order_file(certificate)).await
 }
 
-pub(crate) fn save_order(
-    state: &StateDir,
+pub(crate) async fn save_order(
+    state: &State,
     certificate: &str,
     rec: &OrderRecord,
 ) -> Result<(), StateError> {
-    state.write_json(&order_file(certificate), rec)
+    state.write_json(&order_file(certificate), rec).await
 }
 
-pub(crate) fn remove_order(state: &StateDir, certificate: &str) -> Result<bool, StateError> {
-    state.remove(&order_file(certificate))
+pub(crate) async fn remove_order(state: &State, certificate: &str) -> Result<bool, StateError> {
+    state.remove(&order_file(certificate)).await
 }
 
 #[derive(Serialize, Deserialize)]
@@ -135,23 +137,25 @@ struct KeptKey {
 }
 
 /// The kept key of `certificate` if it has this type, else a new one (stored).
-pub(crate) fn reuse_key(
-    state: &StateDir,
+pub(crate) async fn reuse_key(
+    state: &State,
     certificate: &str,
     key_type: KeyType,
 ) -> Result<SecretPem, crate::acme::AcmeError> {
-    if let Some(k) = state.read_json::<KeptKey>(&key_file(certificate))?
+    if let Some(k) = state.read_json::<KeptKey>(&key_file(certificate)).await?
         && k.key_type == key_type
     {
         return Ok(k.key_pem);
     }
     let key = SecretPem::new(crate::certs::generate_key(key_type)?.serialize_pem());
-    state.write_json(
-        &key_file(certificate),
-        &KeptKey {
-            key_type,
-            key_pem: key.clone(),
-        },
-    )?;
+    state
+        .write_json(
+            &key_file(certificate),
+            &KeptKey {
+                key_type,
+                key_pem: key.clone(),
+            },
+        )
+        .await?;
     Ok(key)
 }

@@ -75,7 +75,12 @@ pub fn teardown(config_path: &Path, args: &TeardownArgs) -> Result<ExitCode, Cli
         let state = if args.dry_run {
             None
         } else {
-            Some(gclb_acme::state::StateDir::open(&config.state.dir).map_err(CliError::State)?)
+            Some(
+                config
+                    .state
+                    .open(Some(&gcp))
+                    .map_err(|e| CliError::State(e.into()))?,
+            )
         };
         stack::teardown_with_state(&gcp, &desired, opts, state.as_ref()).await?;
         Ok(ExitCode::SUCCESS)

@@ -237,22 +237,133 @@ impl Default for DnsConfig {
     }
 }
 
-/// `[state]`
+/// `[state]`: where the ACME account, issued-but-not-installed certificates
+/// and the renewal bookkeeping live.
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct StateConfig {
+    /// The state directory (the older key; `location` replaces it).
     #[serde(default = "default_state_dir")]
     pub dir: PathBuf,
+    /// A directory path or `gs://BUCKET[/PREFIX]` (several daemons sharing
+    /// state, with a lease per certificate). Unset: `dir`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
+    /// How long a lease on a certificate lasts without renewal (a bucket
+    /// only): how long a crashed daemon's certificates wait for another.
+    #[serde(default = "default_lease_duration")]
+    pub lease_duration: HumanDuration,
+    /// The clock skew between daemons a lease tolerates (less than a third
+    /// of `lease_duration`).
+    #[serde(default = "default_lease_skew")]
+    pub lease_clock_skew: HumanDuration,
 }
 
 fn default_state_dir() -> PathBuf {
     PathBuf::from("/var/lib/gclb-acme")
+}
+fn default_lease_duration() -> HumanDuration {
+    HumanDuration(std::time::Duration::from_millis(
+        crate::state::DEFAULT_LEASE_MS,
+    ))
+}
+fn default_lease_skew() -> HumanDuration {
+    HumanDuration(std::time::Duration::from_millis(
+        crate::state::DEFAULT_SKEW_MS,
+    ))
 }
 
 impl Default for StateConfig {
     fn default() -> Self {
         StateConfig {
             dir: default_state_dir(),
+            location: None,
+            lease_duration: default_lease_duration(),
+            lease_clock_skew: default_lease_skew(),
+        }
+    }
+}
+
+impl StateConfig {
+    /// Where state lives: `location` when set, else `dir`.
+    pub fn location(&self) -> String {
+        match &self.location {
+            Some(l) => l.clone(),
+            None => self.dir.display().to_string(),
+        }
+    }
+
+    /// Whether the state is a bucket.
+    pub fn is_bucket(&self) -> bool {
+        self.location
+            .as_deref()
+            .is_some_and(|l| l.starts_with("gs://"))
+    }
+
+    /// The lease parameters (validated by [`Config::validate`]).
+    pub fn lease_params(&self) -> crate::state::lease::Params {
+        let duration_ms = self.lease_duration.get().as_millis() as u64;
+        let skew_ms = self.lease_clock_skew.get().as_millis() as u64;
+        crate::state::lease::Params::new(duration_ms, skew_ms).unwrap_or(
+            crate::state::lease::Params {
+                duration_ms: crate::state::DEFAULT_LEASE_MS,
+                skew_ms: crate::state::DEFAULT_SKEW_MS,
+            },
+        )
+    }
+
+    /// Opens the state (a bucket is reached through `gcp`).
+    pub fn open(
+        &self,
+        gcp: Option<&crate::gcp::Gcp>,
+    ) -> Result<crate::state::State, crate::state::StoreError> {
+        crate::state::State::open(&self.location(), gcp, self.lease_params())
+    }
+
+    fn validate(&mut self, base: Option<&Path>, p: &mut Problems) {
+        resolve(base, &mut self.dir);
+        if let Some(loc) = &self.location {
+            if loc.starts_with("gs://") {
+                if let Err(e) = crate::state::GcsLocation::parse(loc) {
+                    let reason = match e {
+                        crate::state::StoreError::BadLocation { reason, .. } => reason,
+                        other => other.to_string(),
+                    };
+                    p.push(
+                        "state.location",
+                        format!(
+                            "{loc:?}: {reason} (expected a directory path or gs://BUCKET[/PREFIX])"
+                        ),
+                    );
+                }
+            } else if loc.contains("://") || loc.trim().is_empty() {
+                p.push(
+                    "state.location",
+                    format!("{loc:?}: expected a directory path or gs://BUCKET[/PREFIX]"),
+                );
+            } else {
+                // A directory: `dir` follows it, so everything that reads `dir` agrees.
+                let mut dir = PathBuf::from(loc);
+                resolve(base, &mut dir);
+                self.location = Some(dir.display().to_string());
+                self.dir = dir;
+            }
+        }
+        let duration_ms = self.lease_duration.get().as_millis() as u64;
+        let skew_ms = self.lease_clock_skew.get().as_millis() as u64;
+        if duration_ms < 3_000 {
+            p.push(
+                "state.lease_duration",
+                format!(
+                    "{}: expected at least \"3s\" (a lease is renewed every third of it)",
+                    self.lease_duration
+                ),
+            );
+        } else if let Err(e) = crate::state::lease::Params::new(duration_ms, skew_ms) {
+            p.push(
+                "state.lease_clock_skew",
+                format!("{}: {e}", self.lease_clock_skew),
+            );
         }
     }
 }
@@ -481,7 +592,7 @@ impl Config {
         let has_certificates = !self.certificates.is_empty();
         self.acme.validate(base, has_certificates, &mut p);
         self.dns.validate(&mut p);
-        resolve(base, &mut self.state.dir);
+        self.state.validate(base, &mut p);
         self.daemon.validate(&mut p);
         validate::validate_certificates(&mut self.certificates, &mut p);
 

@@ -496,3 +496,50 @@ fn adopt_takes_exact_certificate_names_only() {
         "certificates[0].adopt[0]: \"cloud-run-*\" is not an sslCertificates name (exact names only, no patterns)",
     );
 }
+
+#[test]
+fn state_location_is_a_directory_or_a_bucket_and_dir_still_works() {
+    // Default: the directory, leases at their defaults.
+    let c = load(MINIMAL).unwrap();
+    assert_eq!(c.state.location(), "/var/lib/gclb-acme");
+    assert!(!c.state.is_bucket());
+    assert_eq!(c.state.lease_params().duration_ms, 60_000);
+    assert_eq!(c.state.lease_params().skew_ms, 5_000);
+    // The older key.
+    let c = load(&format!("[state]\ndir = \"/srv/s\"\n{MINIMAL}")).unwrap();
+    assert_eq!(c.state.location(), "/srv/s");
+    // A directory location: `dir` follows it.
+    let c = load(&format!("[state]\nlocation = \"/srv/t\"\n{MINIMAL}")).unwrap();
+    assert_eq!(c.state.location(), "/srv/t");
+    assert_eq!(c.state.dir, PathBuf::from("/srv/t"));
+    // A bucket, with lease settings.
+    let c = load(&format!(
+        "[state]\nlocation = \"gs://my-state/prod\"\nlease_duration = \"30s\"\nlease_clock_skew = \"2s\"\n{MINIMAL}"
+    ))
+    .unwrap();
+    assert!(c.state.is_bucket());
+    assert_eq!(c.state.location(), "gs://my-state/prod");
+    assert_eq!(c.state.lease_params().duration_ms, 30_000);
+    assert_eq!(c.state.lease_params().skew_ms, 2_000);
+}
+
+#[test]
+fn bad_state_settings_name_file_key_and_expectation() {
+    let e = error(&format!(
+        "[state]\nlocation = \"gs://Bad_Bucket\"\n{MINIMAL}"
+    ));
+    assert_contains(&e, "config.toml");
+    assert_contains(&e, "state.location");
+    assert_contains(&e, "gs://BUCKET[/PREFIX]");
+    let e = error(&format!("[state]\nlocation = \"s3://b\"\n{MINIMAL}"));
+    assert_contains(&e, "state.location");
+    assert_contains(&e, "expected a directory path or gs://BUCKET[/PREFIX]");
+    let e = error(&format!("[state]\nlease_duration = \"1s\"\n{MINIMAL}"));
+    assert_contains(&e, "state.lease_duration");
+    assert_contains(&e, "at least \"3s\"");
+    let e = error(&format!(
+        "[state]\nlease_duration = \"30s\"\nlease_clock_skew = \"10s\"\n{MINIMAL}"
+    ));
+    assert_contains(&e, "state.lease_clock_skew");
+    assert_contains(&e, "less than a third");
+}

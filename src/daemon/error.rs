@@ -12,7 +12,7 @@ use crate::state::StateError;
 /// logged and the previous configuration kept; at start it ends `run`.
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
-    #[error("state directory {}: {source}", dir.display())]
+    #[error("state {}: {source}", dir.display())]
     State { dir: PathBuf, source: StateError },
     #[error(transparent)]
     Gcp(#[from] Box<GcpError>),

@@ -29,7 +29,7 @@ use crate::metrics::Metrics;
 use crate::schedule::book::{AriState, Book, LastError};
 use crate::schedule::timing::{self, AriWindow, Validity};
 use crate::schedule::window::Cron;
-use crate::state::StateDir;
+use crate::state::State;
 use plan::{Due, Inputs, Why};
 
 pub use error::DaemonError;
@@ -109,6 +109,19 @@ pub type Rest = std::pin::Pin<Box<dyn Future<Output = Result<Assessment, Failure
 pub trait WorkerFactory: Send + Sync + 'static {
     type R: Worker;
     fn build(&self, config: &Config) -> impl Future<Output = Result<Self::R, DaemonError>> + Send;
+    /// The state the daemon keeps its bookkeeping in: by default the
+    /// configured location opened without Google Cloud credentials (a
+    /// directory); the real factory opens a bucket too.
+    fn state(&self, config: &Config) -> impl Future<Output = Result<State, DaemonError>> + Send {
+        let opened = config.state.open(None);
+        let dir = PathBuf::from(config.state.location());
+        async move {
+            opened.map_err(|e| DaemonError::State {
+                dir,
+                source: e.into(),
+            })
+        }
+    }
 }
 
 /// A finished task.
@@ -219,14 +232,11 @@ pub async fn run<F: WorkerFactory>(
     metrics: Arc<Metrics>,
     options: Options,
 ) -> Result<(), DaemonError> {
-    let state = StateDir::open(&config.state.dir).map_err(|source| DaemonError::State {
-        dir: config.state.dir.clone(),
-        source,
-    })?;
+    let state = factory.state(&config).await?;
     let mut config = Arc::new(config);
     let mut renewer = Arc::new(factory.build(&config).await?);
     let mut window = parse_window(&config)?;
-    let mut slots = make_slots(&config, &state, BTreeMap::new());
+    let mut slots = make_slots(&config, &state, BTreeMap::new()).await;
     metrics.retain(&slots.keys().cloned().collect::<Vec<_>>());
     if slots.is_empty() {
         tracing::warn!(file = %config_path.display(), "no [[certificates]] configured: nothing to do until a reload adds one");
@@ -281,7 +291,7 @@ pub async fn run<F: WorkerFactory>(
                     other => other,
                 };
                 let ctx = Ctx { state: &state, metrics: &metrics, config: &config, options: &options };
-                task_done(&ctx, &mut slots, &mut tasks, &renewer, name, done);
+                task_done(&ctx, &mut slots, &mut tasks, &renewer, name, done).await;
                 update_next_renewal(&metrics, &slots, window.as_ref());
             }
             _ = tokio::time::sleep(sleep_for) => {
@@ -298,7 +308,7 @@ pub async fn run<F: WorkerFactory>(
                         tracing::info!(file = %config_path.display(), certificates = c.certificates.len(), "configuration reloaded");
                         window = parse_window(&c)?;
                         let running: HashSet<String> = slots.values().filter(|s| s.running).map(|s| s.cert.name.clone()).collect();
-                        slots = make_slots(&c, &state, std::mem::take(&mut slots));
+                        slots = make_slots(&c, &state, std::mem::take(&mut slots)).await;
                         for (n, s) in slots.iter_mut() {
                             s.running = running.contains(n);
                         }
@@ -354,7 +364,7 @@ impl Signals {
 
 /// What recording an outcome needs, besides the slots.
 struct Ctx<'a> {
-    state: &'a StateDir,
+    state: &'a State,
     metrics: &'a Metrics,
     config: &'a Config,
     options: &'a Options,
@@ -488,7 +498,7 @@ fn sleep_time(
 
 /// Records a finished task; after a renewal that put a new certificate in
 /// service, starts learning its ARI window before the slot is free again.
-fn task_done<R: Worker>(
+async fn task_done<R: Worker>(
     ctx: &Ctx<'_>,
     slots: &mut BTreeMap<String, Slot>,
     tasks: &mut JoinSet<(String, Done)>,
@@ -498,7 +508,7 @@ fn task_done<R: Worker>(
 ) {
     let learn = match done {
         Done::Ari(id, res) => {
-            store_ari(ctx.state, slots, &name, &id, res);
+            store_ari(ctx.state, slots, &name, &id, res).await;
             None
         }
         // The loop takes these first (it counts the resting tasks).
@@ -512,7 +522,8 @@ fn task_done<R: Worker>(
                 res,
                 ctx.config,
                 ctx.options,
-            );
+            )
+            .await;
             slots.get(&name).and_then(|s| {
                 let id = s.observation.as_ref()?.ari_id.clone()?;
                 s.book
@@ -559,13 +570,13 @@ async fn drain(
         tokio::select! {
             done = tasks.join_next() => match done {
                 Some(Ok((name, Done::Renew(result) | Done::Rest(result)))) => {
-                    handle_result(ctx.state, ctx.metrics, slots, &name, result, ctx.config, ctx.options);
+                    handle_result(ctx.state, ctx.metrics, slots, &name, result, ctx.config, ctx.options).await;
                 }
                 // Served: its clean-up gets the grace too.
                 Some(Ok((name, Done::Served(rest)))) => {
                     tasks.spawn(async move { (name, Done::Rest(rest_guarded(rest).await)) });
                 }
-                Some(Ok((name, Done::Ari(id, res)))) => store_ari(ctx.state, slots, &name, &id, res),
+                Some(Ok((name, Done::Ari(id, res)))) => store_ari(ctx.state, slots, &name, &id, res).await,
                 Some(Err(_)) => {}
                 None => break,
             },
@@ -589,20 +600,25 @@ fn parse_window(config: &Config) -> Result<Option<Cron>, DaemonError> {
         .transpose()?)
 }
 
-fn make_slots(
+async fn make_slots(
     config: &Config,
-    state: &StateDir,
+    state: &State,
     mut old: BTreeMap<String, Slot>,
 ) -> BTreeMap<String, Slot> {
+    let mut books = BTreeMap::new();
+    for c in &config.certificates {
+        let found = match old.remove(&c.name) {
+            Some(s) => (s.book, s.observation),
+            None => (Book::load(state, &c.name).await, None),
+        };
+        books.insert(c.name.clone(), found);
+    }
     config
         .certificates
         .iter()
         .map(|c| {
             let fp = fingerprint(c);
-            let (mut book, observation) = match old.remove(&c.name) {
-                Some(s) => (s.book, s.observation),
-                None => (Book::load(state, &c.name), None),
-            };
+            let (mut book, observation) = books.remove(&c.name).unwrap_or_default();
             if book.config_fingerprint != fp {
                 // A changed configuration gets a fresh start: no back-off.
                 book.failures = 0;
@@ -665,8 +681,8 @@ fn update_next_renewal(metrics: &Metrics, slots: &BTreeMap<String, Slot>, window
     }
 }
 
-fn handle_result(
-    state: &StateDir,
+async fn handle_result(
+    state: &State,
     metrics: &Metrics,
     slots: &mut BTreeMap<String, Slot>,
     name: &str,
@@ -724,7 +740,7 @@ fn handle_result(
             alert(slot, &e, wait, config);
         }
     }
-    if let Err(e) = slot.book.save(state, name) {
+    if let Err(e) = slot.book.save(state, name).await {
         tracing::error!(certificate = %name, error = %e, "cannot save renewal bookkeeping");
     }
 }
@@ -750,8 +766,8 @@ fn alert(slot: &Slot, e: &Failure, wait: Duration, config: &Config) {
     }
 }
 
-fn store_ari(
-    state: &StateDir,
+async fn store_ari(
+    state: &State,
     slots: &mut BTreeMap<String, Slot>,
     name: &str,
     id: &str,
@@ -792,7 +808,7 @@ fn store_ari(
             tracing::debug!(certificate = %name, error = %e.message, "ARI fetch failed");
         }
     }
-    if let Err(e) = slot.book.save(state, name) {
+    if let Err(e) = slot.book.save(state, name).await {
         tracing::error!(certificate = %name, error = %e, "cannot save renewal bookkeeping");
     }
 }

@@ -15,7 +15,7 @@ use crate::lb::{self, CertificateTarget, LbError};
 use crate::metrics::Metrics;
 use crate::reconcile::{self, Reason, decide};
 use crate::schedule::timing::{AriWindow, Validity};
-use crate::state::StateDir;
+use crate::state::State;
 
 /// The pipeline, as the daemon drives it.
 #[derive(Clone)]
@@ -62,6 +62,9 @@ pub(crate) fn classify(e: &reconcile::RenewError) -> Failure {
             };
             (reason, a.is_retryable(), a.retry_after())
         }
+        reconcile::RenewError::State(crate::state::StateError::LeaseLost { .. }) => {
+            ("lease_lost".into(), true, None)
+        }
         reconcile::RenewError::State(_) => ("state".into(), true, None),
         reconcile::RenewError::UnknownCertificate(_) => ("config".into(), false, None),
         reconcile::RenewError::Locked { .. } => ("locked".into(), true, None),
@@ -85,6 +88,7 @@ impl Pipeline {
             .inner
             .acme
             .pending(&cert.name)
+            .await
             .map_err(|e| classify(&reconcile::RenewError::Acme(e)))?;
         let plan = decide(
             cert,
@@ -222,10 +226,7 @@ impl WorkerFactory for Factory {
             Some(g) => g.clone(),
             None => Gcp::from_config(&config.gcp).await?,
         };
-        let state = StateDir::open(&config.state.dir).map_err(|source| DaemonError::State {
-            dir: config.state.dir.clone(),
-            source,
-        })?;
+        let state = open_state(config, Some(&gcp))?;
         let acme = AcmeClient::connect(&config.acme, state)
             .await
             .map_err(|e| DaemonError::Acme {
@@ -241,4 +242,23 @@ impl WorkerFactory for Factory {
             config: Arc::new(config.clone()),
         }))
     }
+
+    async fn state(&self, config: &Config) -> Result<State, DaemonError> {
+        if !config.state.is_bucket() {
+            return open_state(config, None);
+        }
+        let gcp = match &self.gcp {
+            Some(g) => g.clone(),
+            None => Gcp::from_config(&config.gcp).await?,
+        };
+        open_state(config, Some(&gcp))
+    }
+}
+
+/// The configured state: a directory, or a bucket reached through `gcp`.
+pub(crate) fn open_state(config: &Config, gcp: Option<&Gcp>) -> Result<State, DaemonError> {
+    config.state.open(gcp).map_err(|e| DaemonError::State {
+        dir: config.state.location().into(),
+        source: e.into(),
+    })
 }

@@ -220,10 +220,18 @@ pub(crate) fn eab_line(file: &Path, content: Result<(String, u32), AccessError>)
 
 /// Every offline check after the configuration itself.
 pub(crate) fn run(config: &Config) -> Vec<Line> {
-    let mut lines = vec![state_dir_line(
-        &config.state.dir,
-        &state_dir_facts(&config.state.dir),
-    )];
+    let mut lines = if config.state.is_bucket() {
+        // No local directory is used: the bucket is checked online.
+        vec![Line::ok(format!(
+            "state: {} (a bucket: checked online)",
+            config.state.location()
+        ))]
+    } else {
+        vec![state_dir_line(
+            &config.state.dir,
+            &state_dir_facts(&config.state.dir),
+        )]
+    };
     if !config.acme.ca_roots.is_empty() {
         // Config::load already parsed every file; say so, with the count.
         lines.push(Line::ok(format!(

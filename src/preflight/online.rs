@@ -4,6 +4,7 @@
 //! `domains::zone_line` here. Independent checks run concurrently.
 
 mod apis;
+mod bucket;
 mod domains;
 mod iam;
 mod proxies;
@@ -107,15 +108,16 @@ pub(crate) async fn run(config: &Config, creds: Credentials) -> Vec<Line> {
 /// can run them against an emulator with injected credentials.
 pub(crate) async fn checks(config: &Config, gcp: &Gcp, who: &str) -> Vec<Line> {
     let resolver = Resolver::from_config(&config.dns.resolvers).await;
-    let (apis, iam, dns, proxies) = tokio::join!(
+    let (apis, iam, dns, proxies, bucket) = tokio::join!(
         apis::apis(config, gcp),
         iam::iam(config, gcp, who),
         domains::domains(config, gcp, resolver),
         proxies::proxies(config, gcp),
+        bucket::bucket(config, gcp),
     );
     // After the proxy lines, which report a missing proxy.
     let takeover = super::takeover::check(config, gcp).await;
-    [apis, iam, dns, proxies, takeover].concat()
+    [apis, iam, bucket, dns, proxies, takeover].concat()
 }
 
 async fn token(auth: &Auth) -> Result<&'static str, TokenError> {

@@ -276,6 +276,35 @@ members = ["user:alice@example.com"]
         }
     }
 
+    #[test]
+    fn docs_bucket_permissions_are_exactly_what_the_state_calls() {
+        let doc = include_str!("../../docs/iam.md");
+        let at = doc
+            .find("## State in a Cloud Storage bucket")
+            .expect("docs/iam.md has the bucket section");
+        let section = &doc[at + 2..];
+        let section = &section[..section.find("\n## ").expect("a next section")];
+        let found: BTreeSet<String> = section
+            .split('`')
+            .skip(1)
+            .step_by(2)
+            .filter(|t| t.starts_with("storage.") && !t.contains(' '))
+            .map(str::to_string)
+            .collect();
+        let code = set(&[
+            crate::state::REQUIRED_PERMISSIONS,
+            crate::state::CHECK_PERMISSIONS,
+        ]
+        .concat());
+        assert_eq!(found, code, "docs/iam.md bucket tables vs src/state/gcs.rs");
+        // The renewer role (project level) never grants storage: the bucket's own IAM does.
+        assert!(
+            !role_file(doc, "gclb-acme-renewer.yaml")
+                .iter()
+                .any(|p| p.starts_with("storage."))
+        );
+    }
+
     /// The `includedPermissions` of the role file `file` in docs/iam.md.
     fn role_file(doc: &str, file: &str) -> Vec<String> {
         let at = doc

@@ -24,7 +24,7 @@ use crate::gcp::Gcp;
 use crate::lb::step;
 use crate::lb::target::{self, CertificateTarget};
 use crate::lb::{self, InstallOptions, InstallReport, LbError, VerifyOptions};
-use crate::state::{CertificateLock, StateDir, StateError};
+use crate::state::{CertificateLock, State, StateError};
 
 pub use decide::{Decision, Reason, Verdict, decide};
 pub use status::{CertificateStatus, StatusReport, status};
@@ -45,10 +45,11 @@ pub enum RenewError {
     #[error("no certificate named {0} in the configuration")]
     UnknownCertificate(String),
     /// Another process kept the certificate's lock for longer than we wait.
-    #[error("certificate {certificate}: another gclb-acme process{} has been working on it for over {} min; not touching it meanwhile", .holder.map(|p| format!(" (pid {p})")).unwrap_or_default(), LOCK_WAIT.as_secs() / 60)]
+    #[error("certificate {certificate}: another gclb-acme process{} has been working on it for over {} min; not touching it meanwhile", .holder.as_ref().map(|h| format!(" ({h})")).unwrap_or_default(), LOCK_WAIT.as_secs() / 60)]
     Locked {
         certificate: String,
-        holder: Option<u32>,
+        /// `pid N` (the directory's lock) or `daemon HOST/PID/ID` (a lease).
+        holder: Option<String>,
     },
 }
 
@@ -57,18 +58,19 @@ pub enum RenewError {
 /// the longest step, 5 min by default).
 pub const LOCK_WAIT: Duration = Duration::from_secs(30 * 60);
 
-/// Takes `certificate`'s lock in the state directory, waiting (with a progress
-/// step) while another process holds it.
+/// Takes `certificate`'s lock (a `flock` in a directory, a lease in a
+/// bucket), waiting (with a progress step) while another process holds it.
 pub async fn lock_certificate(
-    state: &StateDir,
+    state: &State,
     certificate: &str,
 ) -> Result<CertificateLock, RenewError> {
     let started = Instant::now();
     let mut step = None;
     loop {
-        match state.try_lock_certificate(certificate)? {
+        match state.try_lock_certificate(certificate).await? {
             Ok(lock) => return Ok(lock),
-            Err(holder) => {
+            Err(busy) => {
+                let holder = busy.holder;
                 if started.elapsed() >= LOCK_WAIT {
                     return Err(RenewError::Locked {
                         certificate: certificate.to_string(),
@@ -76,19 +78,59 @@ pub async fn lock_certificate(
                     });
                 }
                 if step.is_none() {
-                    let who = holder.map(|p| format!(" (pid {p})")).unwrap_or_default();
+                    let who = holder
+                        .as_ref()
+                        .map(|h| format!(" ({h})"))
+                        .unwrap_or_default();
                     tracing::info!(
                         certificate,
-                        holder,
+                        holder = holder.as_deref().unwrap_or("unknown"),
                         "another gclb-acme process is working on this certificate: waiting for it"
                     );
                     step = Some(crate::progress::Step::start(format!(
                         "{certificate}: waiting for another gclb-acme process{who} working on it"
                     )));
                 }
-                tokio::time::sleep(Duration::from_millis(250)).await;
+                tokio::time::sleep(lock_poll(busy.until_unix_ms)).await;
             }
         }
+    }
+}
+
+/// How long to wait before trying a busy lock again: a `flock` costs nothing
+/// to try (250 ms); a lease is a read of the bucket, so at most once a second,
+/// and not before it can be taken over unless its holder releases it first.
+fn lock_poll(until_unix_ms: Option<u64>) -> Duration {
+    match until_unix_ms {
+        None => Duration::from_millis(250),
+        Some(until) => Duration::from_millis(
+            until
+                .saturating_sub(crate::state::lease::now_unix_ms())
+                .clamp(250, 1_000),
+        ),
+    }
+}
+
+/// Runs one step that changes something, only while `lock` holds: checked
+/// before it starts, and the step is dropped (stopped at once) if the lock is
+/// lost meanwhile. Dropping a step half-way is what a crash does, and every
+/// step resumes from the state and what GCP shows.
+async fn under<T, E>(
+    lock: &mut CertificateLock,
+    certificate: &str,
+    step: impl Future<Output = Result<T, E>>,
+) -> Result<T, RenewError>
+where
+    RenewError: From<E>,
+{
+    lock.check(certificate)?;
+    tokio::select! {
+        r = step => Ok(r?),
+        () = lock.lost() => Err(StateError::LeaseLost {
+            certificate: certificate.to_string(),
+            message: "another daemon took it over, or it could not be renewed".into(),
+        }
+        .into()),
     }
 }
 
@@ -161,7 +203,7 @@ pub struct Finish {
     install: InstallOptions,
     cert: CertificateConfig,
     run: lb::TargetRun,
-    _lock: CertificateLock,
+    lock: CertificateLock,
     issued: bool,
     reasons: Vec<Reason>,
     serial: String,
@@ -173,9 +215,17 @@ impl Finish {
     /// Cleans up, then forgets the pending file.
     pub async fn run(self) -> Result<Outcome, RenewError> {
         let target = lb::choose(&self.gcp, &self.cert);
-        let report = target.clean_up(&self.cert, self.run, &self.install).await?;
+        let mut lock = self.lock;
+        let report = under(
+            &mut lock,
+            &self.cert.name,
+            target.clean_up(&self.cert, self.run, &self.install),
+        )
+        .await?;
         // Only now: the new certificate is served everywhere and the old ones are gone.
-        self.acme.mark_installed(&self.cert.name)?;
+        lock.check(&self.cert.name)?;
+        self.acme.mark_installed(&self.cert.name).await?;
+        lock.release(&self.cert.name).await;
         Ok(Outcome {
             certificate: self.cert.name.clone(),
             done: Done::Installed {
@@ -235,11 +285,11 @@ impl Renewer {
         let started = Instant::now();
         // Before observing: what another process is doing would make the
         // observation stale.
-        let lock = lock_certificate(self.acme.state(), &cert.name).await?;
+        let mut lock = lock_certificate(self.acme.state(), &cert.name).await?;
         // Where the certificate is served: chosen once, from the configuration.
         let target = lb::choose(&self.gcp, cert);
         let obs = target.observe(cert).await?;
-        let pending = self.acme.pending(&cert.name)?;
+        let pending = self.acme.pending(&cert.name).await?;
         let plan = decide(
             cert,
             &obs,
@@ -261,6 +311,7 @@ impl Renewer {
         });
         let (issued, fresh) = match (plan.action, pending) {
             (Verdict::Nothing, _) => {
+                lock.release(&cert.name).await;
                 return Ok(Progress::Done(Box::new(Outcome {
                     certificate: cert.name.clone(),
                     done: Done::Healthy {
@@ -271,7 +322,13 @@ impl Renewer {
             }
             (Verdict::Swap, _) if plan.swap_to.is_some() => {
                 let resource = plan.swap_to.clone().unwrap_or_default();
-                let report = target::retake(&target, cert, &resource, &self.install).await?;
+                let report = under(
+                    &mut lock,
+                    &cert.name,
+                    target::retake(&target, cert, &resource, &self.install),
+                )
+                .await?;
+                lock.release(&cert.name).await;
                 return Ok(Progress::Done(Box::new(Outcome {
                     certificate: cert.name.clone(),
                     done: Done::Swapped {
@@ -290,21 +347,28 @@ impl Renewer {
                     .and_then(|l| l.certificate_identifier());
                 let solver =
                     crate::dns::from_config(self.gcp.clone(), &self.config.dns, cert.zone.clone());
-                let issued = self.acme.issue(&req, &solver).await?;
+                // Under the lock, after re-reading what is served and what is
+                // pending: another daemon cannot be issuing for this renewal.
+                let issued = under(&mut lock, &cert.name, self.acme.issue(&req, &solver)).await?;
                 self.install.passed(step::PERSISTED)?;
                 (issued, true)
             }
         };
         // The observation was made at the start, under the lock: the upload
         // checks the proxies against it instead of reading them again.
-        let run = target::serve(&target, cert, &issued, Some(&obs), &self.install).await?;
+        let run = under(
+            &mut lock,
+            &cert.name,
+            target::serve(&target, cert, &issued, Some(&obs), &self.install),
+        )
+        .await?;
         Ok(Progress::Served(Box::new(Finish {
             gcp: self.gcp.clone(),
             acme: Arc::clone(&self.acme),
             install: self.install.clone(),
             cert: cert.clone(),
             run,
-            _lock: lock,
+            lock,
             issued: fresh,
             reasons: plan.reasons,
             serial: issued.leaf.serial_hex.clone(),

@@ -13,7 +13,7 @@ use crate::lb::TargetProject;
 use crate::lb::takeover::{Competitor, Fate};
 use crate::lb::{self, CertificateTarget};
 use crate::reconcile::decide::{Verdict, decide};
-use crate::state::StateDir;
+use crate::state::State;
 
 /// Version of the JSON document.
 pub(crate) const SCHEMA_VERSION: u32 = 1;
@@ -89,8 +89,8 @@ pub struct DaemonStatus {
 }
 
 impl DaemonStatus {
-    fn load(state: &StateDir, name: &str) -> DaemonStatus {
-        let b = crate::schedule::book::Book::load(state, name);
+    async fn load(state: &State, name: &str) -> DaemonStatus {
+        let b = crate::schedule::book::Book::load(state, name).await;
         DaemonStatus {
             last_attempt: b.last_attempt,
             last_success: b.last_success,
@@ -149,7 +149,7 @@ pub struct ServedStatus {
 }
 
 /// Observes every configured certificate (errors are reported per certificate).
-pub async fn status(gcp: &Gcp, config: &Config, state: &StateDir) -> StatusReport {
+pub async fn status(gcp: &Gcp, config: &Config, state: &State) -> StatusReport {
     let now = OffsetDateTime::now_utc();
     let soon = config.daemon.error_before.get();
     let project = TargetProject::default();
@@ -176,7 +176,7 @@ pub async fn status(gcp: &Gcp, config: &Config, state: &StateDir) -> StatusRepor
 async fn one(
     target: &lb::Target<'_>,
     cert: &CertificateConfig,
-    state: &StateDir,
+    state: &State,
     now: OffsetDateTime,
     soon: std::time::Duration,
 ) -> CertificateStatus {
@@ -193,9 +193,9 @@ async fn one(
         error: None,
         warnings: Vec::new(),
         hand_made: Vec::new(),
-        daemon: DaemonStatus::load(state, &cert.name),
+        daemon: DaemonStatus::load(state, &cert.name).await,
     };
-    let pending = match store::load_pending(state, &cert.name) {
+    let pending = match store::load_pending(state, &cert.name).await {
         Ok(p) => p,
         Err(e) => {
             s.error = Some(e.to_string());

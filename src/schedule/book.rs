@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use crate::state::{StateDir, StateError};
+use crate::state::{State, StateError};
 
 /// The last failure.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -65,8 +65,8 @@ impl Book {
     /// The stored bookkeeping, or a fresh one. A damaged file is reported and
     /// replaced rather than stopping the daemon: it holds no secret and nothing
     /// that cannot be re-learned.
-    pub fn load(state: &StateDir, name: &str) -> Book {
-        match state.read_json::<Book>(&file(name)) {
+    pub async fn load(state: &State, name: &str) -> Book {
+        match state.read_json::<Book>(&file(name)).await {
             Ok(Some(b)) => b,
             Ok(None) => Book::default(),
             Err(e) => {
@@ -76,14 +76,14 @@ impl Book {
         }
     }
 
-    pub fn save(&self, state: &StateDir, name: &str) -> Result<(), StateError> {
-        state.write_json(&file(name), self)
+    pub async fn save(&self, state: &State, name: &str) -> Result<(), StateError> {
+        state.write_json(&file(name), self).await
     }
 
     /// Removes the bookkeeping (teardown deleted what it described); whether
     /// there was any.
-    pub fn forget(state: &StateDir, name: &str) -> Result<bool, StateError> {
-        state.remove(&file(name))
+    pub async fn forget(state: &State, name: &str) -> Result<bool, StateError> {
+        state.remove(&file(name)).await
     }
 }
 
@@ -91,11 +91,11 @@ impl Book {
 mod tests {
     use super::*;
 
-    #[test]
-    fn round_trips_and_survives_damage() {
+    #[tokio::test]
+    async fn round_trips_and_survives_damage() {
         let dir = tempfile::tempdir().unwrap();
-        let state = StateDir::open(dir.path()).unwrap();
-        assert_eq!(Book::load(&state, "app"), Book::default());
+        let state: State = crate::state::StateDir::open(dir.path()).unwrap().into();
+        assert_eq!(Book::load(&state, "app").await, Book::default());
         let b = Book {
             failures: 2,
             last_error: Some(LastError {
@@ -107,11 +107,11 @@ mod tests {
             not_before: Some(OffsetDateTime::UNIX_EPOCH),
             ..Default::default()
         };
-        b.save(&state, "app").unwrap();
-        assert_eq!(Book::load(&state, "app"), b);
-        state.write("daemon/app.json", b"{garbage").unwrap();
-        assert_eq!(Book::load(&state, "app"), Book::default());
-        assert!(Book::forget(&state, "app").unwrap());
-        assert!(!Book::forget(&state, "app").unwrap());
+        b.save(&state, "app").await.unwrap();
+        assert_eq!(Book::load(&state, "app").await, b);
+        state.write("daemon/app.json", b"{garbage").await.unwrap();
+        assert_eq!(Book::load(&state, "app").await, Book::default());
+        assert!(Book::forget(&state, "app").await.unwrap());
+        assert!(!Book::forget(&state, "app").await.unwrap());
     }
 }

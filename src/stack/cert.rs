@@ -128,13 +128,18 @@ impl CertificateSource for IssueWithAcme {
             return Ok(c.self_link);
         }
         let fail = |e: &dyn std::fmt::Display| StackError::Certificate(e.to_string());
-        let state = crate::state::StateDir::open(&self.config.state.dir).map_err(|e| fail(&e))?;
+        let state = self
+            .config
+            .state
+            .open(Some(&self.gcp))
+            .map_err(|e| fail(&e))?;
         // The daemon may be renewing this certificate right now: wait for it, then
         // look again (it may have uploaded one).
-        let _lock = crate::reconcile::lock_certificate(&state, &self.cert.name)
+        let lock = crate::reconcile::lock_certificate(&state, &self.cert.name)
             .await
             .map_err(|e| fail(&e))?;
         if let Some(c) = find_ours(&self.gcp, &self.cert.name, names).await? {
+            lock.release(&self.cert.name).await;
             return Ok(c.self_link);
         }
         let acme = crate::acme::AcmeClient::connect(&self.config.acme, state)
@@ -145,12 +150,15 @@ impl CertificateSource for IssueWithAcme {
         let request = crate::acme::IssueRequest::new(&self.cert, &self.config.acme);
         let solver =
             crate::dns::from_config(self.gcp.clone(), &self.config.dns, self.cert.zone.clone());
+        lock.check(&self.cert.name).map_err(|e| fail(&e))?;
         let issued = acme.issue(&request, &solver).await.map_err(|e| fail(&e))?;
+        lock.check(&self.cert.name).map_err(|e| fail(&e))?;
         let resource = naming::certificate_resource_name(&self.cert.name, &issued.leaf.sha256_hex);
         let opts = crate::reconcile::Renewer::install_options(&self.config);
         crate::lb::install::upload(&self.gcp, &self.cert, &issued, &resource, &opts)
             .await
             .map_err(|e| fail(&e))?;
+        lock.release(&self.cert.name).await;
         Ok(self.gcp.global_link("sslCertificates", &resource))
     }
 }
@@ -159,7 +167,7 @@ impl CertificateSource for IssueWithAcme {
 /// sslCertificate is one of `deleted`; returns the state files removed. Holds
 /// the certificate's lock, so a daemon renewing it is not pulled from under.
 pub(crate) async fn forget_deleted(
-    state: &crate::state::StateDir,
+    state: &crate::state::State,
     cert_name: &str,
     deleted: &[String],
 ) -> Result<Vec<String>, StackError> {
@@ -167,27 +175,46 @@ pub(crate) async fn forget_deleted(
     if deleted.is_empty() {
         return Ok(Vec::new());
     }
-    let _lock = crate::reconcile::lock_certificate(state, cert_name)
+    let lock = crate::reconcile::lock_certificate(state, cert_name)
         .await
         .map_err(|e| fail(&e))?;
+    let forgotten = forget_locked(state, cert_name, deleted).await;
+    lock.release(cert_name).await;
+    forgotten
+}
+
+async fn forget_locked(
+    state: &crate::state::State,
+    cert_name: &str,
+    deleted: &[String],
+) -> Result<Vec<String>, StackError> {
+    let fail = |e: &dyn std::fmt::Display| StackError::Certificate(e.to_string());
     let mut forgotten = Vec::new();
     // The renewal bookkeeping (back-off, the ARI window of the served
     // certificate) described what teardown removed.
-    if crate::schedule::book::Book::forget(state, cert_name).map_err(|e| fail(&e))? {
+    if crate::schedule::book::Book::forget(state, cert_name)
+        .await
+        .map_err(|e| fail(&e))?
+    {
         tracing::info!(
             certificate = cert_name,
             "teardown deleted the served certificate: forgot its renewal bookkeeping"
         );
         forgotten.push(format!("daemon/{cert_name}.json"));
     }
-    let Some(p) = crate::acme::store::load_pending(state, cert_name).map_err(|e| fail(&e))? else {
+    let Some(p) = crate::acme::store::load_pending(state, cert_name)
+        .await
+        .map_err(|e| fail(&e))?
+    else {
         return Ok(forgotten);
     };
     let resource = naming::certificate_resource_name(cert_name, &p.leaf.sha256_hex);
     if !deleted.contains(&resource) {
         return Ok(forgotten);
     }
-    crate::acme::store::remove_pending(state, cert_name).map_err(|e| fail(&e))?;
+    crate::acme::store::remove_pending(state, cert_name)
+        .await
+        .map_err(|e| fail(&e))?;
     tracing::info!(
         certificate = cert_name,
         resource,

@@ -464,7 +464,7 @@ pub async fn teardown_with_state(
     gcp: &Gcp,
     desired: &Desired,
     opts: Options,
-    state: Option<&crate::state::StateDir>,
+    state: Option<&crate::state::State>,
 ) -> Result<Report, StackError> {
     let mut report = teardown_gcp(gcp, desired, opts).await?;
     if let Some(state) = state

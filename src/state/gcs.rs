@@ -214,6 +214,10 @@ pub const REQUIRED_PERMISSIONS: &[&str] = &[
     "storage.objects.list",
 ];
 
+/// What `check` reads besides, when it may (the bucket's settings and its IAM
+/// policy); not needed by the daemon. docs/iam.md lists them.
+pub const CHECK_PERMISSIONS: &[&str] = &["storage.buckets.get", "storage.buckets.getIamPolicy"];
+
 /// What `check` learns about the state bucket. `None`: the caller may not read
 /// that setting (`storage.buckets.get`, `storage.buckets.getIamPolicy`).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

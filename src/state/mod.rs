@@ -13,12 +13,14 @@
 
 mod dir;
 mod gcs;
+mod handle;
 pub mod lease;
 pub mod migrate;
 mod store;
 
 pub use dir::DirStore;
-pub use gcs::{BucketReport, GcsLocation, GcsStore, REQUIRED_PERMISSIONS};
+pub use gcs::{BucketReport, CHECK_PERMISSIONS, GcsLocation, GcsStore, REQUIRED_PERMISSIONS};
+pub use handle::{Busy, CertificateLock, DEFAULT_LEASE_MS, DEFAULT_SKEW_MS, State};
 pub use store::{Backend, Expect, Store, StoreError, Stored, Version};
 
 use std::fs::{self, DirBuilder, File, OpenOptions};
@@ -64,6 +66,32 @@ pub enum StateError {
     /// A relative name that could escape the directory or is otherwise unusable.
     #[error("invalid state file name {name:?}: {reason}")]
     BadName { name: String, reason: &'static str },
+    /// The bucket (or another store) failed, with Google's code, reason and message.
+    #[error(transparent)]
+    Store(Box<StoreError>),
+    /// The certificate's lease is no longer ours: another daemon may be at it.
+    #[error("certificate {certificate}: lease lost ({message}); stopped working on it")]
+    LeaseLost {
+        certificate: String,
+        message: String,
+    },
+}
+
+/// Decodes JSON state; errors name `path()` and never quote the content.
+pub(crate) fn decode_json<T: DeserializeOwned>(
+    data: &[u8],
+    path: impl FnOnce() -> PathBuf,
+) -> Result<T, StateError> {
+    serde_json::from_slice(data).map_err(|e| StateError::Decode {
+        path: path(),
+        // Only the position and category: serde_json messages can quote input.
+        message: format!(
+            "not the expected JSON ({:?} error at line {} column {})",
+            e.classify(),
+            e.line(),
+            e.column()
+        ),
+    })
 }
 
 /// An opened, writable state directory.
@@ -269,7 +297,7 @@ impl StateDir {
 /// `locks/<certificate>.lock`, released on drop and by the kernel when the process
 /// dies, so a crash never leaves a stale lock.
 #[derive(Debug)]
-pub struct CertificateLock {
+pub struct DirLock {
     _file: File,
 }
 
@@ -280,7 +308,7 @@ impl StateDir {
     pub fn try_lock_certificate(
         &self,
         certificate: &str,
-    ) -> Result<Result<CertificateLock, Option<u32>>, StateError> {
+    ) -> Result<Result<DirLock, Option<u32>>, StateError> {
         let name = format!("locks/{certificate}.lock");
         let path = self.file_path(&name)?;
         let err = |source| StateError::Lock {
@@ -308,7 +336,7 @@ impl StateDir {
                 let _ = file
                     .set_len(0)
                     .and_then(|()| file.write_all(std::process::id().to_string().as_bytes()));
-                Ok(Ok(CertificateLock { _file: file }))
+                Ok(Ok(DirLock { _file: file }))
             }
             Err(fs::TryLockError::WouldBlock) => {
                 let holder = fs::read_to_string(&path)

@@ -84,6 +84,7 @@ impl Lab {
             },
             state: StateConfig {
                 dir: self.state_dir(),
+                ..StateConfig::default()
             },
             certificates: vec![CertificateConfig {
                 name: "app".into(),
