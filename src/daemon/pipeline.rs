@@ -2,6 +2,7 @@
 //! certificate target ([`lb::CertificateTarget`]),
 //! renew with `reconcile::Renewer`, ARI through the ACME account.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,11 +22,33 @@ use crate::state::State;
 #[derive(Clone)]
 pub struct Pipeline {
     inner: reconcile::Renewer,
+    /// Per certificate, until when what this pipeline last saw served is
+    /// valid ([`reconcile::served_until`]): a renewal the daemon's schedule
+    /// forces is not forced once another process renewed it meanwhile.
+    seen: Arc<std::sync::Mutex<HashMap<String, Option<OffsetDateTime>>>>,
 }
 
 impl Pipeline {
     pub fn new(inner: reconcile::Renewer) -> Pipeline {
-        Pipeline { inner }
+        Pipeline {
+            inner,
+            seen: Arc::default(),
+        }
+    }
+
+    fn saw(&self, certificate: &str, until: Option<OffsetDateTime>) {
+        self.seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(certificate.to_string(), until);
+    }
+
+    fn last_seen(&self, certificate: &str) -> Option<Option<OffsetDateTime>> {
+        self.seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(certificate)
+            .copied()
     }
 }
 
@@ -84,6 +107,7 @@ impl Pipeline {
             .observe(cert)
             .await
             .map_err(gcp_err)?;
+        self.saw(&cert.name, reconcile::served_until(&obs));
         let pending = self
             .inner
             .acme
@@ -149,7 +173,7 @@ impl Worker for Pipeline {
     ) -> Result<Renewed, Failure> {
         match self
             .inner
-            .renew_until_served(cert, force)
+            .renew_until_served_unless_changed(cert, force, self.last_seen(&cert.name))
             .await
             .map_err(|e| classify(&e))?
         {

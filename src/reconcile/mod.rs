@@ -111,6 +111,19 @@ fn lock_poll(until_unix_ms: Option<u64>) -> Duration {
     }
 }
 
+/// When the earliest-expiring certificate served for the configured names
+/// ends; `None` when none is served.
+pub fn served_until(obs: &lb::Observation) -> Option<OffsetDateTime> {
+    obs.proxies
+        .iter()
+        .filter_map(|p| {
+            p.current(&obs.names)
+                .first()
+                .and_then(|c| c.leaf.as_ref().map(|l| l.not_after))
+        })
+        .min()
+}
+
 /// Runs one step that changes something, only while `lock` holds: checked
 /// before it starts, and the step is dropped (stopped at once) if the lock is
 /// lost meanwhile. Dropping a step half-way is what a crash does, and every
@@ -282,6 +295,22 @@ impl Renewer {
         cert: &CertificateConfig,
         force: bool,
     ) -> Result<Progress, RenewError> {
+        self.renew_until_served_unless_changed(cert, force, None)
+            .await
+    }
+
+    /// [`renew_until_served`](Self::renew_until_served), where `force` came
+    /// from the caller's own schedule for the certificate it saw served until
+    /// `seen` ([`served_until`] of its last observation): when what is served
+    /// changed by the time the lock is taken (another daemon, or a `renew` by
+    /// hand, renewed it meanwhile), the renewal is decided afresh instead of
+    /// forced, so one renewal is never done twice.
+    pub async fn renew_until_served_unless_changed(
+        &self,
+        cert: &CertificateConfig,
+        mut force: bool,
+        seen: Option<Option<OffsetDateTime>>,
+    ) -> Result<Progress, RenewError> {
         let started = Instant::now();
         // Before observing: what another process is doing would make the
         // observation stale.
@@ -290,6 +319,13 @@ impl Renewer {
         let target = lb::choose(&self.gcp, cert);
         let obs = target.observe(cert).await?;
         let pending = self.acme.pending(&cert.name).await?;
+        if force
+            && let Some(seen) = seen
+            && seen != served_until(&obs)
+        {
+            tracing::info!(certificate = %cert.name, "what is served changed since it was found due (renewed by another process): deciding afresh");
+            force = false;
+        }
         let plan = decide(
             cert,
             &obs,

@@ -51,6 +51,12 @@ impl Fleet {
     /// Writes the configuration for the real binary: every certificate, the
     /// given `[daemon]` body (without the header), and `extra` appended.
     pub fn write_config(&self, daemon: &str, extra: &str) -> PathBuf {
+        let state = format!("dir = \"{}\"", self.lab.state_dir().display());
+        self.write_config_state(&state, daemon, extra)
+    }
+
+    /// [`Fleet::write_config`] with `state` as the body of `[state]`.
+    pub fn write_config_state(&self, state: &str, daemon: &str, extra: &str) -> PathBuf {
         let mut certs = String::new();
         for i in 0..self.n {
             certs.push_str(&format!(
@@ -66,8 +72,9 @@ impl Fleet {
         } else {
             format!("metrics_listen = \"127.0.0.1:{}\"\n", super::free_port())
         };
-        write_config(
+        write_config_with_state(
             &self.lab,
+            state,
             &format!("[daemon]\n{metrics}{daemon}\n\n{certs}{extra}"),
         )
     }
@@ -176,6 +183,15 @@ impl Fleet {
 /// Writes `config.toml` in the lab's directory: `[gcp]`, `[acme]`, `[dns]` and
 /// `[state]` pointed at the emulator and Pebble, then `body` verbatim.
 pub fn write_config(lab: &Lab, body: &str) -> PathBuf {
+    write_config_with_state(
+        lab,
+        &format!("dir = \"{}\"", lab.state_dir().display()),
+        body,
+    )
+}
+
+/// [`write_config`] with `state` as the body of `[state]`.
+pub fn write_config_with_state(lab: &Lab, state: &str, body: &str) -> PathBuf {
     let e = lab.cloud.endpoints();
     let ns = lab
         .cloud
@@ -194,6 +210,7 @@ iap = "{}"
 run = "{}"
 serviceusage = "{}"
 resourcemanager = "{}"
+storage = "{}"
 
 [acme]
 directory = "{}"
@@ -205,7 +222,7 @@ nameservers = [{ns}]
 propagation_timeout = "30s"
 
 [state]
-dir = "{}"
+{state}
 
 {body}
 "#,
@@ -215,9 +232,9 @@ dir = "{}"
         e.run,
         e.serviceusage,
         e.resourcemanager,
+        e.storage,
         lab.pebble.directory_url,
         lab.pebble.listener_ca_path.display(),
-        lab.state_dir().display(),
     );
     let path = lab.tmp.path().join("config.toml");
     std::fs::write(&path, toml).expect("write config");

@@ -96,6 +96,10 @@ pub struct FaultRule {
     /// Path prefix, e.g. `/dns/v1/`.
     #[serde(default)]
     pub path_prefix: Option<String>,
+    /// A substring of the query string, e.g. `leases` for uploads of the
+    /// objects whose `name=` holds it.
+    #[serde(default)]
+    pub query_contains: Option<String>,
     /// Fire for the next `count` matching requests (then the rule is removed).
     #[serde(default)]
     pub count: Option<u32>,
@@ -117,7 +121,12 @@ pub struct FaultRule {
 }
 
 impl FaultRule {
-    fn matches(&self, id: Option<&str>, method: &Method, path: &str) -> bool {
+    fn matches(&self, id: Option<&str>, method: &Method, path: &str, query: &str) -> bool {
+        if let Some(q) = &self.query_contains
+            && !query.contains(q.as_str())
+        {
+            return false;
+        }
         if let Some(want) = &self.method {
             let Some(id) = id else { return false };
             let ok = if let Some(prefix) = want.strip_suffix('*') {
@@ -232,11 +241,17 @@ impl Admin {
     }
 
     /// The first rule that fires for this request (count-limited rules are consumed).
-    fn fire(&self, id: Option<&str>, method: &Method, path: &str) -> Option<FaultRule> {
+    fn fire(
+        &self,
+        id: Option<&str>,
+        method: &Method,
+        path: &str,
+        query: &str,
+    ) -> Option<FaultRule> {
         let mut faults = self.faults.lock().unwrap_or_else(|p| p.into_inner());
         let mut fired = None;
         for i in 0..faults.len() {
-            if !faults[i].matches(id, method, path) {
+            if !faults[i].matches(id, method, path, query) {
                 continue;
             }
             if let Some(p) = faults[i].probability {
@@ -398,7 +413,12 @@ async fn handle(
         return e.into_response();
     }
 
-    let fault = shared.admin.fire(id, &parts.method, parts.uri.path());
+    let fault = shared.admin.fire(
+        id,
+        &parts.method,
+        parts.uri.path(),
+        parts.uri.query().unwrap_or(""),
+    );
     let mut parts = parts;
     if let Some(rule) = &fault {
         match rule.kind {
@@ -671,17 +691,34 @@ mod tests {
         assert!(r.matches(
             Some("compute.sslCertificates.insert"),
             &Method::POST,
-            "/compute/v1/x"
+            "/compute/v1/x",
+            ""
         ));
-        assert!(!r.matches(Some("dns.changes.create"), &Method::POST, "/dns/v1/x"));
-        assert!(!r.matches(None, &Method::POST, "/compute/v1/x"));
+        assert!(!r.matches(Some("dns.changes.create"), &Method::POST, "/dns/v1/x", ""));
+        assert!(!r.matches(None, &Method::POST, "/compute/v1/x", ""));
         let r = FaultRule {
             http_method: Some("post".into()),
             path_prefix: Some("/dns/".into()),
             ..Default::default()
         };
-        assert!(r.matches(None, &Method::POST, "/dns/v1/projects/p/managedZones"));
-        assert!(!r.matches(None, &Method::GET, "/dns/v1/projects/p/managedZones"));
+        assert!(r.matches(None, &Method::POST, "/dns/v1/projects/p/managedZones", ""));
+        assert!(!r.matches(None, &Method::GET, "/dns/v1/projects/p/managedZones", ""));
+        let r = FaultRule {
+            query_contains: Some("leases".into()),
+            ..Default::default()
+        };
+        assert!(r.matches(
+            None,
+            &Method::POST,
+            "/upload/storage/v1/b/b/o",
+            "uploadType=media&name=p%2Fleases%2Fa.json"
+        ));
+        assert!(!r.matches(
+            None,
+            &Method::POST,
+            "/upload/storage/v1/b/b/o",
+            "uploadType=media&name=p%2Fpending%2Fa.json"
+        ));
     }
 
     #[test]
@@ -691,8 +728,8 @@ mod tests {
             count: Some(2),
             ..Default::default()
         });
-        assert!(a.fire(None, &Method::GET, "/x").is_some());
-        assert!(a.fire(None, &Method::GET, "/x").is_some());
-        assert!(a.fire(None, &Method::GET, "/x").is_none());
+        assert!(a.fire(None, &Method::GET, "/x", "").is_some());
+        assert!(a.fire(None, &Method::GET, "/x", "").is_some());
+        assert!(a.fire(None, &Method::GET, "/x", "").is_none());
     }
 }
