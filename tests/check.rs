@@ -608,3 +608,106 @@ fn binary(config: &Path, home: &Path, metadata: &str) -> (Option<i32>, String, D
         String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     (out.status.code(), text, took)
 }
+
+impl Setup {
+    /// Runs the checks with `[state] location = location` (and the storage
+    /// endpoint) instead of the directory.
+    async fn check_state(&self, location: &str) -> Report {
+        let e = self.cloud.endpoints();
+        let dir_line = format!("dir = \"{}\"", self.dir.path().join("state").display());
+        let rm = format!("resourcemanager = \"{}\"", e.resourcemanager);
+        let text = self
+            .toml(true, "", "")
+            .replace(&dir_line, &format!("location = \"{location}\""))
+            .replace(&rm, &format!("{rm}\nstorage = \"{}\"", e.storage));
+        let path = self.write(&text);
+        let config = Config::load(&path).unwrap();
+        let creds = Credentials {
+            source: Source::Injected,
+            kind: "test credentials".into(),
+            identity: Some("tester@demo-project.iam.gserviceaccount.com".into()),
+            file_project: None,
+            auth: Ok(Auth::None),
+        };
+        preflight::run(&config, &path, Detection::Found(creds)).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_state_bucket_is_checked_exists_private_uniform_and_permitted() {
+    let s = Setup::healthy().await;
+    let bucket = |name: &str, strict: bool| {
+        let body = if strict {
+            json!({"name": name, "iamConfiguration": {
+                "uniformBucketLevelAccess": {"enabled": true},
+                "publicAccessPrevention": "enforced"}})
+        } else {
+            json!({"name": name})
+        };
+        (format!("storage/v1/b?project={PROJECT}"), body)
+    };
+    let (p, b) = bucket("gclb-acme-state", true);
+    assert_eq!(s.cloud.post(&p, b).await.0, 200);
+
+    // A well-set bucket: one OK line naming what was checked, no failure.
+    let r = s.check_state("gs://gclb-acme-state/prod").await;
+    assert!(!r.failed(), "{r}");
+    let text = r.to_string();
+    assert!(
+        text.contains(
+            "state bucket gs://gclb-acme-state: exists, uniform bucket-level access, not public"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("storage.objects.delete"), "{text}");
+    // No local directory line with a bucket.
+    assert!(!text.contains("state directory"), "{text}");
+
+    // A bucket with object ACLs, no public access prevention, readable by allUsers.
+    let (p, b) = bucket("loose-bucket", false);
+    assert_eq!(s.cloud.post(&p, b).await.0, 200);
+    let resp = s
+        .cloud
+        .http
+        .put(format!(
+            "{}storage/v1/b/loose-bucket/iam",
+            s.cloud.emu.base_url()
+        ))
+        .json(
+            &json!({"bindings": [{"role": "roles/storage.objectViewer", "members": ["allUsers"]}]}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let r = s.check_state("gs://loose-bucket").await;
+    let f = fails(&r);
+    assert_eq!(f.len(), 3, "{}", f.join("\n"));
+    assert!(
+        f.iter()
+            .any(|l| l.contains("is public") && l.contains("allUsers")),
+        "{f:?}"
+    );
+    assert!(
+        f.iter()
+            .any(|l| l.contains("uniform bucket-level access is off")
+                && l.contains("--uniform-bucket-level-access")),
+        "{f:?}"
+    );
+    assert!(
+        f.iter()
+            .any(|l| l.contains("public access prevention")
+                && l.contains("--public-access-prevention")),
+        "{f:?}"
+    );
+
+    // A bucket that does not exist: one failure, with the command that creates it.
+    let r = s.check_state("gs://no-such-state-bucket").await;
+    assert_one_fail(
+        &r,
+        &[
+            "gs://no-such-state-bucket: does not exist",
+            "gcloud storage buckets create",
+        ],
+    );
+}
