@@ -398,6 +398,18 @@ async fn three_daemons_share_a_bucket_renew_once_and_survive_kills_and_faults() 
     let f = Fleet::start(plan.certificates, plan.validity).await;
     let lab = &f.lab;
     create_bucket(&lab.cloud).await;
+    // A renewal holds two certificates for a moment: the emulator's default
+    // SSL_CERTIFICATES quota (30, Google's default for a new project) is too
+    // small for 30 certificates renewed at once, as a real project of that
+    // size would have asked for more.
+    {
+        let mut world = lab.cloud.emu.shared().world();
+        let p = world.project(PROJECT).expect("project");
+        p.compute.quota_limits.insert(
+            "SSL_CERTIFICATES".into(),
+            (plan.certificates * 2 + 10) as f64,
+        );
+    }
     let prefix = "fleet";
     let config = f.write_config_state(
         &state_toml(prefix, plan.lease, plan.skew),

@@ -795,3 +795,84 @@ async fn state_moves_between_a_directory_and_a_bucket_losing_nothing() {
         );
     }
 }
+
+/// `state::State`, the handle every caller uses: plain reads, writes and
+/// listings behave alike on a directory and a bucket, and the certificate
+/// lock is a `flock` on the one and a lease on the other (busy for another
+/// holder, named; released on `release` and, in the background, on drop).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_state_handle_reads_writes_lists_and_locks_on_both_backends() {
+    use gclb_acme::state::{State, StateDir};
+    let cloud = cloud_with_bucket().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir: State = StateDir::open(tmp.path().join("s")).unwrap().into();
+    let bucket = |holder: &str| {
+        State::with_leases(
+            Backend::Gcs(Box::new(gcs_store(&cloud, "h"))),
+            holder.to_string(),
+            params(),
+        )
+    };
+    let (a, b) = (bucket("daemon-a"), bucket("daemon-b"));
+    for s in [&dir, &a] {
+        assert_eq!(s.read("pending/x.json").await.unwrap(), None);
+        s.write_json("pending/x.json", &json!({"k": 1}))
+            .await
+            .unwrap();
+        s.write("pending/y.json", b"{}").await.unwrap();
+        s.write("pending/deeper/z.json", b"{}").await.unwrap();
+        assert_eq!(
+            s.read_json::<serde_json::Value>("pending/x.json")
+                .await
+                .unwrap(),
+            Some(json!({"k": 1}))
+        );
+        // Names directly inside, like a directory listing.
+        assert_eq!(s.list("pending").await.unwrap(), ["x.json", "y.json"]);
+        assert!(s.remove("pending/x.json").await.unwrap());
+        assert!(!s.remove("pending/x.json").await.unwrap());
+        assert!(s.read("../x").await.is_err());
+        let e = s.read_json::<Vec<u8>>("pending/y.json").await.unwrap_err();
+        assert!(e.to_string().contains("pending/y.json"), "{e}");
+    }
+    assert!(!dir.shared() && a.shared());
+    assert!(
+        a.describe("pending/y.json")
+            .display()
+            .to_string()
+            .starts_with("gs://gclb-acme-state/h")
+    );
+
+    // The directory: a flock, busy for a second taker, named by pid.
+    let held = dir.try_lock_certificate("app").await.unwrap().unwrap();
+    assert!(!held.is_lease());
+    let busy = dir.try_lock_certificate("app").await.unwrap().unwrap_err();
+    assert_eq!(busy.holder, Some(format!("pid {}", std::process::id())));
+    held.check("app").unwrap();
+    held.release("app").await;
+    assert!(dir.try_lock_certificate("app").await.unwrap().is_ok());
+
+    // The bucket: a lease, busy for another holder until its expiry.
+    let held = a.try_lock_certificate("app").await.unwrap().unwrap();
+    assert!(held.is_lease());
+    held.check("app").unwrap();
+    let busy = b.try_lock_certificate("app").await.unwrap().unwrap_err();
+    assert_eq!(busy.holder.as_deref(), Some("daemon daemon-a"));
+    assert!(busy.until_unix_ms.is_some());
+    held.release("app").await;
+    let held = b.try_lock_certificate("app").await.unwrap().unwrap();
+    assert!(a.try_lock_certificate("app").await.unwrap().is_err());
+    // Dropped (an error path): released in the background, not left to expire.
+    drop(held);
+    let started = std::time::Instant::now();
+    loop {
+        if a.try_lock_certificate("app").await.unwrap().is_ok() {
+            break;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "a dropped lease was not released"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}

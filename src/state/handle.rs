@@ -220,7 +220,7 @@ impl State {
                 }));
             };
             return Ok(match dir.try_lock_certificate(certificate)? {
-                Ok(lock) => Ok(CertificateLock(Lock::Flock(lock))),
+                Ok(lock) => Ok(CertificateLock::new(Lock::Flock { _held: lock })),
                 Err(pid) => Err(Busy {
                     holder: pid.map(|p| format!("pid {p}")),
                     until_unix_ms: None,
@@ -233,7 +233,7 @@ impl State {
                 if let Some(from) = took_over {
                     tracing::info!(certificate, from = %from, "took over the expired lease of another daemon");
                 }
-                Ok(Ok(CertificateLock(Lock::Lease(Box::new(
+                Ok(Ok(CertificateLock::new(Lock::Lease(Box::new(
                     leases.keep(lease),
                 )))))
             }
@@ -268,25 +268,34 @@ pub struct Busy {
 }
 
 /// The exclusive right to work on one certificate: a `flock` or a lease kept
-/// renewed while held. Dropping it releases the `flock`, and stops renewing a
-/// lease (which then expires); [`CertificateLock::release`] deletes a lease at once.
+/// renewed while held. Dropping it releases the `flock`, and releases a lease
+/// in the background (a task on the current runtime; without one, or if the
+/// process ends first, the lease simply expires); [`CertificateLock::release`]
+/// releases it and waits for the answer.
 #[derive(Debug)]
-pub struct CertificateLock(Lock);
+pub struct CertificateLock(Option<Lock>);
 
 #[derive(Debug)]
 enum Lock {
-    Flock(super::DirLock),
+    /// Held until dropped (the kernel releases it with the file).
+    Flock {
+        _held: super::DirLock,
+    },
     Lease(Box<Guard<Backend>>),
 }
 
 impl CertificateLock {
+    fn new(lock: Lock) -> CertificateLock {
+        CertificateLock(Some(lock))
+    }
+
     /// `Err` once the lock is no longer mine (a lease lost or expired): stop
     /// touching the certificate. A `flock` is held until dropped.
     pub fn check(&self, certificate: &str) -> Result<(), StateError> {
         match &self.0 {
-            Lock::Flock(_) => Ok(()),
-            Lock::Lease(g) if g.is_held() => Ok(()),
-            Lock::Lease(_) => Err(StateError::LeaseLost {
+            Some(Lock::Flock { .. }) => Ok(()),
+            Some(Lock::Lease(g)) if g.is_held() => Ok(()),
+            _ => Err(StateError::LeaseLost {
                 certificate: certificate.to_string(),
                 message: "the lease expired or another daemon took it over".into(),
             }),
@@ -295,27 +304,41 @@ impl CertificateLock {
 
     /// Whether this lock is a lease.
     pub fn is_lease(&self) -> bool {
-        matches!(self.0, Lock::Lease(_))
+        matches!(self.0, Some(Lock::Lease(_)))
     }
 
     /// Resolves when the lock is lost (never for a `flock`).
     pub async fn lost(&mut self) {
         match &mut self.0 {
-            Lock::Flock(_) => std::future::pending().await,
-            Lock::Lease(g) => g.lost().await,
+            Some(Lock::Lease(g)) => g.lost().await,
+            Some(Lock::Flock { .. }) => std::future::pending().await,
+            None => {}
         }
     }
 
     /// Gives the lock up: a lease is deleted if still mine (a failure leaves
     /// it to expire, and is only logged).
-    pub async fn release(self, certificate: &str) {
-        match self.0 {
-            Lock::Flock(f) => drop(f),
-            Lock::Lease(g) => {
+    pub async fn release(mut self, certificate: &str) {
+        if let Some(Lock::Lease(g)) = self.0.take()
+            && let Err(e) = g.release().await
+        {
+            tracing::warn!(certificate, error = %e, "cannot release the lease: it will expire by itself");
+        }
+    }
+}
+
+impl Drop for CertificateLock {
+    fn drop(&mut self) {
+        // Dropped on an error path (or a step cut short): give a lease back
+        // rather than make the other daemons wait for its expiry.
+        if let Some(Lock::Lease(g)) = self.0.take()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            runtime.spawn(async move {
                 if let Err(e) = g.release().await {
-                    tracing::warn!(certificate, error = %e, "cannot release the lease: it will expire by itself");
+                    tracing::debug!(error = %e, "cannot release the lease: it will expire by itself");
                 }
-            }
+            });
         }
     }
 }
