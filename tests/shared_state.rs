@@ -43,6 +43,9 @@ struct Plan {
     kill_every: Duration,
     lease: Duration,
     skew: Duration,
+    /// `daemon.concurrency`: a daemon waiting for another's lease holds a
+    /// slot meanwhile, so 30 certificates renewed every 20 s need more.
+    concurrency: usize,
 }
 
 fn plan() -> Plan {
@@ -53,8 +56,9 @@ fn plan() -> Plan {
             calm: Duration::from_secs(180),
             chaos: Duration::from_secs(200),
             kill_every: Duration::from_secs(5),
-            lease: Duration::from_secs(10),
+            lease: Duration::from_secs(6),
             skew: Duration::from_secs(1),
+            concurrency: 12,
         },
         _ => Plan {
             certificates: 6,
@@ -64,6 +68,7 @@ fn plan() -> Plan {
             kill_every: Duration::from_secs(4),
             lease: Duration::from_secs(6),
             skew: Duration::from_secs(1),
+            concurrency: 4,
         },
     }
 }
@@ -413,7 +418,10 @@ async fn three_daemons_share_a_bucket_renew_once_and_survive_kills_and_faults() 
     let prefix = "fleet";
     let config = f.write_config_state(
         &state_toml(prefix, plan.lease, plan.skew),
-        "metrics_listen = \"\"\nconcurrency = 4\nretry_initial = \"1s\"\nretry_max = \"4s\"",
+        &format!(
+            "metrics_listen = \"\"\nconcurrency = {}\nretry_initial = \"1s\"\nretry_max = \"4s\"",
+            plan.concurrency
+        ),
         "",
     );
     let seeded: BTreeSet<String> = lab.certificates().await.into_iter().collect();
@@ -616,17 +624,19 @@ async fn three_daemons_share_a_bucket_renew_once_and_survive_kills_and_faults() 
     let min_kills = (plan.chaos.as_secs() / plan.kill_every.as_secs()).saturating_sub(2) as usize;
     assert!(kills.len() >= min_kills, "{} kills", kills.len());
     // Never taken over while the killed holder's lease was live; and a
-    // daemon waiting for it got it within a lease time of its expiry: it polls
-    // a busy lease every second, and under the injected faults each read may
-    // be retried with back-off and a failed attempt costs a renewal back-off
-    // (retry_max, 4 s).
+    // daemon waiting for it got it soon after: it polls a busy lease every
+    // second, but under the injected faults each read may be retried with
+    // back-off, and a failed attempt costs a renewal back-off (retry_max,
+    // 4 s) and a new observation: bounded by twice the lease plus 10 s
+    // (measured: 12 s at most for a 6 s lease on the loaded build machine,
+    // 14.6 s in the long run).
     assert!(
         took.iter()
             .filter_map(|t| t.after_free_ms)
             .all(|ms| ms >= 0),
         "a lease was taken over before its expiry plus the skew margin: {took:?}"
     );
-    let late_ms = (plan.lease + Duration::from_secs(4 + 5)).as_millis() as i64;
+    let late_ms = (plan.lease * 2 + Duration::from_secs(10)).as_millis() as i64;
     let late: Vec<(&str, i64)> = took
         .iter()
         .filter(|t| t.awaited)
