@@ -9,7 +9,10 @@
 //! [`Store`] is the seam over where state lives: [`DirStore`] (this directory,
 //! unchanged) or [`GcsStore`] (`gs://bucket/prefix`, shared by several daemons),
 //! with conditional writes; [`lease`] builds per-certificate leases on it, and
-//! [`migrate`] moves state from one store to another.
+//! [`migrate`] moves state from one store to another. [`State`] is the handle
+//! every caller uses: plain reads and writes (on a directory, exactly
+//! [`StateDir`]'s) and the per-certificate lock, a `flock` ([`DirLock`]) for a
+//! directory and a lease for a bucket ([`CertificateLock`]).
 
 mod dir;
 mod gcs;
