@@ -46,18 +46,71 @@ pub fn renewal(config: &Config) -> Vec<&'static str> {
         // The proxies' IP addresses, for the TLS check after a swap.
         out.push("compute.globalForwardingRules.list");
     }
+    if uses_certificate_maps(config) {
+        out.extend(CERTIFICATE_MANAGER_RENEWAL);
+    }
     out
 }
+
+/// Whether any `[[certificates]]` entry lives in a Certificate Manager map.
+pub fn uses_certificate_maps(config: &Config) -> bool {
+    config
+        .certificates
+        .iter()
+        .any(|c| c.certificate_map.is_some())
+}
+
+/// What renewing a certificate held in a certificate map calls (`lb::certmap`):
+/// the map read (and created when missing), the self-managed certificate
+/// `gclb-acme-<name>` read, created, and patched in place on renewal, the
+/// entries read, created and repointed, and the long-running operations polled.
+/// Creating or updating an entry also checks `certs.use` on each certificate
+/// it names.
+pub const CERTIFICATE_MANAGER_RENEWAL: [&str; 12] = [
+    "certificatemanager.certmaps.get",
+    "certificatemanager.certmaps.create",
+    "certificatemanager.certs.get",
+    "certificatemanager.certs.list",
+    "certificatemanager.certs.create",
+    "certificatemanager.certs.update",
+    "certificatemanager.certs.use",
+    "certificatemanager.certmapentries.get",
+    "certificatemanager.certmapentries.list",
+    "certificatemanager.certmapentries.create",
+    "certificatemanager.certmapentries.update",
+    "certificatemanager.operations.get",
+];
+
+/// What attaching a map to a target HTTPS proxy, or detaching it, needs
+/// (bootstrap with `stack.certificate_map`, `gclb-acme certificate-map
+/// attach`/`detach`): Compute checks `certmaps.use` on the map it is given.
+pub const CERTIFICATE_MAP_ATTACH: [&str; 2] = [
+    "compute.targetHttpsProxies.setCertificateMap",
+    "certificatemanager.certmaps.use",
+];
+
+/// What teardown of a stack built with a certificate map deletes: our entries,
+/// then the map, then our certificate.
+pub const CERTIFICATE_MAP_TEARDOWN: [&str; 3] = [
+    "certificatemanager.certmapentries.delete",
+    "certificatemanager.certmaps.delete",
+    "certificatemanager.certs.delete",
+];
 
 /// What `bootstrap` and `teardown` need beyond renewal, when `[stack]` is set.
 /// Bootstrap also repairs drift in place (a backend service or URL map patched,
 /// a proxy pointed back at its URL map, an A record replaced), so the
 /// permissions of those repairs are here too.
 pub fn bootstrap(config: &Config) -> Vec<&'static str> {
+    let mut out = Vec::new();
+    if uses_certificate_maps(config) {
+        // Moving a proxy onto a map and back (`certificate-map attach`/`detach`).
+        out.extend(CERTIFICATE_MAP_ATTACH);
+    }
     let Some(stack) = &config.stack else {
-        return Vec::new();
+        return out;
     };
-    let mut out = vec![
+    out.extend([
         // The serverless NEG; `use`: the backend service refers to it.
         "compute.regionNetworkEndpointGroups.create",
         "compute.regionNetworkEndpointGroups.get",
@@ -101,7 +154,12 @@ pub fn bootstrap(config: &Config) -> Vec<&'static str> {
         // looks) and the project number that names the agent.
         "run.services.getIamPolicy",
         "resourcemanager.projects.get",
-    ];
+    ]);
+    if stack.certificate_map.is_some() {
+        // The stack's certificate gets the map (config validation), so the
+        // attach permissions are in already.
+        out.extend(CERTIFICATE_MAP_TEARDOWN);
+    }
     if stack.http_redirect {
         out.extend([
             "compute.targetHttpProxies.create",
@@ -176,6 +234,7 @@ zone = "example-org"
 region = "europe-west1"
 service = "app"
 certificate = "app"
+certificate_map = "app-map"
 http_redirect = true
 manage_dns = true
 [stack.iap]
@@ -205,6 +264,45 @@ members = ["user:alice@example.com"]
         }
         assert!(!p.contains(&"dns.managedZones.get"));
         assert!(bootstrap(&config(BASE)).is_empty());
+    }
+
+    #[test]
+    fn a_certificate_map_adds_certificate_manager_and_attaching() {
+        let base = config(BASE);
+        let in_map = config(&format!("{BASE}certificate_map = \"sites\"\n"));
+        let r = renewal(&in_map);
+        for p in CERTIFICATE_MANAGER_RENEWAL {
+            assert!(r.contains(&p), "{p} missing");
+            assert!(!renewal(&base).contains(&p), "{p} without a map");
+        }
+        // No deletes while renewing: the certificate is patched in place.
+        assert!(
+            r.iter()
+                .all(|p| !p.starts_with("certificatemanager.") || !p.ends_with(".delete"))
+        );
+        // Attaching the map (certificate-map attach/detach) is not renewal's.
+        let b = bootstrap(&in_map);
+        assert_eq!(b, CERTIFICATE_MAP_ATTACH);
+        assert!(bootstrap(&base).is_empty());
+        // A stack with a map also deletes entries, map and certificate on teardown.
+        let stack = config(&format!(
+            "{BASE}[stack]\nregion = \"europe-west1\"\nservice = \"svc\"\ncertificate_map = \"lb\"\n"
+        ));
+        let b = bootstrap(&stack);
+        for p in CERTIFICATE_MAP_ATTACH
+            .iter()
+            .chain(&CERTIFICATE_MAP_TEARDOWN)
+        {
+            assert!(b.contains(p), "{p} missing");
+        }
+        let without = config(&format!(
+            "{BASE}[stack]\nregion = \"europe-west1\"\nservice = \"svc\"\n"
+        ));
+        assert!(
+            bootstrap(&without)
+                .iter()
+                .all(|p| !p.starts_with("certificatemanager.") && !p.ends_with("setCertificateMap"))
+        );
     }
 
     #[test]
