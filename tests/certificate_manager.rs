@@ -8,8 +8,12 @@ mod support;
 
 use gclb_acme::certs;
 use gclb_acme::config::Config;
-use gclb_acme::gcp::certificatemanager::{NewCertificate, SelfManaged};
-use gclb_acme::lb::{LbError, naming};
+use std::sync::Arc;
+
+use gclb_acme::gcp::certificatemanager::{
+    EntryMatch, MapFields, NewCertificate, NewMapEntry, SelfManaged,
+};
+use gclb_acme::lb::{LbError, naming, step};
 use gclb_acme::reconcile::{Done, RenewError};
 use serde_json::{Value, json};
 use support::gcp::{Cloud, PROJECT};
@@ -183,7 +187,9 @@ async fn first_issuance_creates_map_certificate_and_entries_then_renewal_patches
 #[tokio::test]
 async fn a_proxy_not_serving_the_map_and_a_certificate_with_our_id_not_ours_are_refused() {
     let lab = Lab::start().await;
-    let legacy = lab.upload(&["legacy.example.test"], 0, 90, None, "legacy").await;
+    let legacy = lab
+        .upload(&["legacy.example.test"], 0, 90, None, "legacy")
+        .await;
     lab.proxy("plain", &[&legacy]).await;
     let config = map_config(&lab, &["plain"]);
     let renewer = lab.renewer(&config).await;
@@ -235,4 +241,382 @@ async fn a_proxy_not_serving_the_map_and_a_certificate_with_our_id_not_ours_are_
         certs::leaf_info(&certs::split_chain(c.pem_certificate.as_deref().unwrap()).unwrap()[0])
             .unwrap();
     assert_eq!(leaf.serial_hex, theirs.leaf.serial_hex, "left untouched");
+}
+
+/// The served leaf behind `sni` is valid now.
+async fn assert_valid(cloud: &Cloud, proxy: &str, sni: &str) {
+    let (s, v) = cloud
+        .get(&format!("emulator/served?proxy={proxy}&sni={sni}"))
+        .await;
+    assert_eq!(s, 200, "nothing served for {sni}: {v}");
+    let pem = v["pem"].as_str().expect("pem");
+    let leaf = certs::leaf_info(&certs::split_chain(pem).expect("chain")[0]).expect("leaf");
+    let now = time::OffsetDateTime::now_utc();
+    assert!(
+        leaf.not_before <= now && now < leaf.not_after,
+        "{sni}: served certificate not valid now"
+    );
+}
+
+#[tokio::test]
+async fn twenty_certificates_on_one_map_are_issued_then_each_renewed_with_one_patch() {
+    let lab = Lab::start().await;
+    let mut config = map_config(&lab, &[]);
+    config.daemon.concurrency = 8;
+    let template = config.certificates[0].clone();
+    config.certificates = (0..20)
+        .map(|i| {
+            let mut c = template.clone();
+            c.name = format!("c{i}");
+            c.domains = vec![format!("n{i}.example.test")];
+            c.primary = i == 0;
+            c
+        })
+        .collect();
+    let renewer = lab.renewer(&config).await;
+    for (name, r) in renewer.renew_all(None, false).await {
+        let out = r.unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(matches!(out.done, Done::Installed { .. }), "{name}");
+    }
+    assert_eq!(finalized(&renewer), 20);
+    let (certs_now, entries) = inventory(&lab.cloud).await;
+    assert_eq!(certs_now.len(), 20, "{certs_now:?}");
+    assert_eq!(entries.len(), 21, "20 hostnames and the PRIMARY entry");
+    map_proxy(&lab.cloud, "p1", MAP).await;
+    let mut before = Vec::new();
+    for i in 0..20 {
+        let (id, entry, serial) = served(&lab.cloud, "p1", &format!("n{i}.example.test")).await;
+        assert_eq!(id, naming::cm_certificate_id(&format!("c{i}")));
+        assert_eq!(entry, naming::map_entry_id(&format!("n{i}.example.test")));
+        before.push(serial);
+    }
+    // No SNI name the map knows: the PRIMARY entry, c0's certificate.
+    let (id, entry, _) = served(&lab.cloud, "p1", "unknown.example.org").await;
+    assert_eq!(
+        (id.as_str(), entry.as_str()),
+        (
+            naming::cm_certificate_id("c0").as_str(),
+            naming::PRIMARY_ENTRY_ID
+        )
+    );
+
+    lab.cloud.clear_requests().await;
+    for (name, r) in renewer.renew_all(None, true).await {
+        r.unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
+    let mutations = cm_mutations(&lab.cloud.requests().await);
+    assert_eq!(mutations.len(), 20, "{mutations:?}");
+    assert!(mutations.iter().all(|m| m.ends_with("certificates.patch")));
+    for (i, old) in before.iter().enumerate() {
+        let (_, _, serial) = served(&lab.cloud, "p1", &format!("n{i}.example.test")).await;
+        assert_ne!(&serial, old, "n{i} renewed");
+    }
+    assert_eq!(inventory(&lab.cloud).await.1.len(), 21);
+}
+
+/// Seeds map [`MAP`] by hand: certificate `legacy` for `legacy_names`, an
+/// entry `hand` for `example.test` pointing at it.
+async fn hand_made_entry(cloud: &Cloud, legacy_names: &[&str]) {
+    let gcp = cloud.gcp();
+    let legacy = self_signed(legacy_names, 0, 90);
+    let op = gcp
+        .create_certificate(
+            "legacy",
+            &NewCertificate {
+                description: Some("uploaded by hand".into()),
+                labels: Default::default(),
+                self_managed: SelfManaged {
+                    pem_certificate: legacy.chain_pem.clone(),
+                    pem_private_key: legacy.key_pem.expose().to_string(),
+                },
+            },
+        )
+        .await
+        .unwrap();
+    gcp.wait_certificate_manager(op, WAIT).await.unwrap();
+    let op = gcp
+        .create_certificate_map(MAP, &MapFields::default())
+        .await
+        .unwrap();
+    gcp.wait_certificate_manager(op, WAIT).await.unwrap();
+    let op = gcp
+        .create_certificate_map_entry(
+            MAP,
+            "hand",
+            &NewMapEntry {
+                matches: EntryMatch::Hostname("example.test".into()),
+                certificates: vec![gcp.certificate_name("legacy")],
+                description: None,
+                labels: Default::default(),
+            },
+        )
+        .await
+        .unwrap();
+    gcp.wait_certificate_manager(op, WAIT).await.unwrap();
+    map_proxy(cloud, "p1", MAP).await;
+}
+
+#[tokio::test]
+async fn a_hand_made_entry_is_taken_over_its_certificate_kept_then_deleted_once_adopted() {
+    let lab = Lab::start().await;
+    hand_made_entry(&lab.cloud, &["example.test"]).await;
+    let (legacy_id, _, _) = served(&lab.cloud, "p1", "example.test").await;
+    assert_eq!(legacy_id, "legacy");
+    let mut config = map_config(&lab, &["p1"]);
+    let renewer = lab.renewer(&config).await;
+    let out = renewer
+        .renew(&config.certificates[0], false)
+        .await
+        .expect("take over");
+    let Done::Installed { report, .. } = &out.done else {
+        panic!("{:?}", out.done);
+    };
+    // The hand-made entry now lists our certificate; its certificate is kept
+    // and reported with the command deleting it; the map is not relabelled.
+    let ours = naming::cm_certificate_id("app");
+    let (id, entry, _) = served(&lab.cloud, "p1", "example.test").await;
+    assert_eq!((id.as_str(), entry.as_str()), (ours.as_str(), "hand"));
+    let (id, _, _) = served(&lab.cloud, "p1", "www.example.test").await;
+    assert_eq!(id, ours);
+    assert_eq!(report.superseded.len(), 1, "{report:?}");
+    let h = &report.superseded[0];
+    assert_eq!((h.name.as_str(), h.deleted), ("legacy", false));
+    assert_eq!(h.taken_off, ["example.test"]);
+    assert!(h.still_served_by.is_empty(), "{h:?}");
+    assert!(
+        h.delete_command
+            .as_deref()
+            .is_some_and(|c| c.contains("certificate-manager certificates delete legacy")),
+        "{h:?}"
+    );
+    let (certs_now, entries) = inventory(&lab.cloud).await;
+    assert_eq!(certs_now, [ours.clone(), "legacy".to_string()]);
+    let mut want = vec!["hand".to_string(), naming::map_entry_id("*.example.test")];
+    want.sort();
+    assert_eq!(entries, want, "no second entry for a hostname");
+    let gcp = lab.cloud.gcp();
+    let hand = gcp
+        .get_certificate_map_entry(MAP, "hand")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(hand.labels.is_empty(), "their entry keeps its labels");
+    assert!(
+        gcp.get_certificate_map(MAP)
+            .await
+            .unwrap()
+            .unwrap()
+            .labels
+            .is_empty()
+    );
+
+    // Healthy: the taken-over entry counts as served.
+    let out = renewer.renew(&config.certificates[0], false).await.unwrap();
+    assert!(matches!(out.done, Done::Healthy { .. }), "{:?}", out.done);
+
+    // Adopted: deleted at the next installation, since no entry uses it.
+    config.certificates[0].adopt = vec!["legacy".into()];
+    let renewer = lab.renewer(&config).await;
+    let out = renewer.renew(&config.certificates[0], true).await.unwrap();
+    let Done::Installed { report, .. } = &out.done else {
+        panic!("{:?}", out.done);
+    };
+    assert_eq!(report.adopted_deleted, ["legacy"], "{report:?}");
+    assert_eq!(inventory(&lab.cloud).await.0, [ours]);
+}
+
+#[tokio::test]
+async fn an_adopted_certificate_still_used_by_an_entry_is_not_deleted() {
+    let lab = Lab::start().await;
+    // `legacy` also serves other.test, through a second hand-made entry.
+    hand_made_entry(&lab.cloud, &["example.test", "other.test"]).await;
+    let gcp = lab.cloud.gcp();
+    let op = gcp
+        .create_certificate_map_entry(
+            MAP,
+            "other",
+            &NewMapEntry {
+                matches: EntryMatch::Hostname("other.test".into()),
+                certificates: vec![gcp.certificate_name("legacy")],
+                description: None,
+                labels: Default::default(),
+            },
+        )
+        .await
+        .unwrap();
+    gcp.wait_certificate_manager(op, WAIT).await.unwrap();
+    let mut config = map_config(&lab, &["p1"]);
+    config.certificates[0].adopt = vec!["legacy".into()];
+    let renewer = lab.renewer(&config).await;
+    let out = renewer.renew(&config.certificates[0], false).await.unwrap();
+    let Done::Installed { report, .. } = &out.done else {
+        panic!("{:?}", out.done);
+    };
+    // It competes for example.test (it serves other.test too): kept beside ours.
+    assert_eq!(report.competing.len(), 1, "{report:?}");
+    assert!(report.adopted_deleted.is_empty());
+    assert_eq!(report.adoption_refused.len(), 1, "{report:?}");
+    assert!(
+        report.adoption_refused[0].contains("other"),
+        "{:?}",
+        report.adoption_refused
+    );
+    let (id, _, _) = served(&lab.cloud, "p1", "other.test").await;
+    assert_eq!(id, "legacy", "other.test still served by its certificate");
+    let (id, _, _) = served(&lab.cloud, "p1", "example.test").await;
+    assert_eq!(id, naming::cm_certificate_id("app"), "ECDSA ours first");
+}
+
+/// Stops a run at `at`, then lets a fresh renewer (same state directory)
+/// finish: one order in all, no leaked certificate or entry. `renewal`:
+/// the certificate is already issued and served (the crash hits a renewal,
+/// and the names stay served throughout); else the first issuance.
+async fn crash_at(at: &str, renewal: bool) {
+    let lab = Lab::start().await;
+    let config = map_config(&lab, &[]);
+    let cert = &config.certificates[0];
+    if renewal {
+        // Its own renewer: its order is not counted below.
+        let r = lab.renewer(&config).await;
+        r.renew(cert, false).await.expect("seed issuance");
+        map_proxy(&lab.cloud, "p1", MAP).await;
+    }
+    let mut first = lab.renewer(&config).await;
+    let stop = at.to_string();
+    first.install.hook = Some(Arc::new(move |s: &str| match stop.strip_suffix('*') {
+        Some(prefix) => s.starts_with(prefix),
+        None => s == stop,
+    }));
+    let err = first
+        .renew(cert, renewal)
+        .await
+        .expect_err(&format!("the hook stops the run at {at}"));
+    assert!(err.is_aborted(), "{at}: {err}");
+    if renewal {
+        for n in ["example.test", "www.example.test"] {
+            assert_valid(&lab.cloud, "p1", n).await;
+        }
+    }
+    assert!(first.acme.pending("app").unwrap().is_some(), "{at}");
+
+    let second = lab.renewer(&config).await;
+    let out = second
+        .renew(cert, false)
+        .await
+        .unwrap_or_else(|e| panic!("{at}: resume: {e}"));
+    let Done::Installed { issued, .. } = &out.done else {
+        panic!("{at}: {:?}", out.done);
+    };
+    assert!(!issued, "{at}: the resumed run must not issue again");
+    assert_eq!(
+        finalized(&first) + finalized(&second),
+        1,
+        "{at}: exactly one order finalized"
+    );
+    assert!(second.acme.pending("app").unwrap().is_none(), "{at}");
+    let (certs_now, entries) = inventory(&lab.cloud).await;
+    assert_eq!(certs_now, [naming::cm_certificate_id("app")], "{at}");
+    assert_eq!(entries, our_entries(), "{at}");
+    if !renewal {
+        map_proxy(&lab.cloud, "p1", MAP).await;
+    }
+    let pending_serial = match &out.done {
+        Done::Installed { serial, .. } => serial.clone(),
+        _ => unreachable!(),
+    };
+    for n in ["example.test", "www.example.test"] {
+        let (_, _, serial) = served(&lab.cloud, "p1", n).await;
+        assert_eq!(
+            serial, pending_serial,
+            "{at}: {n} serves the new certificate"
+        );
+    }
+    let third = second.renew(cert, false).await.unwrap();
+    assert!(matches!(third.done, Done::Healthy { .. }), "{at}");
+}
+
+#[tokio::test]
+async fn a_crash_at_any_step_boundary_of_a_first_issuance_converges_with_one_order() {
+    let steps = [
+        step::PERSISTED.to_string(),
+        step::CM_MAP_CREATED.to_string(),
+        step::CM_CERTIFICATE_REQUESTED.to_string(),
+        step::CM_CERTIFICATE_DONE.to_string(),
+        "entry:*".to_string(),
+        step::entry(&naming::map_entry_id("example.test")),
+        step::entry(&naming::map_entry_id("*.example.test")),
+        step::VERIFIED.to_string(),
+    ];
+    for s in steps {
+        crash_at(&s, false).await;
+    }
+}
+
+#[tokio::test]
+async fn a_crash_at_any_step_boundary_of_a_renewal_keeps_serving_and_converges() {
+    let steps = [
+        step::PERSISTED,
+        step::CM_CERTIFICATE_REQUESTED,
+        step::CM_CERTIFICATE_DONE,
+        step::VERIFIED,
+    ];
+    for s in steps {
+        crash_at(s, true).await;
+    }
+}
+
+#[tokio::test]
+async fn converges_in_one_run_despite_twenty_percent_gcp_faults() {
+    let lab = Lab::start().await;
+    let config = map_config(&lab, &[]);
+    let renewer = lab.renewer(&config).await;
+    for rule in [
+        json!({"method": "certificatemanager.*", "probability": 0.2, "kind": "error", "status": 503}),
+        json!({"method": "certificatemanager.projects.locations.certificates.create", "count": 1, "kind": "operation", "status": 503}),
+        json!({"method": "certificatemanager.projects.locations.certificateMapEntries.create", "count": 2, "kind": "operation", "status": 503}),
+        json!({"method": "certificatemanager.projects.locations.certificateMaps.create", "count": 1, "kind": "operation", "status": 503}),
+    ] {
+        lab.cloud.fault(rule).await;
+    }
+    let out = renewer
+        .renew(&config.certificates[0], false)
+        .await
+        .unwrap_or_else(|e| panic!("first issuance under faults: {e}"));
+    assert!(matches!(out.done, Done::Installed { .. }));
+    lab.cloud
+        .fault(json!({"method": "certificatemanager.projects.locations.certificates.patch", "count": 2, "kind": "operation", "status": 503}))
+        .await;
+    let out = renewer
+        .renew(&config.certificates[0], true)
+        .await
+        .unwrap_or_else(|e| panic!("renewal under faults: {e}"));
+    let Done::Installed { serial, .. } = &out.done else {
+        panic!("{:?}", out.done);
+    };
+    let reqs = lab.cloud.requests().await;
+    let failed = reqs
+        .iter()
+        .filter(|r| r["status"].as_u64().is_some_and(|s| s >= 400))
+        .count();
+    let r = lab
+        .cloud
+        .http
+        .delete(format!("{}emulator/faults", lab.cloud.emu.base_url()))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+    assert_eq!(finalized(&renewer), 2);
+    let (certs_now, entries) = inventory(&lab.cloud).await;
+    assert_eq!(certs_now, [naming::cm_certificate_id("app")]);
+    assert_eq!(entries, our_entries());
+    map_proxy(&lab.cloud, "p1", MAP).await;
+    for n in ["example.test", "www.example.test"] {
+        assert_eq!(&served(&lab.cloud, "p1", n).await.2, serial);
+    }
+    eprintln!(
+        "faults: {failed} of {} requests failed, two installations converged",
+        reqs.len()
+    );
+    assert!(failed > 0, "the faults fired");
 }
