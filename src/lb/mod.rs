@@ -17,6 +17,7 @@
 //! with the implementation picked by [`choose`] (`chosen.rs`); `install` holds the
 //! first implementation, `sslCertificates` on target HTTPS proxies.
 
+pub(crate) mod certmap;
 pub(crate) mod chosen;
 pub(crate) mod install;
 pub(crate) mod left_behind;
@@ -30,6 +31,7 @@ pub(crate) mod verify;
 
 use crate::gcp::GcpError;
 
+pub use certmap::CertificateMaps;
 pub use chosen::{Target, TargetProject, TargetRun, choose, install, retake};
 pub use install::cleanup;
 pub use left_behind::{LeftBehind, LeftBehindError};
@@ -60,6 +62,29 @@ pub enum LbError {
         "target HTTPS proxy {proxy} uses the certificate map {map}, which overrides its sslCertificates: gclb-acme manages Compute Engine certificates only"
     )]
     CertificateMap { proxy: String, map: String },
+    /// A configured proxy does not serve the entry's certificate map.
+    #[error(
+        "target HTTPS proxy {proxy} (configured for certificate {certificate}) does not serve the certificate map {map}{}: attach it (gcloud compute target-https-proxies update {proxy} --certificate-map={map} --global) or remove the proxy from target_https_proxies",
+        match found { Some(m) => format!(" (it serves {m})"), None => " (it serves sslCertificates)".to_string() }
+    )]
+    MapNotOnProxy {
+        proxy: String,
+        map: String,
+        certificate: String,
+        found: Option<String>,
+    },
+    /// A Certificate Manager resource with our id is not labelled ours (never overwritten).
+    #[error(
+        "Certificate Manager {kind} {name} exists but does not carry gclb-acme's labels for certificate {certificate} (managed-by=gclb-acme, gclb-acme-certificate={certificate}): rename or delete it"
+    )]
+    NotOurs {
+        kind: &'static str,
+        name: String,
+        certificate: String,
+    },
+    /// The Certificate Manager target was used for an entry without `certificate_map`.
+    #[error("certificate {certificate} has no certificate_map")]
+    MapNotConfigured { certificate: String },
     /// The per-proxy limit of 15 certificates.
     #[error(transparent)]
     Rewrite(#[from] proxies::RewriteError),
