@@ -15,6 +15,7 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use gclb_acme::config::Config;
+use gclb_acme::gcp::certificatemanager as cm;
 use gclb_acme::lb::{InstallOptions, VerifyOutcome};
 use gclb_acme::preflight::permissions;
 use gclb_acme::reconcile::{Done, Outcome, RenewError, Renewer};
@@ -222,6 +223,104 @@ async fn renewal_with_a_discovered_zone_needs_exactly_its_list() {
 #[tokio::test]
 async fn renewal_with_a_configured_zone_needs_exactly_its_list() {
     prove_renewal(Some(ZONE)).await;
+}
+
+/// A certificate held in a Certificate Manager map (issue #16), granted
+/// exactly `permissions::renewal`: the first issuance creates the map, the
+/// certificate and the entries, a forced renewal patches the certificate in
+/// place. Every listed permission is checked, nothing else is needed.
+#[tokio::test]
+async fn renewal_into_a_certificate_map_needs_exactly_its_list() {
+    let lab = lab().await;
+    let mut config = lab.config(&[]);
+    config.certificates[0].certificate_map = Some("sites".into());
+    config.certificates[0].target_https_proxies.clear();
+    let wanted = permissions::renewal(&config);
+    let mut r = lab.renewer(&config).await;
+    r.install = install(true);
+    let mut proof = Proof::start(&lab.cloud, &wanted).await;
+    renew_one(&r, false)
+        .await
+        .unwrap_or_else(|e| panic!("first issuance into a map: {e}\n{}", lab.pebble.log()));
+    // As an administrator: another writer's TXT value (our value is merged in:
+    // `update`), and our entry for example.test pointed at a hand-made
+    // certificate (the renewal points it back: `certmapentries.update`).
+    proof.pause().await;
+    foreign_txt(&lab.cloud, CHALLENGE).await;
+    let gcp = lab.cloud.gcp();
+    let hand = rcgen::generate_simple_self_signed(vec!["example.test".to_string()]).unwrap();
+    let op = gcp
+        .create_certificate(
+            "hand-made",
+            &cm::NewCertificate {
+                description: None,
+                labels: Default::default(),
+                self_managed: cm::SelfManaged {
+                    pem_certificate: hand.cert.pem(),
+                    pem_private_key: hand.signing_key.serialize_pem(),
+                },
+            },
+        )
+        .await
+        .unwrap();
+    gcp.wait_certificate_manager(op, Duration::from_secs(30))
+        .await
+        .unwrap();
+    let entry = gclb_acme::lb::naming::map_entry_id("example.test");
+    let op = gcp
+        .patch_certificate_map_entry(
+            "sites",
+            &entry,
+            &cm::EntryPatch {
+                certificates: Some(vec![gcp.certificate_name("hand-made")]),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    gcp.wait_certificate_manager(op, Duration::from_secs(30))
+        .await
+        .unwrap();
+    proof.resume().await;
+    let (second, _) = renew_forced(&lab, &r).await;
+    second.unwrap_or_else(|e| panic!("renewal in place: {e}\n{}", lab.pebble.log()));
+    let seen = proof.finish().await;
+    let (s, b) = lab
+        .cloud
+        .get(&format!(
+            "v1/projects/{PROJECT}/locations/global/certificateMaps/sites/certificateMapEntries/{entry}"
+        ))
+        .await;
+    assert_eq!(s, 200, "{b}");
+    assert!(
+        b["certificates"][0]
+            .as_str()
+            .unwrap()
+            .ends_with("/certificates/gclb-acme-app"),
+        "pointed back at ours: {b}"
+    );
+    let (s, b) = lab
+        .cloud
+        .get(&format!(
+            "v1/projects/{PROJECT}/locations/global/certificateMaps/sites/certificateMapEntries"
+        ))
+        .await;
+    assert_eq!(s, 200, "{b}");
+    assert!(
+        !b["certificateMapEntries"].as_array().unwrap().is_empty(),
+        "{b}"
+    );
+    // The emulator answers every Certificate Manager operation done at once
+    // (no latency model here), so `operations.get` is never polled in this
+    // run; under Google's latency it is (tests/certificate_manager_api.rs
+    // waits on operations under the `google` profile).
+    let mut wanted: Vec<&str> = wanted;
+    wanted.retain(|p| *p != "certificatemanager.operations.get");
+    assert_eq!(
+        seen,
+        set(&wanted),
+        "checked (left) vs permissions::renewal (right), operations.get aside"
+    );
 }
 
 /// What a renewal without one permission must do.

@@ -29,25 +29,50 @@ pub fn renewal(config: &Config) -> Vec<&'static str> {
         // Not `dns.changes.get`: a change is not polled to done, the name
         // servers are asked directly.
         "dns.changes.create",
-        // Creating a proxy list that names a certificate reads it too
-        // (setSslCertificates checks `sslCertificates.get` on each).
-        "compute.sslCertificates.create",
-        "compute.sslCertificates.get",
-        "compute.sslCertificates.list",
-        "compute.sslCertificates.delete",
-        "compute.targetHttpsProxies.get",
-        "compute.targetHttpsProxies.list",
-        "compute.targetHttpsProxies.setSslCertificates",
-        "compute.globalOperations.get",
-        // The SSL_CERTIFICATES quota, read before each upload.
-        "compute.projects.get",
     ]);
-    if config.daemon.verify_after_swap {
+    // Certificates on proxies' sslCertificates (any entry without a map).
+    let ssl = config
+        .certificates
+        .iter()
+        .any(|c| c.certificate_map.is_none());
+    // Map certificates listing the proxies that serve the map: each is read
+    // (and TLS-verified).
+    let map_proxies = config
+        .certificates
+        .iter()
+        .any(|c| c.certificate_map.is_some() && !c.target_https_proxies.is_empty());
+    if ssl {
+        out.extend([
+            // Creating a proxy list that names a certificate reads it too
+            // (setSslCertificates checks `sslCertificates.get` on each).
+            "compute.sslCertificates.create",
+            "compute.sslCertificates.get",
+            "compute.sslCertificates.list",
+            "compute.sslCertificates.delete",
+            "compute.targetHttpsProxies.get",
+            "compute.targetHttpsProxies.list",
+            "compute.targetHttpsProxies.setSslCertificates",
+            "compute.globalOperations.get",
+            // The SSL_CERTIFICATES quota, read before each upload.
+            "compute.projects.get",
+        ]);
+    } else if map_proxies {
+        out.push("compute.targetHttpsProxies.get");
+    }
+    if config.daemon.verify_after_swap && (ssl || map_proxies) {
         // The proxies' IP addresses, for the TLS check after a swap.
         out.push("compute.globalForwardingRules.list");
     }
     if uses_certificate_maps(config) {
         out.extend(CERTIFICATE_MANAGER_RENEWAL);
+    }
+    if config
+        .certificates
+        .iter()
+        .any(|c| c.certificate_map.is_some() && !c.adopt.is_empty())
+    {
+        // An adopted hand-made certificate no entry uses any more is deleted.
+        out.push("certificatemanager.certs.delete");
     }
     out
 }
@@ -62,15 +87,14 @@ pub fn uses_certificate_maps(config: &Config) -> bool {
 
 /// What renewing a certificate held in a certificate map calls (`lb::certmap`):
 /// the map read (and created when missing), the self-managed certificate
-/// `gclb-acme-<name>` read, created, and patched in place on renewal, the
-/// entries read, created and repointed, and the long-running operations polled.
-/// Creating or updating an entry also checks `certs.use` on each certificate
-/// it names.
-pub const CERTIFICATE_MANAGER_RENEWAL: [&str; 12] = [
+/// `gclb-acme-<name>` (and those the entries name) read, created, and patched
+/// in place on renewal, the entries read, created and repointed, and the
+/// long-running operations polled. Creating or updating an entry also checks
+/// `certs.use` on each certificate it names.
+pub const CERTIFICATE_MANAGER_RENEWAL: [&str; 11] = [
     "certificatemanager.certmaps.get",
     "certificatemanager.certmaps.create",
     "certificatemanager.certs.get",
-    "certificatemanager.certs.list",
     "certificatemanager.certs.create",
     "certificatemanager.certs.update",
     "certificatemanager.certs.use",
@@ -225,6 +249,7 @@ verify_after_swap = true
 name = "app"
 domains = ["app.example.com"]
 target_https_proxies = ["p"]
+adopt = ["hand-made"]
 [[certificates]]
 name = "api"
 domains = ["api.example.org"]
