@@ -3,6 +3,7 @@
 //! that finished, or a [`CliError`]; [`run`] is the one place an error becomes
 //! stderr text and an exit code.
 
+mod certificate_map;
 mod error;
 mod stack;
 
@@ -35,6 +36,7 @@ fn dispatch(cli: &Cli) -> Result<ExitCode, CliError> {
         Command::Status(args) => status(&cli.config, args),
         Command::Bootstrap(args) => stack::bootstrap(&cli.config, args),
         Command::Teardown(args) => stack::teardown(&cli.config, args),
+        Command::CertificateMap(c) => certificate_map::run(&cli.config, c),
     }
 }
 

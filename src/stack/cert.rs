@@ -75,13 +75,13 @@ pub async fn find_ours(
 }
 
 /// Why the map `map` does not serve every name validly (`None`: it does).
-pub(crate) async fn map_unserved(
+pub async fn map_unserved(
     gcp: &Gcp,
     map: &str,
     cert_name: &str,
     names: &[String],
 ) -> Result<Option<String>, StackError> {
-    let m = super::certmap::observe(gcp, map, cert_name).await?;
+    let m = super::certmap::observe(gcp, map, Some(cert_name)).await?;
     let now = OffsetDateTime::now_utc();
     let why: Vec<String> = names
         .iter()

@@ -39,11 +39,11 @@ impl MapObserved {
 }
 
 /// Reads the map `id`, its entries and their certificates, and the
-/// certificate of ours for `[[certificates]]` `cert_name`.
+/// certificate of ours for `[[certificates]]` `cert_name` when given.
 pub(crate) async fn observe(
     gcp: &Gcp,
     id: &str,
-    cert_name: &str,
+    cert_name: Option<&str>,
 ) -> Result<MapObserved, StackError> {
     let mut o = MapObserved {
         id: id.to_string(),
@@ -61,7 +61,10 @@ pub(crate) async fn observe(
                 "listing the entries of certificate map {id}"
             )))?;
     }
-    let mut ids: Vec<String> = vec![naming::cm_certificate_id(cert_name)];
+    let mut ids: Vec<String> = cert_name
+        .map(naming::cm_certificate_id)
+        .into_iter()
+        .collect();
     for e in &o.entries {
         for c in e.certificate_ids() {
             if !ids.iter().any(|i| i == c) {

@@ -11,6 +11,7 @@
 mod apply;
 pub(crate) mod cert;
 pub mod certmap;
+pub mod mapmove;
 mod observe;
 pub(crate) mod plan;
 pub(crate) mod takeover;
@@ -22,7 +23,7 @@ use std::time::Instant;
 use sha2::Digest;
 
 pub use cert::{CertificateSource, ReuseExisting};
-pub use cert::{IssueWithAcme, find_ours};
+pub use cert::{IssueWithAcme, find_ours, map_unserved};
 pub use observe::{DnsObserved, ObservedStack};
 pub use plan::INGRESS_LABEL;
 pub use plan::{Action, Plan, Target};

@@ -171,7 +171,7 @@ pub(crate) async fn observe(
         o.dns = observe_dns(gcp, d).await?;
     }
     if let Some(map) = &d.certificate_map {
-        o.map = Some(super::certmap::observe(gcp, map, &d.certificate).await?);
+        o.map = Some(super::certmap::observe(gcp, map, Some(&d.certificate)).await?);
     }
     if for_teardown {
         let filter = format!("name eq {}-.*", d.certificate);
