@@ -37,7 +37,7 @@ pub fn run(config_path: &Path, c: &CertificateMapCommand) -> Result<ExitCode, Cl
         match c {
             CertificateMapCommand::Attach(a) => {
                 let extra = configured_names(&config, &a.proxy, Some(&a.map));
-                let installing = install_first(&gcp, &config, &a.map, a.dry_run).await?;
+                let installing = install_first(&gcp, &config, &a.proxy, &a.map, a.dry_run).await?;
                 mapmove::attach(
                     &gcp,
                     &a.proxy,
@@ -62,12 +62,23 @@ pub fn run(config_path: &Path, c: &CertificateMapCommand) -> Result<ExitCode, Cl
 /// Installs into `map` each configured certificate of it whose names the map
 /// does not serve validly yet (a dry run only says so). Returns, for a dry run,
 /// `(name, certificate)` for each name such an installation would serve.
+/// The proxy being attached does not serve the map yet, so it is left out of
+/// the certificates' `target_https_proxies` for this installation (the map
+/// target refuses a listed proxy that does not serve the map).
 async fn install_first(
     gcp: &Gcp,
     config: &Config,
+    proxy: &str,
     map: &str,
     dry_run: bool,
 ) -> Result<Vec<(String, String)>, CliError> {
+    let mut config = config.clone();
+    for c in &mut config.certificates {
+        if c.certificate_map.as_deref() == Some(map) {
+            c.target_https_proxies.retain(|p| p != proxy);
+        }
+    }
+    let config = &config;
     let mut installing = Vec::new();
     let mine: Vec<_> = config
         .certificates
