@@ -675,3 +675,142 @@ async fn a_full_stack_needs_exactly_its_lists() {
 async fn a_minimal_stack_needs_exactly_its_lists() {
     prove_stack(false).await;
 }
+
+/// A stack served from a certificate map (`stack.certificate_map`), granted
+/// exactly `renewal() + bootstrap()` of that configuration: bootstrap builds it
+/// (the map created, the first certificate issued into it, the proxy created
+/// with the map), the daemon renews in place (a drifted entry pointed back,
+/// another writer's TXT value merged), bootstrap repairs drift (the proxy
+/// moved to another map is put back with `setCertificateMap`), teardown
+/// removes everything of ours, the map and an sslCertificate of ours left from
+/// an earlier life of the stack included.
+#[tokio::test]
+async fn a_stack_on_a_certificate_map_needs_exactly_its_lists() {
+    let lab = lab().await;
+    post_ok(
+        &lab.cloud,
+        &format!("v2/projects/{PROJECT}/locations/{REGION}/services?serviceId=app"),
+        json!({"template": {"containers": [{"image": "us-docker.pkg.dev/cloudrun/container/hello"}]}}),
+    )
+    .await;
+    let gcp = lab.cloud.gcp();
+    let quiet = Options {
+        dry_run: false,
+        quiet: true,
+    };
+    let mut config = stack_config(&lab, false);
+    config.certificates[0].certificate_map = Some("app-map".into());
+    if let Some(s) = config.stack.as_mut() {
+        s.certificate_map = Some("app-map".into());
+    }
+    let desired = Desired::from_config(&config, PROJECT).unwrap();
+    assert_eq!(desired.certificate_map.as_deref(), Some("app-map"));
+    let certs = stack::IssueWithAcme::new(gcp.clone(), &config, &desired).unwrap();
+    let mut r = lab.renewer(&config).await;
+    r.install = install(false);
+    let mut wanted = permissions::renewal(&config);
+    wanted.extend(permissions::bootstrap(&config));
+    let wait = Duration::from_secs(30);
+
+    let mut proof = Proof::start(&lab.cloud, &wanted).await;
+    let built = stack::bootstrap(&gcp, &desired, &certs, quiet)
+        .await
+        .unwrap_or_else(|e| panic!("bootstrap with a map: {e}\n{}", lab.pebble.log()));
+    for step in [
+        "create certificate map app-map (Certificate Manager)",
+        "create target HTTPS proxy app-https-proxy serving certificate map app-map",
+    ] {
+        assert!(
+            built.applied.iter().any(|a| a == step),
+            "{step}: {:#?}",
+            built.applied
+        );
+    }
+    renew_one(&r, false)
+        .await
+        .unwrap_or_else(|e| panic!("renew: {e}"));
+    proof.pause().await;
+    foreign_txt(&lab.cloud, &format!("_acme-challenge.{DOMAIN}.")).await;
+    let hand = rcgen::generate_simple_self_signed(vec![DOMAIN.to_string()]).unwrap();
+    let op = gcp
+        .create_certificate(
+            "hand-made",
+            &cm::NewCertificate {
+                description: None,
+                labels: Default::default(),
+                self_managed: cm::SelfManaged {
+                    pem_certificate: hand.cert.pem(),
+                    pem_private_key: hand.signing_key.serialize_pem(),
+                },
+            },
+        )
+        .await
+        .unwrap();
+    gcp.wait_certificate_manager(op, wait).await.unwrap();
+    let entry = gclb_acme::lb::naming::map_entry_id(DOMAIN);
+    let op = gcp
+        .patch_certificate_map_entry(
+            "app-map",
+            &entry,
+            &cm::EntryPatch {
+                certificates: Some(vec![gcp.certificate_name("hand-made")]),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    gcp.wait_certificate_manager(op, wait).await.unwrap();
+    proof.resume().await;
+    renew_forced(&lab, &r)
+        .await
+        .0
+        .unwrap_or_else(|e| panic!("forced renew: {e}\n{}", lab.pebble.log()));
+
+    // As an administrator: the stack drifts (backend protocol, URL maps) and
+    // the proxy is moved to another map; an sslCertificate of ours from an
+    // earlier life of the stack is still there.
+    proof.pause().await;
+    drift(&lab.cloud, false).await;
+    let op = gcp
+        .create_certificate_map("other-map", &cm::MapFields::default())
+        .await
+        .unwrap();
+    gcp.wait_certificate_manager(op, wait).await.unwrap();
+    post_ok(
+        &lab.cloud,
+        &format!("compute/v1/projects/{PROJECT}/global/targetHttpsProxies/app-https-proxy/setCertificateMap"),
+        json!({"certificateMap": gcp.certificate_map_reference("other-map")}),
+    )
+    .await;
+    let old = lab.upload(&[DOMAIN], 10, 90, Some("app"), "").await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    proof.resume().await;
+    let repaired = stack::bootstrap(&gcp, &desired, &certs, quiet)
+        .await
+        .unwrap_or_else(|e| panic!("bootstrap over drift: {e}"));
+    assert!(
+        repaired.applied.iter().any(|a| a
+            .starts_with("attach certificate map app-map to target HTTPS proxy app-https-proxy")),
+        "{:#?}",
+        repaired.applied
+    );
+    let gone = stack::teardown(&gcp, &desired, quiet)
+        .await
+        .unwrap_or_else(|e| panic!("teardown: {e}"));
+    for step in [
+        "delete certificate map app-map".to_string(),
+        "delete certificate gclb-acme-app (Certificate Manager)".to_string(),
+        format!("delete SSL certificate {old}"),
+    ] {
+        assert!(gone.applied.contains(&step), "{step}: {:#?}", gone.applied);
+    }
+    let seen = proof.finish().await;
+    // Certificate Manager operations are done at once in the emulator: never
+    // polled here (see renewal_into_a_certificate_map_needs_exactly_its_list).
+    wanted.retain(|p| *p != "certificatemanager.operations.get");
+    assert_eq!(
+        seen,
+        set(&wanted),
+        "checked (left) vs permissions::renewal + permissions::bootstrap (right), operations.get aside"
+    );
+}

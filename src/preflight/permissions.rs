@@ -168,6 +168,14 @@ pub fn bootstrap(config: &Config) -> Vec<&'static str> {
         "compute.targetHttpsProxies.setUrlMap",
         // Teardown looks for the HTTP redirect half even when it is off.
         "compute.targetHttpProxies.get",
+        // The stack's own needs that renewal's list covers when a certificate
+        // lives in sslCertificates (only then, with maps only, listed here):
+        // the HTTPS proxy read, Compute operations waited for, and teardown
+        // listing and deleting our sslCertificates.
+        "compute.targetHttpsProxies.get",
+        "compute.globalOperations.get",
+        "compute.sslCertificates.list",
+        "compute.sslCertificates.delete",
         // Read whenever the backend service exists, IAP on or off.
         "iap.webServices.getIamPolicy",
         // The ingress (a long-running operation, polled).
