@@ -814,3 +814,78 @@ async fn a_stack_on_a_certificate_map_needs_exactly_its_lists() {
         "checked (left) vs permissions::renewal + permissions::bootstrap (right), operations.get aside"
     );
 }
+
+/// `certificate-map attach` and `detach` (`stack::mapmove`) for a configuration
+/// whose only certificate lives in a map (no `[stack]`), granted exactly
+/// `renewal() + bootstrap()`: nothing is refused, and every permission the move
+/// adds (`permissions::CERTIFICATE_MAP_ATTACH`) is checked.
+#[tokio::test]
+async fn moving_a_proxy_onto_a_map_and_back_needs_only_the_lists() {
+    let lab = Lab::start().await;
+    let old = lab.upload(&NAMES, 10, 90, None, "legacy").await;
+    lab.proxy("p1", &[&old]).await;
+    let gcp = lab.cloud.gcp();
+    let wait = Duration::from_secs(30);
+    // As an administrator: a map serving both names.
+    let op = gcp
+        .create_certificate_map("m", &cm::MapFields::default())
+        .await
+        .unwrap();
+    gcp.wait_certificate_manager(op, wait).await.unwrap();
+    let ck =
+        rcgen::generate_simple_self_signed(NAMES.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+            .unwrap();
+    let op = gcp
+        .create_certificate(
+            "in-map",
+            &cm::NewCertificate {
+                description: None,
+                labels: Default::default(),
+                self_managed: cm::SelfManaged {
+                    pem_certificate: ck.cert.pem(),
+                    pem_private_key: ck.signing_key.serialize_pem(),
+                },
+            },
+        )
+        .await
+        .unwrap();
+    gcp.wait_certificate_manager(op, wait).await.unwrap();
+    for (i, n) in NAMES.iter().enumerate() {
+        let op = gcp
+            .create_certificate_map_entry(
+                "m",
+                &format!("e{i}"),
+                &cm::NewMapEntry {
+                    matches: cm::EntryMatch::Hostname(n.to_string()),
+                    certificates: vec![gcp.certificate_name("in-map")],
+                    description: None,
+                    labels: Default::default(),
+                },
+            )
+            .await
+            .unwrap();
+        gcp.wait_certificate_manager(op, wait).await.unwrap();
+    }
+    let mut config = lab.config(&[]);
+    config.certificates[0].certificate_map = Some("m".into());
+    config.certificates[0].target_https_proxies.clear();
+    let mut wanted = permissions::renewal(&config);
+    wanted.extend(permissions::bootstrap(&config));
+    let proof = Proof::start(&lab.cloud, &wanted).await;
+    let r = stack::mapmove::attach(&gcp, "p1", "m", &[], &[], false, true)
+        .await
+        .unwrap_or_else(|e| panic!("attach: {e}"));
+    assert!(r.changed, "{:?}", r.lines);
+    let r = stack::mapmove::detach(&gcp, "p1", &[], false, true)
+        .await
+        .unwrap_or_else(|e| panic!("detach: {e}"));
+    assert!(r.changed, "{:?}", r.lines);
+    let seen = proof.finish().await;
+    assert!(
+        seen.iter().all(|p| wanted.contains(&p.as_str())),
+        "checked but not listed: {seen:?}"
+    );
+    for p in permissions::CERTIFICATE_MAP_ATTACH {
+        assert!(seen.contains(p), "{p} listed but not checked: {seen:?}");
+    }
+}

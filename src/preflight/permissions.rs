@@ -107,10 +107,15 @@ pub const CERTIFICATE_MANAGER_RENEWAL: [&str; 11] = [
 
 /// What attaching a map to a target HTTPS proxy, or detaching it, needs
 /// (bootstrap with `stack.certificate_map`, `gclb-acme certificate-map
-/// attach`/`detach`): Compute checks `certmaps.use` on the map it is given.
-pub const CERTIFICATE_MAP_ATTACH: [&str; 2] = [
+/// attach`/`detach`): Compute checks `certmaps.use` on the map it is given;
+/// the move reads the proxy and its sslCertificates first and waits for the
+/// operation (the map side is read with renewal's permissions).
+pub const CERTIFICATE_MAP_ATTACH: [&str; 5] = [
     "compute.targetHttpsProxies.setCertificateMap",
     "certificatemanager.certmaps.use",
+    "compute.targetHttpsProxies.get",
+    "compute.sslCertificates.get",
+    "compute.globalOperations.get",
 ];
 
 /// What teardown of a stack built with a certificate map deletes: our entries,
@@ -132,6 +137,8 @@ pub fn bootstrap(config: &Config) -> Vec<&'static str> {
         out.extend(CERTIFICATE_MAP_ATTACH);
     }
     let Some(stack) = &config.stack else {
+        let renewal = renewal(config);
+        out.retain(|p| !renewal.contains(p));
         return out;
     };
     out.extend([
@@ -214,6 +221,13 @@ pub fn bootstrap(config: &Config) -> Vec<&'static str> {
     }
     let renewal = renewal(config);
     out.retain(|p| !renewal.contains(p));
+    // The attach reads and the stack's overlap: each once, first place kept.
+    let mut seen = Vec::new();
+    out.retain(|p| {
+        let first = !seen.contains(p);
+        seen.push(*p);
+        first
+    });
     out
 }
 
@@ -313,21 +327,33 @@ members = ["user:alice@example.com"]
             r.iter()
                 .all(|p| !p.starts_with("certificatemanager.") || !p.ends_with(".delete"))
         );
-        // Attaching the map (certificate-map attach/detach) is not renewal's.
+        // Attaching the map (certificate-map attach/detach) is not renewal's;
+        // the reads renewal makes already are not listed twice.
         let b = bootstrap(&in_map);
-        assert_eq!(b, CERTIFICATE_MAP_ATTACH);
+        assert_eq!(
+            b,
+            [
+                "compute.targetHttpsProxies.setCertificateMap",
+                "certificatemanager.certmaps.use",
+                "compute.sslCertificates.get",
+                "compute.globalOperations.get",
+            ]
+        );
         assert!(bootstrap(&base).is_empty());
         // A stack with a map also deletes entries, map and certificate on teardown.
         let stack = config(&format!(
             "{BASE}[stack]\nregion = \"europe-west1\"\nservice = \"svc\"\ncertificate_map = \"lb\"\n"
         ));
         let b = bootstrap(&stack);
+        let r = renewal(&stack);
         for p in CERTIFICATE_MAP_ATTACH
             .iter()
             .chain(&CERTIFICATE_MAP_TEARDOWN)
         {
-            assert!(b.contains(p), "{p} missing");
+            assert!(b.contains(p) || r.contains(p), "{p} missing");
         }
+        let unique: BTreeSet<_> = b.iter().collect();
+        assert_eq!(unique.len(), b.len(), "a duplicate in {b:?}");
         let without = config(&format!(
             "{BASE}[stack]\nregion = \"europe-west1\"\nservice = \"svc\"\n"
         ));
