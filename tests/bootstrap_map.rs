@@ -514,3 +514,104 @@ async fn an_sslcertificates_stack_moves_onto_a_map_served_at_every_step() {
         .unwrap();
     assert_eq!(again.planned, Vec::<String>::new());
 }
+
+/// Runs `run` again and again, each time killed as soon as it has sent one
+/// mutation, until one run finishes; returns how many were killed.
+async fn until_done<F, Fut>(cloud: &Cloud, mut run: F) -> usize
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<stack::Report, StackError>> + Send + 'static,
+{
+    let mut kills = 0;
+    loop {
+        cloud.clear_requests().await;
+        let task = tokio::spawn(run());
+        let finished = loop {
+            if task.is_finished() {
+                break true;
+            }
+            if !mutations(cloud).await.is_empty() {
+                task.abort();
+                break false;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        };
+        if finished {
+            task.await.unwrap().unwrap();
+            return kills;
+        }
+        let _ = task.await;
+        kills += 1;
+        assert!(kills < 60, "never completed");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_after_each_mutation_a_map_stack_completes_and_goes_without_leftovers() {
+    let (cloud, _) = world().await;
+    let gcp = cloud.gcp();
+    let d = desired(Some(MAP));
+    let kills = until_done(&cloud, || {
+        let (gcp, d) = (gcp.clone(), d.clone());
+        async move {
+            let certs = SelfSigned { gcp: gcp.clone() };
+            stack::bootstrap(&gcp, &d, &certs, opts(false)).await
+        }
+    })
+    .await;
+    println!("bootstrap with a map completed after {kills} kills");
+    assert!(
+        kills >= 5,
+        "the crash loop ended early, after {kills} kills"
+    );
+    let certs = SelfSigned { gcp: gcp.clone() };
+    let r = stack::bootstrap(&gcp, &d, &certs, opts(false))
+        .await
+        .unwrap();
+    assert_eq!(r.applied, Vec::<String>::new());
+    assert_eq!(
+        served(&cloud, DOMAIN).await,
+        ("certificateMap".into(), naming::cm_certificate_id("app"))
+    );
+    // One of each: the map, our entry, our certificate.
+    let (_, maps) = get(&cloud, &cm_path("certificateMaps")).await;
+    assert_eq!(
+        maps["certificateMaps"].as_array().unwrap().len(),
+        1,
+        "{maps}"
+    );
+    assert_eq!(entries(&cloud).await, [naming::map_entry_id(DOMAIN)]);
+    let (_, certs_list) = get(&cloud, &cm_path("certificates")).await;
+    assert_eq!(
+        certs_list["certificates"].as_array().unwrap().len(),
+        1,
+        "{certs_list}"
+    );
+
+    let kills = until_done(&cloud, || {
+        let (gcp, d) = (gcp.clone(), d.clone());
+        async move { stack::teardown(&gcp, &d, opts(false)).await }
+    })
+    .await;
+    println!("teardown with a map completed after {kills} kills");
+    assert!(
+        kills >= 5,
+        "the crash loop ended early, after {kills} kills"
+    );
+    let t = stack::teardown(&gcp, &d, opts(false)).await.unwrap();
+    assert_eq!(t.applied, Vec::<String>::new());
+    let (_, maps) = get(&cloud, &cm_path("certificateMaps")).await;
+    assert!(
+        maps["certificateMaps"]
+            .as_array()
+            .is_none_or(|a| a.is_empty()),
+        "{maps}"
+    );
+    let (_, certs_list) = get(&cloud, &cm_path("certificates")).await;
+    assert!(
+        certs_list["certificates"]
+            .as_array()
+            .is_none_or(|a| a.is_empty()),
+        "{certs_list}"
+    );
+}

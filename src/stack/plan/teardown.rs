@@ -213,7 +213,7 @@ fn run_service(d: &Desired, o: &ObservedStack, p: &mut Plan) {
 /// else is left in it, then our certificate when no entry we keep uses it.
 /// Nothing is touched while a proxy we keep still serves the map.
 fn certificate_map(d: &Desired, o: &ObservedStack, p: &mut Plan) {
-    use crate::lb::naming::{LABEL_MANAGED_BY, cm_certificate_id, cm_is_ours};
+    use crate::lb::naming::{cm_certificate_id, cm_is_ours};
     let (Some(id), Some(m)) = (&d.certificate_map, &o.map) else {
         return;
     };
@@ -236,7 +236,59 @@ fn certificate_map(d: &Desired, o: &ObservedStack, p: &mut Plan) {
         ));
         return;
     }
-    let Some(map) = &m.map else { return };
+    // The map may be gone already (a teardown cut short after deleting it):
+    // our certificate is still looked at below.
+    if let Some(map) = &m.map {
+        map_and_entries(d, m, map, id, o, p);
+    }
+    let cert_id = cm_certificate_id(&d.certificate);
+    let Some(cert) = m.certificate(&cert_id) else {
+        return;
+    };
+    if !cm_is_ours(&d.certificate, &cert.labels) {
+        p.notes.push(format!(
+            "certificate {cert_id} (Certificate Manager) was not created by gclb-acme: left alone"
+        ));
+        return;
+    }
+    // Entries of this map we delete are no users any more; any other is.
+    let deleted: Vec<String> = m
+        .entries
+        .iter()
+        .filter(|e| cm_is_ours(&d.certificate, &e.labels))
+        .map(|e| format!("/certificateMaps/{id}/certificateMapEntries/{}", e.id()))
+        .collect();
+    let users: Vec<&str> = cert
+        .used_by
+        .iter()
+        .map(|u| u.name.as_str())
+        .filter(|u| !deleted.iter().any(|x| u.ends_with(x.as_str())))
+        .collect();
+    if users.is_empty() {
+        p.actions.push(Action::DeleteCmCertificate { id: cert_id });
+    } else {
+        p.notes.push(format!(
+            "certificate {cert_id} (Certificate Manager) is ours but still used by {}: left alone",
+            users.join(", ")
+        ));
+    }
+}
+
+/// Our entries of the map, then the map itself when it is ours and empty.
+fn map_and_entries(
+    d: &Desired,
+    m: &crate::stack::certmap::MapObserved,
+    map: &crate::gcp::certificatemanager::CertificateMap,
+    id: &String,
+    o: &ObservedStack,
+    p: &mut Plan,
+) {
+    use crate::lb::naming::{LABEL_MANAGED_BY, cm_is_ours};
+    let n = &d.names;
+    let https_desc = o
+        .https_proxy
+        .as_ref()
+        .and_then(|r| r.other.get("description").and_then(|v| v.as_str()));
     let mut kept_entries = Vec::new();
     for e in &m.entries {
         if cm_is_ours(&d.certificate, &e.labels) {
@@ -277,36 +329,5 @@ fn certificate_map(d: &Desired, o: &ObservedStack, p: &mut Plan) {
     } else {
         p.actions
             .push(Action::DeleteCertificateMap { id: id.clone() });
-    }
-    let cert_id = cm_certificate_id(&d.certificate);
-    let Some(cert) = m.certificate(&cert_id) else {
-        return;
-    };
-    if !cm_is_ours(&d.certificate, &cert.labels) {
-        p.notes.push(format!(
-            "certificate {cert_id} (Certificate Manager) was not created by gclb-acme: left alone"
-        ));
-        return;
-    }
-    // Entries of this map we delete are no users any more; any other is.
-    let deleted: Vec<String> = m
-        .entries
-        .iter()
-        .filter(|e| cm_is_ours(&d.certificate, &e.labels))
-        .map(|e| format!("/certificateMaps/{id}/certificateMapEntries/{}", e.id()))
-        .collect();
-    let users: Vec<&str> = cert
-        .used_by
-        .iter()
-        .map(|u| u.name.as_str())
-        .filter(|u| !deleted.iter().any(|x| u.ends_with(x.as_str())))
-        .collect();
-    if users.is_empty() {
-        p.actions.push(Action::DeleteCmCertificate { id: cert_id });
-    } else {
-        p.notes.push(format!(
-            "certificate {cert_id} (Certificate Manager) is ours but still used by {}: left alone",
-            users.join(", ")
-        ));
     }
 }
