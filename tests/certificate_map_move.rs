@@ -344,3 +344,134 @@ async fn an_expired_certificate_in_the_map_is_refused() {
         other => panic!("{other:?}"),
     }
 }
+
+/// The real binary, `gclb-acme certificate-map attach|detach`, with a
+/// configured certificate of the map that is not in it yet: the dry run says
+/// it would be installed first and changes nothing; the real run issues it into
+/// the map (Pebble, DNS-01), then attaches; detaching goes back to the
+/// sslCertificates (still valid). The names are asked of the emulator after
+/// each step.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_command_installs_the_configured_certificate_first_then_moves() {
+    use support::lb::Lab;
+    let lab = Lab::start().await;
+    let names = ["example.test", "*.example.test"];
+    let old = lab.upload(&names, 5, 90, None, "legacy").await;
+    lab.proxy("p1", &[&old]).await;
+    let path = lab.write_cli_config("");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let e = lab.cloud.endpoints();
+    let text = text
+        .replace(
+            "\n[acme]",
+            &format!(
+                "certificatemanager = \"{}\"\n\n[acme]",
+                e.certificatemanager
+            ),
+        )
+        .replace("target_https_proxies = [\"p1\"]", "certificate_map = \"m\"");
+    std::fs::write(&path, text).unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_gclb-acme"))
+            .env_remove("GOOGLE_APPLICATION_CREDENTIALS")
+            .env_remove("GCLB_ACME_CONFIG")
+            .env("HOME", home.path())
+            .env("GCE_METADATA_HOST", lab.metadata_host())
+            .arg("--config")
+            .arg(&path)
+            .args(args)
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        println!("$ gclb-acme {}\n{text}", args.join(" "));
+        (out.status.code(), text)
+    };
+    let served_from = |source: &'static str| {
+        let cloud = &lab.cloud;
+        async move {
+            for n in ["example.test", "www.example.test"] {
+                let (s, v) = cloud
+                    .get(&format!("emulator/served?proxy=p1&sni={n}"))
+                    .await;
+                assert_eq!(s, 200, "{n}: {v}");
+                assert_eq!(v["source"], source, "{n}: {v}");
+            }
+        }
+    };
+    served_from("sslCertificates").await;
+
+    // The map does not exist yet: the dry run says the certificate would be
+    // installed first, counts its names, and changes nothing.
+    let (code, out) = run(&[
+        "certificate-map",
+        "attach",
+        "--proxy",
+        "p1",
+        "--map",
+        "m",
+        "--dry-run",
+    ]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains("certificate app is not served by certificate map m yet"),
+        "{out}"
+    );
+    assert!(out.contains("it would be installed first"), "{out}");
+    assert!(
+        out.contains("dry run: would attach certificate map m to target HTTPS proxy p1"),
+        "{out}"
+    );
+    assert!(
+        lab.cloud
+            .gcp()
+            .get_certificate_map("m")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    served_from("sslCertificates").await;
+
+    let (code, out) = run(&["certificate-map", "attach", "--proxy", "p1", "--map", "m"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("installing it first"), "{out}");
+    served_from("certificateMap").await;
+
+    let (code, out) = run(&["certificate-map", "detach", "--proxy", "p1", "--dry-run"]);
+    assert_eq!(code, Some(0), "{out}");
+    served_from("certificateMap").await;
+    let (code, out) = run(&["certificate-map", "detach", "--proxy", "p1"]);
+    assert_eq!(code, Some(0), "{out}");
+    served_from("sslCertificates").await;
+    // Nothing to do twice.
+    let (code, out) = run(&["certificate-map", "detach", "--proxy", "p1"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains("serves no certificate map: nothing to do"),
+        "{out}"
+    );
+
+    // A map lacking a name the proxy serves: refused, exit 1, nothing changed.
+    let gcp = lab.cloud.gcp();
+    let op = gcp
+        .create_certificate_map("thin", &MapFields::default())
+        .await
+        .unwrap();
+    gcp.wait_certificate_manager(op, WAIT).await.unwrap();
+    let (code, out) = run(&[
+        "certificate-map",
+        "attach",
+        "--proxy",
+        "p1",
+        "--map",
+        "thin",
+    ]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("refused:"), "{out}");
+    assert!(out.contains("NOT SERVED"), "{out}");
+    served_from("sslCertificates").await;
+}

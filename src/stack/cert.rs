@@ -83,10 +83,15 @@ pub async fn map_unserved(
 ) -> Result<Option<String>, StackError> {
     let m = super::certmap::observe(gcp, map, Some(cert_name)).await?;
     let now = OffsetDateTime::now_utc();
-    let why: Vec<String> = names
+    let mut why: Vec<String> = Vec::new();
+    for w in names
         .iter()
         .filter_map(|n| super::certmap::map_serves(&m, n, now).err())
-        .collect();
+    {
+        if !why.contains(&w) {
+            why.push(w);
+        }
+    }
     Ok((!why.is_empty()).then(|| why.join("; ")))
 }
 
