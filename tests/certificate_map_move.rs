@@ -14,7 +14,7 @@ use gclb_acme::gcp::Gcp;
 use gclb_acme::gcp::certificatemanager::{
     EntryMatch, MapFields, NewCertificate, NewMapEntry, SelfManaged,
 };
-use gclb_acme::stack::mapmove::{self, MoveError};
+use gclb_acme::stack::{self as mapmove, MoveError};
 use serde_json::json;
 use support::gcp::{Cloud, PROJECT};
 
@@ -193,7 +193,8 @@ async fn to_a_map_and_back_with_every_name_served_at_every_step() {
     // The map serves one of the two names: refused, dry run or not.
     in_map(&gcp, "cm-a", &NAMES[..1], false).await;
     for dry in [true, false] {
-        let unserved = refused(mapmove::attach(&gcp, PROXY, MAP, &[], &[], dry, true).await);
+        let unserved =
+            refused(mapmove::attach_certificate_map(&gcp, PROXY, MAP, &[], &[], dry, true).await);
         assert_eq!(unserved.len(), 1, "{unserved:?}");
         assert!(
             unserved[0].starts_with(
@@ -207,7 +208,7 @@ async fn to_a_map_and_back_with_every_name_served_at_every_step() {
     // not serve it yet.
     in_map(&gcp, "cm-www", &NAMES[1..], false).await;
     let unserved = refused(
-        mapmove::attach(
+        mapmove::attach_certificate_map(
             &gcp,
             PROXY,
             MAP,
@@ -221,7 +222,7 @@ async fn to_a_map_and_back_with_every_name_served_at_every_step() {
     assert_eq!(unserved.len(), 1, "{unserved:?}");
     assert!(unserved[0].starts_with("api.example.test:"), "{unserved:?}");
     // A dry run that would pass changes nothing and says what it would do.
-    let r = mapmove::attach(&gcp, PROXY, MAP, &[], &[], true, true)
+    let r = mapmove::attach_certificate_map(&gcp, PROXY, MAP, &[], &[], true, true)
         .await
         .unwrap();
     assert!(!r.changed);
@@ -237,7 +238,7 @@ async fn to_a_map_and_back_with_every_name_served_at_every_step() {
     all_served(&cloud, &NAMES, "sslCertificates").await;
 
     // For real: one setCertificateMap, then the map serves both.
-    let r = mapmove::attach(&gcp, PROXY, MAP, &[], &[], false, true)
+    let r = mapmove::attach_certificate_map(&gcp, PROXY, MAP, &[], &[], false, true)
         .await
         .unwrap();
     assert!(r.changed, "{:?}", r.lines);
@@ -259,7 +260,7 @@ async fn to_a_map_and_back_with_every_name_served_at_every_step() {
         "kept: {px}"
     );
     // Again: nothing to do.
-    let r = mapmove::attach(&gcp, PROXY, MAP, &[], &[], false, true)
+    let r = mapmove::attach_certificate_map(&gcp, PROXY, MAP, &[], &[], false, true)
         .await
         .unwrap();
     assert!(!r.changed);
@@ -268,7 +269,7 @@ async fn to_a_map_and_back_with_every_name_served_at_every_step() {
     // Back: a name of the map the sslCertificates do not cover is refused.
     in_map(&gcp, "cm-new", &["new.example.test"], false).await;
     for dry in [true, false] {
-        let unserved = refused(mapmove::detach(&gcp, PROXY, &[], dry, true).await);
+        let unserved = refused(mapmove::detach_certificate_map(&gcp, PROXY, &[], dry, true).await);
         assert_eq!(unserved.len(), 1, "{unserved:?}");
         assert!(
             unserved[0].starts_with("new.example.test: no certificate of its sslCertificates (legacy) covers new.example.test"),
@@ -282,10 +283,12 @@ async fn to_a_map_and_back_with_every_name_served_at_every_step() {
         .await;
     }
     drop_entry(&gcp, "new.example.test").await;
-    let r = mapmove::detach(&gcp, PROXY, &[], true, true).await.unwrap();
+    let r = mapmove::detach_certificate_map(&gcp, PROXY, &[], true, true)
+        .await
+        .unwrap();
     assert!(!r.changed);
     all_served(&cloud, &NAMES, "certificateMap").await;
-    let r = mapmove::detach(&gcp, PROXY, &[], false, true)
+    let r = mapmove::detach_certificate_map(&gcp, PROXY, &[], false, true)
         .await
         .unwrap();
     assert!(r.changed, "{:?}", r.lines);
@@ -310,7 +313,8 @@ async fn an_expired_certificate_in_the_map_is_refused() {
     let (cloud, gcp) = world().await;
     in_map(&gcp, "cm-a", &NAMES[..1], false).await;
     in_map(&gcp, "cm-old", &NAMES[1..], true).await;
-    let unserved = refused(mapmove::attach(&gcp, PROXY, MAP, &[], &[], false, true).await);
+    let unserved =
+        refused(mapmove::attach_certificate_map(&gcp, PROXY, MAP, &[], &[], false, true).await);
     assert_eq!(unserved.len(), 1, "{unserved:?}");
     assert!(
         unserved[0].starts_with("www.example.test: entry www-example-test of certificate map m serves www.example.test with certificate cm-old, which expired at"),
@@ -320,7 +324,7 @@ async fn an_expired_certificate_in_the_map_is_refused() {
     all_served(&cloud, &NAMES, "sslCertificates").await;
     // In a dry run, names a configured certificate installs first count as
     // served, and are said to be.
-    let r = mapmove::attach(
+    let r = mapmove::attach_certificate_map(
         &gcp,
         PROXY,
         MAP,
@@ -339,7 +343,7 @@ async fn an_expired_certificate_in_the_map_is_refused() {
         r.lines
     );
     // A proxy that does not exist.
-    match mapmove::attach(&gcp, "nope", MAP, &[], &[], true, true).await {
+    match mapmove::attach_certificate_map(&gcp, "nope", MAP, &[], &[], true, true).await {
         Err(MoveError::ProxyNotFound { proxy, .. }) => assert_eq!(proxy, "nope"),
         other => panic!("{other:?}"),
     }

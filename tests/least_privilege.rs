@@ -872,11 +872,11 @@ async fn moving_a_proxy_onto_a_map_and_back_needs_only_the_lists() {
     let mut wanted = permissions::renewal(&config);
     wanted.extend(permissions::bootstrap(&config));
     let proof = Proof::start(&lab.cloud, &wanted).await;
-    let r = stack::mapmove::attach(&gcp, "p1", "m", &[], &[], false, true)
+    let r = stack::attach_certificate_map(&gcp, "p1", "m", &[], &[], false, true)
         .await
         .unwrap_or_else(|e| panic!("attach: {e}"));
     assert!(r.changed, "{:?}", r.lines);
-    let r = stack::mapmove::detach(&gcp, "p1", &[], false, true)
+    let r = stack::detach_certificate_map(&gcp, "p1", &[], false, true)
         .await
         .unwrap_or_else(|e| panic!("detach: {e}"));
     assert!(r.changed, "{:?}", r.lines);

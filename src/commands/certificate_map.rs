@@ -10,7 +10,7 @@ use crate::cli::CertificateMapCommand;
 use gclb_acme::config::Config;
 use gclb_acme::gcp::Gcp;
 use gclb_acme::reconcile::Renewer;
-use gclb_acme::stack::mapmove;
+use gclb_acme::stack as mapmove;
 
 use super::{CliError, runtime};
 
@@ -38,7 +38,7 @@ pub fn run(config_path: &Path, c: &CertificateMapCommand) -> Result<ExitCode, Cl
             CertificateMapCommand::Attach(a) => {
                 let extra = configured_names(&config, &a.proxy, Some(&a.map));
                 let installing = install_first(&gcp, &config, &a.proxy, &a.map, a.dry_run).await?;
-                mapmove::attach(
+                mapmove::attach_certificate_map(
                     &gcp,
                     &a.proxy,
                     &a.map,
@@ -52,7 +52,7 @@ pub fn run(config_path: &Path, c: &CertificateMapCommand) -> Result<ExitCode, Cl
             CertificateMapCommand::Detach(d) => {
                 // The sslCertificates must serve the map's hostnames; the
                 // configured certificates of the map are among them.
-                mapmove::detach(&gcp, &d.proxy, &[], d.dry_run, false).await?;
+                mapmove::detach_certificate_map(&gcp, &d.proxy, &[], d.dry_run, false).await?;
             }
         }
         Ok(ExitCode::SUCCESS)

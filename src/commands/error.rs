@@ -34,7 +34,7 @@ pub enum CliError {
     Stack(#[from] StackError),
     /// `certificate-map attach` / `detach`.
     #[error("error: {0}")]
-    Move(#[from] gclb_acme::stack::mapmove::MoveError),
+    Move(#[from] gclb_acme::stack::MoveError),
     /// The certificate installed into the map before an attach failed.
     #[error("error: installing certificate {name} into certificate map {map} first: {message}")]
     InstallFirst {

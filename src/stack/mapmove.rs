@@ -205,7 +205,7 @@ fn say(lines: &mut Vec<String>, quiet: bool, l: String) {
 /// `installing`: in a dry run, names a configured certificate would install
 /// into the map before the switch (`gclb-acme certificate-map attach` does
 /// that first); counted as served, and said so.
-pub async fn attach(
+pub async fn attach_certificate_map(
     gcp: &Gcp,
     proxy: &str,
     map: &str,
@@ -331,7 +331,7 @@ fn unserved_if_empty(r: &mut MoveReport, quiet: bool, proxy: &str) {
 /// checking that its sslCertificates serve a valid certificate for every
 /// hostname of the map's entries (and every name of `extra`). The map, its
 /// entries and certificates are kept. With `dry_run`, checks and says.
-pub async fn detach(
+pub async fn detach_certificate_map(
     gcp: &Gcp,
     proxy: &str,
     extra: &[String],

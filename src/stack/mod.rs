@@ -10,8 +10,8 @@
 
 mod apply;
 pub(crate) mod cert;
-pub mod certmap;
-pub mod mapmove;
+pub(crate) mod certmap;
+pub(crate) mod mapmove;
 mod observe;
 pub(crate) mod plan;
 pub(crate) mod takeover;
@@ -24,6 +24,8 @@ use sha2::Digest;
 
 pub use cert::{CertificateSource, ReuseExisting};
 pub use cert::{IssueWithAcme, find_ours, map_unserved};
+pub use certmap::MapObserved;
+pub use mapmove::{MoveError, MoveReport, attach_certificate_map, detach_certificate_map};
 pub use observe::{DnsObserved, ObservedStack};
 pub use plan::INGRESS_LABEL;
 pub use plan::{Action, Plan, Target};
