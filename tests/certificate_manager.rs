@@ -182,6 +182,36 @@ async fn first_issuance_creates_map_certificate_and_entries_then_renewal_patches
         [naming::cm_certificate_id("app")]
     );
     assert_eq!(inventory(&lab.cloud).await.1, our_entries());
+
+    // status: the map's entries and the certificate each serves.
+    let st = gclb_acme::reconcile::status(
+        &renewer.gcp,
+        &config,
+        &gclb_acme::state::StateDir::open(&config.state.dir).unwrap(),
+    )
+    .await;
+    assert!(st.healthy(), "{st:?}");
+    let c = &st.certificates[0];
+    assert_eq!(c.target, "certificate_map");
+    assert_eq!(c.certificate_map.as_deref(), Some(MAP));
+    let mut names = NAMES.map(str::to_string).to_vec();
+    names.sort();
+    assert_eq!(
+        c.proxies.iter().map(|p| p.name.clone()).collect::<Vec<_>>(),
+        names
+    );
+    for p in &c.proxies {
+        assert_eq!(p.certificate_map.as_deref(), Some(MAP));
+        assert_eq!(
+            p.entry.as_deref(),
+            Some(naming::map_entry_id(&p.name).as_str())
+        );
+        assert_eq!(p.certificates.len(), 1, "{p:?}");
+        let s = &p.certificates[0];
+        assert_eq!(s.name, naming::cm_certificate_id("app"));
+        assert!(s.ours && s.current && s.role == "ours", "{s:?}");
+        assert_eq!(s.serial.as_deref(), Some(renewed.as_str()));
+    }
 }
 
 #[tokio::test]

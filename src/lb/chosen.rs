@@ -64,6 +64,15 @@ pub fn choose<'a>(gcp: &'a Gcp, cert: &CertificateConfig) -> Target<'a> {
     }
 }
 
+/// [`Target::kind`] of what [`choose`] picks for `cert`, without a client
+/// (metrics label certificates before any call).
+pub fn kind_of(cert: &CertificateConfig) -> &'static str {
+    match cert.certificate_map {
+        Some(_) => "certificate_map",
+        None => "ssl_certificates",
+    }
+}
+
 impl Target<'_> {
     /// Where the certificate lives, as metrics and `status` label it:
     /// `ssl_certificates` or `certificate_map`.
