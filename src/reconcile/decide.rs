@@ -77,6 +77,15 @@ fn frontend(p: &crate::lb::ProxyObservation) -> String {
     }
 }
 
+/// Where a [`Competitor`] is listed: the proxy's name, or `map M entry for H`
+/// for a Certificate Manager map entry.
+pub(crate) fn competitor_at(p: &crate::lb::ProxyObservation) -> String {
+    match &p.certificate_map {
+        Some(m) => format!("map {m} entry for {}", p.name),
+        None => p.name.clone(),
+    }
+}
+
 impl fmt::Display for Reason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -189,7 +198,7 @@ pub fn decide(
                     certificate: c.name.clone(),
                 }),
                 Fate::Compete { shared } => competing.push(Competitor {
-                    proxy: p.name.clone(),
+                    proxy: competitor_at(p),
                     certificate: c.name.clone(),
                     shared,
                 }),

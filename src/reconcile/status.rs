@@ -300,10 +300,11 @@ pub(crate) fn warnings(
     let mut w: Vec<String> = competing.iter().map(|c| c.to_string()).collect();
     let mut expiring = false;
     for p in &obs.proxies {
+        let at = crate::reconcile::decide::competitor_at(p);
         for (i, c) in p.certificates.iter().enumerate() {
             let competes = competing
                 .iter()
-                .any(|k| k.proxy == p.name && k.certificate == c.name);
+                .any(|k| k.proxy == at && k.certificate == c.name);
             if c.ours || !(i == 0 || competes) {
                 continue;
             }
