@@ -167,6 +167,13 @@ async fn first_issuance_creates_map_certificate_and_entries_then_renewal_patches
         panic!("expected an installation, got {:?}", out.done);
     };
     assert!(report.uploaded && report.swapped.is_empty(), "{report:?}");
+    // Verification ran for the listed proxy, and skipped it: no forwarding
+    // rule (the emulator terminates no TLS).
+    assert!(
+        matches!(report.verify.as_slice(), [gclb_acme::lb::VerifyOutcome::Skipped { proxy, .. }] if proxy == "p1"),
+        "{:?}",
+        report.verify
+    );
     assert_eq!(finalized(&renewer), 1);
     let reqs = lab.cloud.requests().await;
     assert_eq!(
@@ -443,6 +450,25 @@ async fn a_hand_made_entry_is_taken_over_its_certificate_kept_then_deleted_once_
     // Healthy: the taken-over entry counts as served.
     let out = renewer.renew(&config.certificates[0], false).await.unwrap();
     assert!(matches!(out.done, Done::Healthy { .. }), "{:?}", out.done);
+    // status names the certificate left behind, and how to delete it.
+    let st = gclb_acme::reconcile::status(
+        &renewer.gcp,
+        &config,
+        &gclb_acme::state::StateDir::open(&config.state.dir).unwrap(),
+    )
+    .await;
+    assert!(st.healthy(), "{st:?}");
+    let left = &st.certificates[0].hand_made;
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert_eq!(left[0].name, "legacy");
+    assert!(left[0].served_by.is_empty());
+    assert!(
+        left[0]
+            .delete_command
+            .as_deref()
+            .is_some_and(|c| c.contains("certificates delete legacy --location=global")),
+        "{left:?}"
+    );
 
     // Adopted: deleted at the next installation, since no entry uses it.
     config.certificates[0].adopt = vec!["legacy".into()];

@@ -57,6 +57,9 @@
 //!   the certificate was just uploaded, the listed proxies are checked over
 //!   TLS as `lb::verify` does for sslCertificates (the emulator terminates no
 //!   TLS: its `/emulator/served` is the tests' oracle, not the product's).
+//! - **left_behind** (for `status`): hand-made Certificate Manager certificates
+//!   the configured names fully cover that no entry of the configured map uses
+//!   (unused: with the delete command; or used by other maps' entries).
 //! - **clean_up** deletes nothing of ours: patch-in-place supersedes no
 //!   resource. Adopted hand-made certificates (`adopt`, exact Certificate
 //!   Manager certificate ids) are deleted only when no entry uses them any more
@@ -340,9 +343,15 @@ impl CertificateMaps<'_> {
     }
 }
 
+/// The project's Certificate Manager certificates, listed once per `status` run.
+#[derive(Default)]
+pub struct Project {
+    certificates: tokio::sync::OnceCell<Result<Vec<Certificate>, left_behind::LeftBehindError>>,
+}
+
 impl CertificateTarget for CertificateMaps<'_> {
     type Run = Run;
-    type Project = ();
+    type Project = Project;
 
     async fn observe(&self, cert: &CertificateConfig) -> Result<Observation, LbError> {
         let map = map_of(cert)?;
@@ -385,15 +394,90 @@ impl CertificateTarget for CertificateMaps<'_> {
         })
     }
 
+    /// Hand-made Certificate Manager certificates our names fully cover that
+    /// no entry of the configured map uses: unused (with the command deleting
+    /// them), or used only by entries of other maps.
     async fn left_behind(
         &self,
-        _cert: &CertificateConfig,
-        _project: &(),
+        cert: &CertificateConfig,
+        project: &Project,
     ) -> Result<Vec<left_behind::LeftBehind>, left_behind::LeftBehindError> {
-        // Hand-made certificates an entry takeover replaced are reported by the
-        // installation that replaced them (with the delete command); `status`
-        // does not search the project for them on a map.
-        Ok(Vec::new())
+        let Some(map) = cert.certificate_map.as_deref() else {
+            return Ok(Vec::new());
+        };
+        let all = project
+            .certificates
+            .get_or_init(|| async {
+                self.gcp
+                    .list_certificates(None)
+                    .await
+                    .map_err(left_behind::LeftBehindError::new)
+            })
+            .await
+            .as_ref()
+            .map_err(Clone::clone)?;
+        let names = normalize_names(&cert.domains);
+        let mut found = Vec::new();
+        for c in all {
+            let l = listed(&cert.name, c.id(), Some(c));
+            if l.marked || l.ours || takeover::overlap(&names, &l.sans) != Overlap::Covered {
+                continue;
+            }
+            // (map, entry) of each entry using it.
+            let users: Vec<(&str, &str)> = c
+                .used_by
+                .iter()
+                .filter_map(|u| {
+                    let rest = u.name.split("/certificateMaps/").nth(1)?;
+                    let (m, e) = rest.split_once("/certificateMapEntries/")?;
+                    Some((m, e))
+                })
+                .collect();
+            if users.iter().any(|(m, _)| *m == map) {
+                // Still in the configured map: the reasons say it.
+                continue;
+            }
+            let adopted = cert.adopt.iter().any(|a| a == c.id());
+            let served_by: Vec<String> = users.iter().map(|(m, e)| format!("{m}/{e}")).collect();
+            let (message, delete_command) = if users.is_empty() {
+                let cmd = format!(
+                    "gcloud certificate-manager certificates delete {} --location=global --project {}",
+                    c.id(),
+                    self.gcp.project
+                );
+                (
+                    format!(
+                        "hand-made Certificate Manager certificate {} (for {}) is used by no map entry{}; delete it with: {cmd}",
+                        c.id(),
+                        l.sans.join(", "),
+                        if adopted {
+                            "; it is adopted, so the next renewal deletes it"
+                        } else {
+                            "; gclb-acme keeps it"
+                        }
+                    ),
+                    Some(cmd),
+                )
+            } else {
+                (
+                    format!(
+                        "hand-made Certificate Manager certificate {} (for {}) is still used by map entries {}, not in map {map} configured for {}",
+                        c.id(),
+                        l.sans.join(", "),
+                        served_by.join(", "),
+                        cert.name
+                    ),
+                    None,
+                )
+            };
+            found.push(left_behind::LeftBehind {
+                name: c.id().to_string(),
+                served_by,
+                message,
+                delete_command,
+            });
+        }
+        Ok(found)
     }
 
     async fn upload(

@@ -52,6 +52,7 @@ pub enum TargetRun {
 #[derive(Default)]
 pub struct TargetProject {
     ssl_certificates: left_behind::Project,
+    certificate_maps: certmap::Project,
 }
 
 /// The one place that picks the implementation for `cert`: a Certificate
@@ -107,7 +108,7 @@ impl CertificateTarget for Target<'_> {
     ) -> Result<Vec<LeftBehind>, LeftBehindError> {
         match self {
             Target::SslCertificates(t) => t.left_behind(cert, &project.ssl_certificates).await,
-            Target::CertificateMap(t) => t.left_behind(cert, &()).await,
+            Target::CertificateMap(t) => t.left_behind(cert, &project.certificate_maps).await,
         }
     }
 
