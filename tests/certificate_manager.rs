@@ -627,7 +627,8 @@ async fn converges_in_one_run_despite_twenty_percent_gcp_faults() {
     let config = map_config(&lab, &[]);
     let renewer = lab.renewer(&config).await;
     for rule in [
-        json!({"method": "certificatemanager.*", "probability": 0.2, "kind": "error", "status": 503}),
+        // Every GCP API (Certificate Manager, Cloud DNS, Compute): 20% 503s.
+        json!({"method": "*", "probability": 0.2, "kind": "error", "status": 503}),
         json!({"method": "certificatemanager.projects.locations.certificates.create", "count": 1, "kind": "operation", "status": 503}),
         json!({"method": "certificatemanager.projects.locations.certificateMapEntries.create", "count": 2, "kind": "operation", "status": 503}),
         json!({"method": "certificatemanager.projects.locations.certificateMaps.create", "count": 1, "kind": "operation", "status": 503}),
@@ -650,9 +651,10 @@ async fn converges_in_one_run_despite_twenty_percent_gcp_faults() {
         panic!("{:?}", out.done);
     };
     let reqs = lab.cloud.requests().await;
+    // 5xx only: the first issuance's reads of what is not there yet are 404s.
     let failed = reqs
         .iter()
-        .filter(|r| r["status"].as_u64().is_some_and(|s| s >= 400))
+        .filter(|r| r["status"].as_u64().is_some_and(|s| s >= 500))
         .count();
     let r = lab
         .cloud
@@ -671,7 +673,7 @@ async fn converges_in_one_run_despite_twenty_percent_gcp_faults() {
         assert_eq!(&served(&lab.cloud, "p1", n).await.2, serial);
     }
     eprintln!(
-        "faults: {failed} of {} requests failed, two installations converged",
+        "faults: {failed} of {} requests failed with 5xx, two installations converged",
         reqs.len()
     );
     assert!(failed > 0, "the faults fired");
