@@ -282,8 +282,59 @@ async fn many(a: &Args, n: usize) -> Value {
     v
 }
 
+/// `n` first issuances into one new map (nothing seeded), by the release binary.
+async fn many_first(a: &Args, n: usize) -> Value {
+    let lab = lab().await;
+    let cfg = lab.tmp.path().join("certmap-first.toml");
+    write_config(&lab, &cfg, n);
+    lab.cloud.clear_requests().await;
+    let dir = lab.tmp.path().join("certmap-first");
+    std::fs::create_dir_all(&dir).unwrap();
+    let env = [("GCE_METADATA_HOST", lab.metadata_host())];
+    let cfg_s = cfg.to_string_lossy().into_owned();
+    let (ok, wall, tv, _, err) = tokio::task::block_in_place(|| {
+        run_timed(&a.bin, &env, &["-q", "--config", &cfg_s, "renew"], &dir)
+    });
+    let log = lab.cloud.requests().await;
+    let (mutations, reads) = cm_calls(&log);
+    let lists = log
+        .iter()
+        .filter(|r| r["id"] == "certificatemanager.projects.locations.certificateMaps.certificateMapEntries.list")
+        .count();
+    let entries = lab
+        .cloud
+        .gcp()
+        .list_certificate_map_entries(MAP, None)
+        .await
+        .map(|e| e.len())
+        .unwrap_or(0);
+    if !ok {
+        eprintln!(
+            "certmap first: exit != 0:\n{}",
+            err.lines().take(20).collect::<Vec<_>>().join("\n")
+        );
+    }
+    let v = json!({
+        "certificates": n,
+        "exit_ok": ok,
+        "entries": entries,
+        "wall_s": wall.as_secs_f64(),
+        "cpu_s": tv.user + tv.sys,
+        "peak_rss_kb": tv.max_rss_kb,
+        "cm_mutations": mutations,
+        "cm_reads": reads,
+        "entry_lists": lists,
+    });
+    eprintln!("certmap first: {v}");
+    v
+}
+
 pub(crate) async fn run(a: &Args, n: usize) -> Value {
-    json!({ "one": one(a).await, "many": many(a, n).await })
+    json!({
+        "one": one(a).await,
+        "many": many(a, n).await,
+        "first": many_first(a, n).await,
+    })
 }
 
 pub(crate) fn markdown(v: &Value) -> String {
@@ -340,6 +391,17 @@ pub(crate) fn markdown(v: &Value) -> String {
     md.push_str(&format!(
         "| the same: Certificate Manager mutations (patches) / reads; all GCP requests | {} ({}) / {}; {} |  | n/a |\n",
         many["cm_mutations"], many["cm_patches"], many["cm_reads"], many["gcp_requests"]
+    ));
+    let first = &v["first"];
+    md.push_str(&format!(
+        "| {} first issuances into one new map (release renew): total time; mutations / reads (entry lists) | {:.1} s ({} entries, exit ok {}); {} / {} ({}) |  | n/a |\n",
+        first["certificates"],
+        first["wall_s"].as_f64().unwrap_or(0.0),
+        first["entries"],
+        first["exit_ok"],
+        first["cm_mutations"],
+        first["cm_reads"],
+        first["entry_lists"]
     ));
     md.push_str(&format!(
         "| the same: CPU (user+sys), peak memory (VmHWM) | {:.2} s, {:.1} MB (emulator+harness {:.2} s) |  | n/a |\n",
