@@ -678,3 +678,53 @@ async fn converges_in_one_run_despite_twenty_percent_gcp_faults() {
     );
     assert!(failed > 0, "the faults fired");
 }
+
+#[tokio::test]
+async fn a_name_removed_from_domains_loses_its_entry_of_ours_at_the_next_renewal() {
+    let lab = Lab::start().await;
+    let mut config = map_config(&lab, &[]);
+    config.certificates[0].primary = true;
+    let renewer = lab.renewer(&config).await;
+    renewer.renew(&config.certificates[0], false).await.unwrap();
+    let mut all = our_entries();
+    all.push(naming::PRIMARY_ENTRY_ID.to_string());
+    all.sort();
+    assert_eq!(inventory(&lab.cloud).await.1, all);
+
+    // The wildcard and the PRIMARY entry go from the configuration: the names
+    // changed, so a certificate is issued; its clean-up deletes both entries.
+    // A crash after the first delete: the resumed run deletes the other.
+    config.certificates[0].domains = vec!["example.test".into()];
+    config.certificates[0].primary = false;
+    let mut first = lab.renewer(&config).await;
+    first.install.hook = Some(Arc::new(|s: &str| s.starts_with("deleted:")));
+    let err = first
+        .renew(&config.certificates[0], false)
+        .await
+        .expect_err("stopped after the first delete");
+    assert!(err.is_aborted(), "{err}");
+    assert_eq!(inventory(&lab.cloud).await.1.len(), 2);
+    let renewer = lab.renewer(&config).await;
+    let out = renewer.renew(&config.certificates[0], false).await.unwrap();
+    let Done::Installed { report, issued, .. } = &out.done else {
+        panic!("{:?}", out.done);
+    };
+    assert!(!issued, "resumed, not issued again");
+    assert_eq!(finalized(&first) + finalized(&renewer), 1);
+    assert_eq!(report.deleted.len(), 1, "{report:?}");
+    let gone = [
+        naming::map_entry_id("*.example.test"),
+        naming::PRIMARY_ENTRY_ID.to_string(),
+    ];
+    assert!(gone.contains(&report.deleted[0]), "{report:?}");
+    assert_eq!(
+        inventory(&lab.cloud).await,
+        (
+            vec![naming::cm_certificate_id("app")],
+            vec![naming::map_entry_id("example.test")]
+        )
+    );
+    map_proxy(&lab.cloud, "p1", MAP).await;
+    let (id, _, _) = served(&lab.cloud, "p1", "example.test").await;
+    assert_eq!(id, naming::cm_certificate_id("app"));
+}
