@@ -259,7 +259,11 @@ fn print_status(report: &gclb_acme::reconcile::StatusReport) {
             );
         }
         for p in &c.proxies {
-            println!("        proxy {}:", p.name);
+            match (&p.certificate_map, &p.entry) {
+                (Some(m), Some(e)) => println!("        map {m}, entry {e} for {}:", p.name),
+                (Some(m), None) => println!("        map {m}, no entry for {}", p.name),
+                _ => println!("        proxy {}:", p.name),
+            }
             for s in &p.certificates {
                 let exp = s
                     .expire_time

@@ -167,6 +167,13 @@ async fn first_issuance_creates_map_certificate_and_entries_then_renewal_patches
         panic!("expected an installation, got {:?}", out.done);
     };
     assert!(report.uploaded && report.swapped.is_empty(), "{report:?}");
+    // Verification ran for the listed proxy, and skipped it: no forwarding
+    // rule (the emulator terminates no TLS).
+    assert!(
+        matches!(report.verify.as_slice(), [gclb_acme::lb::VerifyOutcome::Skipped { proxy, .. }] if proxy == "p1"),
+        "{:?}",
+        report.verify
+    );
     assert_eq!(finalized(&renewer), 1);
     let reqs = lab.cloud.requests().await;
     assert_eq!(
@@ -182,6 +189,36 @@ async fn first_issuance_creates_map_certificate_and_entries_then_renewal_patches
         [naming::cm_certificate_id("app")]
     );
     assert_eq!(inventory(&lab.cloud).await.1, our_entries());
+
+    // status: the map's entries and the certificate each serves.
+    let st = gclb_acme::reconcile::status(
+        &renewer.gcp,
+        &config,
+        &gclb_acme::state::StateDir::open(&config.state.dir).unwrap(),
+    )
+    .await;
+    assert!(st.healthy(), "{st:?}");
+    let c = &st.certificates[0];
+    assert_eq!(c.target, "certificate_map");
+    assert_eq!(c.certificate_map.as_deref(), Some(MAP));
+    let mut names = NAMES.map(str::to_string).to_vec();
+    names.sort();
+    assert_eq!(
+        c.proxies.iter().map(|p| p.name.clone()).collect::<Vec<_>>(),
+        names
+    );
+    for p in &c.proxies {
+        assert_eq!(p.certificate_map.as_deref(), Some(MAP));
+        assert_eq!(
+            p.entry.as_deref(),
+            Some(naming::map_entry_id(&p.name).as_str())
+        );
+        assert_eq!(p.certificates.len(), 1, "{p:?}");
+        let s = &p.certificates[0];
+        assert_eq!(s.name, naming::cm_certificate_id("app"));
+        assert!(s.ours && s.current && s.role == "ours", "{s:?}");
+        assert_eq!(s.serial.as_deref(), Some(renewed.as_str()));
+    }
 }
 
 #[tokio::test]
@@ -413,6 +450,25 @@ async fn a_hand_made_entry_is_taken_over_its_certificate_kept_then_deleted_once_
     // Healthy: the taken-over entry counts as served.
     let out = renewer.renew(&config.certificates[0], false).await.unwrap();
     assert!(matches!(out.done, Done::Healthy { .. }), "{:?}", out.done);
+    // status names the certificate left behind, and how to delete it.
+    let st = gclb_acme::reconcile::status(
+        &renewer.gcp,
+        &config,
+        &gclb_acme::state::StateDir::open(&config.state.dir).unwrap(),
+    )
+    .await;
+    assert!(st.healthy(), "{st:?}");
+    let left = &st.certificates[0].hand_made;
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert_eq!(left[0].name, "legacy");
+    assert!(left[0].served_by.is_empty());
+    assert!(
+        left[0]
+            .delete_command
+            .as_deref()
+            .is_some_and(|c| c.contains("certificates delete legacy --location=global")),
+        "{left:?}"
+    );
 
     // Adopted: deleted at the next installation, since no entry uses it.
     config.certificates[0].adopt = vec!["legacy".into()];
@@ -571,7 +627,8 @@ async fn converges_in_one_run_despite_twenty_percent_gcp_faults() {
     let config = map_config(&lab, &[]);
     let renewer = lab.renewer(&config).await;
     for rule in [
-        json!({"method": "certificatemanager.*", "probability": 0.2, "kind": "error", "status": 503}),
+        // Every GCP API (Certificate Manager, Cloud DNS, Compute): 20% 503s.
+        json!({"method": "*", "probability": 0.2, "kind": "error", "status": 503}),
         json!({"method": "certificatemanager.projects.locations.certificates.create", "count": 1, "kind": "operation", "status": 503}),
         json!({"method": "certificatemanager.projects.locations.certificateMapEntries.create", "count": 2, "kind": "operation", "status": 503}),
         json!({"method": "certificatemanager.projects.locations.certificateMaps.create", "count": 1, "kind": "operation", "status": 503}),
@@ -594,9 +651,10 @@ async fn converges_in_one_run_despite_twenty_percent_gcp_faults() {
         panic!("{:?}", out.done);
     };
     let reqs = lab.cloud.requests().await;
+    // 5xx only: the first issuance's reads of what is not there yet are 404s.
     let failed = reqs
         .iter()
-        .filter(|r| r["status"].as_u64().is_some_and(|s| s >= 400))
+        .filter(|r| r["status"].as_u64().is_some_and(|s| s >= 500))
         .count();
     let r = lab
         .cloud
@@ -615,8 +673,58 @@ async fn converges_in_one_run_despite_twenty_percent_gcp_faults() {
         assert_eq!(&served(&lab.cloud, "p1", n).await.2, serial);
     }
     eprintln!(
-        "faults: {failed} of {} requests failed, two installations converged",
+        "faults: {failed} of {} requests failed with 5xx, two installations converged",
         reqs.len()
     );
     assert!(failed > 0, "the faults fired");
+}
+
+#[tokio::test]
+async fn a_name_removed_from_domains_loses_its_entry_of_ours_at_the_next_renewal() {
+    let lab = Lab::start().await;
+    let mut config = map_config(&lab, &[]);
+    config.certificates[0].primary = true;
+    let renewer = lab.renewer(&config).await;
+    renewer.renew(&config.certificates[0], false).await.unwrap();
+    let mut all = our_entries();
+    all.push(naming::PRIMARY_ENTRY_ID.to_string());
+    all.sort();
+    assert_eq!(inventory(&lab.cloud).await.1, all);
+
+    // The wildcard and the PRIMARY entry go from the configuration: the names
+    // changed, so a certificate is issued; its clean-up deletes both entries.
+    // A crash after the first delete: the resumed run deletes the other.
+    config.certificates[0].domains = vec!["example.test".into()];
+    config.certificates[0].primary = false;
+    let mut first = lab.renewer(&config).await;
+    first.install.hook = Some(Arc::new(|s: &str| s.starts_with("deleted:")));
+    let err = first
+        .renew(&config.certificates[0], false)
+        .await
+        .expect_err("stopped after the first delete");
+    assert!(err.is_aborted(), "{err}");
+    assert_eq!(inventory(&lab.cloud).await.1.len(), 2);
+    let renewer = lab.renewer(&config).await;
+    let out = renewer.renew(&config.certificates[0], false).await.unwrap();
+    let Done::Installed { report, issued, .. } = &out.done else {
+        panic!("{:?}", out.done);
+    };
+    assert!(!issued, "resumed, not issued again");
+    assert_eq!(finalized(&first) + finalized(&renewer), 1);
+    assert_eq!(report.deleted.len(), 1, "{report:?}");
+    let gone = [
+        naming::map_entry_id("*.example.test"),
+        naming::PRIMARY_ENTRY_ID.to_string(),
+    ];
+    assert!(gone.contains(&report.deleted[0]), "{report:?}");
+    assert_eq!(
+        inventory(&lab.cloud).await,
+        (
+            vec![naming::cm_certificate_id("app")],
+            vec![naming::map_entry_id("example.test")]
+        )
+    );
+    map_proxy(&lab.cloud, "p1", MAP).await;
+    let (id, _, _) = served(&lab.cloud, "p1", "example.test").await;
+    assert_eq!(id, naming::cm_certificate_id("app"));
 }

@@ -57,8 +57,14 @@
 //!   the certificate was just uploaded, the listed proxies are checked over
 //!   TLS as `lb::verify` does for sslCertificates (the emulator terminates no
 //!   TLS: its `/emulator/served` is the tests' oracle, not the product's).
-//! - **clean_up** deletes nothing of ours: patch-in-place supersedes no
-//!   resource. Adopted hand-made certificates (`adopt`, exact Certificate
+//! - **left_behind** (for `status`): hand-made Certificate Manager certificates
+//!   the configured names fully cover that no entry of the configured map uses
+//!   (unused: with the delete command; or used by other maps' entries).
+//! - **clean_up** deletes no certificate of ours: patch-in-place supersedes
+//!   no certificate. After an issued certificate was installed it lists our
+//!   entries by label (one read) and deletes those for names no longer
+//!   configured (a domain removed, `primary` turned off): `report.deleted`
+//!   holds their ids. Adopted hand-made certificates (`adopt`, exact Certificate
 //!   Manager certificate ids) are deleted only when no entry uses them any more
 //!   (`usedBy` empty), gclb-acme did not create them and our names cover
 //!   theirs; every other hand-made certificate taken off an entry is reported
@@ -68,7 +74,8 @@
 //!   built yet.)
 //! - **Mutations**: in steady state a renewal is exactly one Certificate
 //!   Manager mutation (the patch); its reads are the proxies listed, one GET
-//!   per entry and one per certificate those entries use.
+//!   per entry and one per certificate those entries use, and clean-up's list
+//!   of our entries.
 //! - **Concurrency**: each entry is changed by one `[[certificates]]` only
 //!   (configuration validation: a hostname belongs to one entry per map), so
 //!   entries sharing a map never race; the map is created at most once (409 is
@@ -340,9 +347,15 @@ impl CertificateMaps<'_> {
     }
 }
 
+/// The project's Certificate Manager certificates, listed once per `status` run.
+#[derive(Default)]
+pub struct Project {
+    certificates: tokio::sync::OnceCell<Result<Vec<Certificate>, left_behind::LeftBehindError>>,
+}
+
 impl CertificateTarget for CertificateMaps<'_> {
     type Run = Run;
-    type Project = ();
+    type Project = Project;
 
     async fn observe(&self, cert: &CertificateConfig) -> Result<Observation, LbError> {
         let map = map_of(cert)?;
@@ -385,15 +398,90 @@ impl CertificateTarget for CertificateMaps<'_> {
         })
     }
 
+    /// Hand-made Certificate Manager certificates our names fully cover that
+    /// no entry of the configured map uses: unused (with the command deleting
+    /// them), or used only by entries of other maps.
     async fn left_behind(
         &self,
-        _cert: &CertificateConfig,
-        _project: &(),
+        cert: &CertificateConfig,
+        project: &Project,
     ) -> Result<Vec<left_behind::LeftBehind>, left_behind::LeftBehindError> {
-        // Hand-made certificates an entry takeover replaced are reported by the
-        // installation that replaced them (with the delete command); `status`
-        // does not search the project for them on a map.
-        Ok(Vec::new())
+        let Some(map) = cert.certificate_map.as_deref() else {
+            return Ok(Vec::new());
+        };
+        let all = project
+            .certificates
+            .get_or_init(|| async {
+                self.gcp
+                    .list_certificates(None)
+                    .await
+                    .map_err(left_behind::LeftBehindError::new)
+            })
+            .await
+            .as_ref()
+            .map_err(Clone::clone)?;
+        let names = normalize_names(&cert.domains);
+        let mut found = Vec::new();
+        for c in all {
+            let l = listed(&cert.name, c.id(), Some(c));
+            if l.marked || l.ours || takeover::overlap(&names, &l.sans) != Overlap::Covered {
+                continue;
+            }
+            // (map, entry) of each entry using it.
+            let users: Vec<(&str, &str)> = c
+                .used_by
+                .iter()
+                .filter_map(|u| {
+                    let rest = u.name.split("/certificateMaps/").nth(1)?;
+                    let (m, e) = rest.split_once("/certificateMapEntries/")?;
+                    Some((m, e))
+                })
+                .collect();
+            if users.iter().any(|(m, _)| *m == map) {
+                // Still in the configured map: the reasons say it.
+                continue;
+            }
+            let adopted = cert.adopt.iter().any(|a| a == c.id());
+            let served_by: Vec<String> = users.iter().map(|(m, e)| format!("{m}/{e}")).collect();
+            let (message, delete_command) = if users.is_empty() {
+                let cmd = format!(
+                    "gcloud certificate-manager certificates delete {} --location=global --project {}",
+                    c.id(),
+                    self.gcp.project
+                );
+                (
+                    format!(
+                        "hand-made Certificate Manager certificate {} (for {}) is used by no map entry{}; delete it with: {cmd}",
+                        c.id(),
+                        l.sans.join(", "),
+                        if adopted {
+                            "; it is adopted, so the next renewal deletes it"
+                        } else {
+                            "; gclb-acme keeps it"
+                        }
+                    ),
+                    Some(cmd),
+                )
+            } else {
+                (
+                    format!(
+                        "hand-made Certificate Manager certificate {} (for {}) is still used by map entries {}, not in map {map} configured for {}",
+                        c.id(),
+                        l.sans.join(", "),
+                        served_by.join(", "),
+                        cert.name
+                    ),
+                    None,
+                )
+            };
+            found.push(left_behind::LeftBehind {
+                name: c.id().to_string(),
+                served_by,
+                message,
+                delete_command,
+            });
+        }
+        Ok(found)
     }
 
     async fn upload(
@@ -429,6 +517,7 @@ impl CertificateTarget for CertificateMaps<'_> {
                 })
                 .unwrap_or_default(),
             superseded: Vec::new(),
+            prune: matches!(what, Upload::Issued(_)),
             report: InstallReport {
                 resource: our_id.clone(),
                 ..InstallReport::default()
@@ -520,6 +609,9 @@ impl CertificateTarget for CertificateMaps<'_> {
         mut run: Run,
         opts: &InstallOptions,
     ) -> Result<InstallReport, LbError> {
+        if run.prune {
+            run.report.deleted = self.prune_entries(cert, &run.map, opts).await?;
+        }
         let names = normalize_names(&cert.domains);
         for adopted in &cert.adopt {
             let Some(c) = self.gcp.get_certificate(adopted).await? else {
@@ -618,6 +710,9 @@ pub struct Run {
     /// Certificates the observation read, by id.
     cache: HashMap<String, ServedCertificate>,
     superseded: Vec<HandMade>,
+    /// An issued certificate was installed: clean-up looks for entries of
+    /// ours for names no longer configured.
+    prune: bool,
     report: InstallReport,
 }
 
@@ -913,6 +1008,58 @@ impl CertificateMaps<'_> {
         }
         tracing::warn!(certificate = %cert.name, map = %run.map, entry = e.id(), superseded = %superseded.join(","), "taking over a hand-made map entry for our hostname: it now lists our certificate");
         Ok(Some((list, superseded, competing)))
+    }
+
+    /// Deletes the entries of ours (labels) in `map` whose name is no longer
+    /// configured (a domain removed, or `primary` turned off): one list of our
+    /// entries by label. Returns their ids.
+    async fn prune_entries(
+        &self,
+        cert: &CertificateConfig,
+        map: &str,
+        opts: &InstallOptions,
+    ) -> Result<Vec<String>, LbError> {
+        let slots = slots(cert);
+        let filter = format!("labels.{}={}", naming::LABEL_CERTIFICATE, cert.name);
+        let ours = match self
+            .gcp
+            .list_certificate_map_entries(map, Some(&filter))
+            .await
+        {
+            Ok(v) => v,
+            Err(e) if e.is_not_found() => return Ok(Vec::new()),
+            Err(e) => return Err(e.into()),
+        };
+        let mut deleted = Vec::new();
+        for e in ours {
+            if !naming::cm_is_ours(&cert.name, &e.labels) || slots.iter().any(|s| s.matches(&e)) {
+                continue;
+            }
+            let mut attempt = 0;
+            loop {
+                let r = match self.gcp.delete_certificate_map_entry(map, e.id()).await {
+                    Ok(op) => self
+                        .gcp
+                        .wait_certificate_manager(op, opts.operation_timeout)
+                        .await
+                        .map(|_| ()),
+                    Err(e) => Err(e),
+                };
+                match r {
+                    Ok(()) => break,
+                    Err(err) if err.is_not_found() => break,
+                    Err(err) => {
+                        attempt = retry(attempt, opts, err, || {
+                            format!("deleting map entry {}", e.id())
+                        })?
+                    }
+                }
+            }
+            tracing::info!(certificate = %cert.name, map, entry = e.id(), hostname = e.hostname.as_deref().unwrap_or("PRIMARY"), "deleted our map entry for a name no longer configured");
+            deleted.push(e.id().to_string());
+            opts.at(&step::deleted(e.id()))?;
+        }
+        Ok(deleted)
     }
 
     /// Deletes a certificate, waiting out "in use" with back-off; gone is done.

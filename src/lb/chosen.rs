@@ -52,6 +52,7 @@ pub enum TargetRun {
 #[derive(Default)]
 pub struct TargetProject {
     ssl_certificates: left_behind::Project,
+    certificate_maps: certmap::Project,
 }
 
 /// The one place that picks the implementation for `cert`: a Certificate
@@ -61,6 +62,15 @@ pub fn choose<'a>(gcp: &'a Gcp, cert: &CertificateConfig) -> Target<'a> {
     match cert.certificate_map {
         Some(_) => Target::CertificateMap(CertificateMaps { gcp }),
         None => Target::SslCertificates(SslCertificates { gcp }),
+    }
+}
+
+/// [`Target::kind`] of what [`choose`] picks for `cert`, without a client
+/// (metrics label certificates before any call).
+pub fn kind_of(cert: &CertificateConfig) -> &'static str {
+    match cert.certificate_map {
+        Some(_) => "certificate_map",
+        None => "ssl_certificates",
     }
 }
 
@@ -98,7 +108,7 @@ impl CertificateTarget for Target<'_> {
     ) -> Result<Vec<LeftBehind>, LeftBehindError> {
         match self {
             Target::SslCertificates(t) => t.left_behind(cert, &project.ssl_certificates).await,
-            Target::CertificateMap(t) => t.left_behind(cert, &()).await,
+            Target::CertificateMap(t) => t.left_behind(cert, &project.certificate_maps).await,
         }
     }
 

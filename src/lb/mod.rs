@@ -32,7 +32,7 @@ pub(crate) mod verify;
 use crate::gcp::GcpError;
 
 pub use certmap::CertificateMaps;
-pub use chosen::{Target, TargetProject, TargetRun, choose, install, retake};
+pub use chosen::{Target, TargetProject, TargetRun, choose, install, kind_of, retake};
 pub use install::cleanup;
 pub use left_behind::{LeftBehind, LeftBehindError};
 pub use observe::{Observation, ProxyObservation, ServedCertificate, observe};
