@@ -284,6 +284,24 @@ async fn renewal_into_a_certificate_map_needs_exactly_its_list() {
     proof.resume().await;
     let (second, _) = renew_forced(&lab, &r).await;
     second.unwrap_or_else(|e| panic!("renewal in place: {e}\n{}", lab.pebble.log()));
+    // status (hand-made certificates left behind are looked for).
+    let st = gclb_acme::reconcile::status(
+        &gcp,
+        &config,
+        &gclb_acme::state::StateDir::open(&config.state.dir).unwrap(),
+    )
+    .await;
+    assert!(st.healthy(), "{st:?}");
+    // A domain removed: the next renewal deletes its entry.
+    let mut fewer = config.clone();
+    fewer.certificates[0]
+        .domains
+        .retain(|d| d == "example.test");
+    let mut r2 = lab.renewer(&fewer).await;
+    r2.install = install(true);
+    renew_one(&r2, true)
+        .await
+        .unwrap_or_else(|e| panic!("renewal with a domain removed: {e}\n{}", lab.pebble.log()));
     let seen = proof.finish().await;
     let (s, b) = lab
         .cloud
@@ -794,6 +812,14 @@ async fn a_stack_on_a_certificate_map_needs_exactly_its_lists() {
         "{:#?}",
         repaired.applied
     );
+    // status, as the daemon's identity runs it.
+    let st = gclb_acme::reconcile::status(
+        &gcp,
+        &config,
+        &gclb_acme::state::StateDir::open(&config.state.dir).unwrap(),
+    )
+    .await;
+    assert!(st.healthy(), "{st:?}");
     let gone = stack::teardown(&gcp, &desired, quiet)
         .await
         .unwrap_or_else(|e| panic!("teardown: {e}"));
