@@ -516,8 +516,16 @@ async fn the_stack_adds_run_iap_and_serviceusage() {
 async fn a_certificate_map_adds_certificate_manager_api_map_and_permissions() {
     let s = Setup::healthy().await;
     let in_map = "certificate_map = \"sites\"";
+    // The certificate lists app-proxy, which does not serve the map yet: its
+    // renewal would fail, so check does.
     let r = s.check_with(in_map, "").await;
-    assert!(!r.failed(), "{r}");
+    assert_one_fail(
+        &r,
+        &[
+            "FAIL  target HTTPS proxy app-proxy: does not serve certificate map sites (it serves 1 sslCertificate(s)), but certificate app lives there and lists it",
+            "fix: gclb-acme certificate-map attach --proxy app-proxy --map sites",
+        ],
+    );
     let text = r.to_string();
     for want in [
         "ok    API certificatemanager.googleapis.com: enabled",
@@ -530,7 +538,7 @@ async fn a_certificate_map_adds_certificate_manager_api_map_and_permissions() {
     let plain = s.check().await.to_string();
     assert!(!plain.contains("certificatemanager"), "{plain}");
 
-    // The map exists: said so.
+    // The map exists and the proxy serves it: all good.
     let (st, b) = s
         .cloud
         .post(
@@ -542,9 +550,24 @@ async fn a_certificate_map_adds_certificate_manager_api_map_and_permissions() {
         .await;
     assert_eq!(st, 200, "{b}");
     tokio::time::sleep(Duration::from_millis(100)).await;
-    let text = s.check_with(in_map, "").await.to_string();
+    let (st, b) = s
+        .cloud
+        .post(
+            &format!("compute/v1/projects/{PROJECT}/global/targetHttpsProxies/app-proxy/setCertificateMap"),
+            json!({"certificateMap": format!("//certificatemanager.googleapis.com/projects/{PROJECT}/locations/global/certificateMaps/sites")}),
+        )
+        .await;
+    assert_eq!(st, 200, "{b}");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let r = s.check_with(in_map, "").await;
+    assert!(!r.failed(), "{r}");
+    let text = r.to_string();
     assert!(
         text.contains("ok    certificate map sites: exists"),
+        "{text}"
+    );
+    assert!(
+        text.contains("ok    target HTTPS proxy app-proxy: serves certificate map sites"),
         "{text}"
     );
 
