@@ -502,8 +502,9 @@ impl CertificateTarget for CertificateMaps<'_> {
                 o.proxies
                     .iter()
                     .map(|p| {
-                        (!p.self_link.is_empty())
-                            .then(|| p.certificates.iter().map(|c| c.name.clone()).collect())
+                        let ids = (!p.self_link.is_empty())
+                            .then(|| p.certificates.iter().map(|c| c.name.clone()).collect());
+                        (p.name.clone(), ids)
                     })
                     .collect()
             }),
@@ -557,15 +558,14 @@ impl CertificateTarget for CertificateMaps<'_> {
         // Slots the observation shows listing exactly our certificate are done.
         let todo: Vec<Slot> = slots
             .iter()
-            .enumerate()
-            .filter(|(i, _)| {
+            .filter(|s| {
                 run.known
                     .as_ref()
-                    .and_then(|k| k.get(*i))
+                    .and_then(|k| k.get(s.label()))
                     .and_then(Option::as_ref)
                     .is_none_or(|ids| ids.len() != 1 || ids[0] != run.cert_id)
             })
-            .map(|(_, s)| s.clone())
+            .cloned()
             .collect();
         if !todo.is_empty() {
             let entries = self.read_entries(&run.map, &todo).await?;
@@ -704,9 +704,10 @@ pub struct Run {
     cert_full: String,
     /// The names and serial TLS must show (a fresh upload only).
     expect: Option<(Vec<String>, String)>,
-    /// Per slot, from the observation: the certificate ids its entry lists
-    /// (`None`: no entry); `None` without an observation.
-    known: Option<Vec<Option<Vec<String>>>>,
+    /// Per frontend name (hostname or `PRIMARY`), from the observation: the
+    /// certificate ids its entry lists (`None`: no entry); `None` without an
+    /// observation.
+    known: Option<HashMap<String, Option<Vec<String>>>>,
     /// Certificates the observation read, by id.
     cache: HashMap<String, ServedCertificate>,
     superseded: Vec<HandMade>,
