@@ -44,8 +44,9 @@
 //!   new leaf there: nothing is sent.
 //! - **attach** makes every configured name's entry list our certificate.
 //!   Entries the observation shows listing exactly our certificate are not
-//!   read again; the others are read right before their change: a missing
-//!   entry is created (409: read back, patched when it points elsewhere), an
+//!   touched; entries it found missing are created without another read (the
+//!   create is conditional: 409 is read back, and patched when it points
+//!   elsewhere); the others are read right before their change: an
 //!   entry of ours pointing elsewhere is patched to ours, and an entry someone
 //!   else made for our hostname is **taken over** by the takeover rules
 //!   (`lb::takeover`): its certificates our names fully cover are replaced by
@@ -568,7 +569,28 @@ impl CertificateTarget for CertificateMaps<'_> {
             .cloned()
             .collect();
         if !todo.is_empty() {
-            let entries = self.read_entries(&run.map, &todo).await?;
+            // An entry the observation (under the lock, moments ago) found
+            // missing is created without reading again: the create itself
+            // refuses (409) if ours appeared meanwhile, and is then read back.
+            // The others are read right before their change.
+            let seen_missing = |s: &Slot| {
+                run.known
+                    .as_ref()
+                    .and_then(|k| k.get(s.label()))
+                    .is_some_and(Option::is_none)
+            };
+            let reread: Vec<Slot> = todo.iter().filter(|s| !seen_missing(s)).cloned().collect();
+            let mut fresh = self.read_entries(&run.map, &reread).await?.into_iter();
+            let entries: Vec<Option<CertificateMapEntry>> = todo
+                .iter()
+                .map(|s| {
+                    if seen_missing(s) {
+                        None
+                    } else {
+                        fresh.next().flatten()
+                    }
+                })
+                .collect();
             let r: &Run = run;
             let results = futures_util::future::join_all(
                 todo.iter()
