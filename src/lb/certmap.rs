@@ -44,8 +44,9 @@
 //!   new leaf there: nothing is sent.
 //! - **attach** makes every configured name's entry list our certificate.
 //!   Entries the observation shows listing exactly our certificate are not
-//!   read again; the others are read right before their change: a missing
-//!   entry is created (409: read back, patched when it points elsewhere), an
+//!   touched; entries it found missing are created without another read (the
+//!   create is conditional: 409 is read back, and patched when it points
+//!   elsewhere); the others are read right before their change: an
 //!   entry of ours pointing elsewhere is patched to ours, and an entry someone
 //!   else made for our hostname is **taken over** by the takeover rules
 //!   (`lb::takeover`): its certificates our names fully cover are replaced by
@@ -502,8 +503,9 @@ impl CertificateTarget for CertificateMaps<'_> {
                 o.proxies
                     .iter()
                     .map(|p| {
-                        (!p.self_link.is_empty())
-                            .then(|| p.certificates.iter().map(|c| c.name.clone()).collect())
+                        let ids = (!p.self_link.is_empty())
+                            .then(|| p.certificates.iter().map(|c| c.name.clone()).collect());
+                        (p.name.clone(), ids)
                     })
                     .collect()
             }),
@@ -557,18 +559,38 @@ impl CertificateTarget for CertificateMaps<'_> {
         // Slots the observation shows listing exactly our certificate are done.
         let todo: Vec<Slot> = slots
             .iter()
-            .enumerate()
-            .filter(|(i, _)| {
+            .filter(|s| {
                 run.known
                     .as_ref()
-                    .and_then(|k| k.get(*i))
+                    .and_then(|k| k.get(s.label()))
                     .and_then(Option::as_ref)
                     .is_none_or(|ids| ids.len() != 1 || ids[0] != run.cert_id)
             })
-            .map(|(_, s)| s.clone())
+            .cloned()
             .collect();
         if !todo.is_empty() {
-            let entries = self.read_entries(&run.map, &todo).await?;
+            // An entry the observation (under the lock, moments ago) found
+            // missing is created without reading again: the create itself
+            // refuses (409) if ours appeared meanwhile, and is then read back.
+            // The others are read right before their change.
+            let seen_missing = |s: &Slot| {
+                run.known
+                    .as_ref()
+                    .and_then(|k| k.get(s.label()))
+                    .is_some_and(Option::is_none)
+            };
+            let reread: Vec<Slot> = todo.iter().filter(|s| !seen_missing(s)).cloned().collect();
+            let mut fresh = self.read_entries(&run.map, &reread).await?.into_iter();
+            let entries: Vec<Option<CertificateMapEntry>> = todo
+                .iter()
+                .map(|s| {
+                    if seen_missing(s) {
+                        None
+                    } else {
+                        fresh.next().flatten()
+                    }
+                })
+                .collect();
             let r: &Run = run;
             let results = futures_util::future::join_all(
                 todo.iter()
@@ -704,9 +726,10 @@ pub struct Run {
     cert_full: String,
     /// The names and serial TLS must show (a fresh upload only).
     expect: Option<(Vec<String>, String)>,
-    /// Per slot, from the observation: the certificate ids its entry lists
-    /// (`None`: no entry); `None` without an observation.
-    known: Option<Vec<Option<Vec<String>>>>,
+    /// Per frontend name (hostname or `PRIMARY`), from the observation: the
+    /// certificate ids its entry lists (`None`: no entry); `None` without an
+    /// observation.
+    known: Option<HashMap<String, Option<Vec<String>>>>,
     /// Certificates the observation read, by id.
     cache: HashMap<String, ServedCertificate>,
     superseded: Vec<HandMade>,

@@ -59,7 +59,7 @@ pub enum LbError {
     },
     /// The proxy serves a Certificate Manager map, which overrides sslCertificates.
     #[error(
-        "target HTTPS proxy {proxy} uses the certificate map {map}, which overrides its sslCertificates: gclb-acme manages Compute Engine certificates only"
+        "target HTTPS proxy {proxy} uses the certificate map {map}, which overrides its sslCertificates: set certificate_map = \"{}\" on this [[certificates]] entry to renew the certificate into that map, or detach the map from the proxy", map.rsplit('/').next().unwrap_or(map)
     )]
     CertificateMap { proxy: String, map: String },
     /// A configured proxy does not serve the entry's certificate map.
