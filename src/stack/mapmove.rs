@@ -7,7 +7,8 @@
 //! `setCertificateMap`. So the move is safe exactly when the side switched to
 //! already serves a valid certificate for every name the proxy serves now:
 //! checked first ([`certmap::map_serves`], [`certmap::ssl_serves`]), refused
-//! with the reason per name otherwise, then one mutation, then read back. The
+//! with the reason per name otherwise, then one mutation, then read back (the
+//! proxy serves the side switched to, and that side still serves every name). The
 //! side switched away from is kept (the sslCertificates stay on the proxy
 //! while the map is attached; the map and its entries stay after a detach), so
 //! moving back is the same single call.
@@ -303,8 +304,8 @@ pub async fn attach_certificate_map(
         .map_err(gcp_err(what))?;
     r.changed = true;
     let after = read_proxy(gcp, proxy).await?;
-    match after.map {
-        Some(m) if m.id == map => {}
+    let served = match &after.map {
+        Some(m) if m.id == map => m,
         other => {
             return Err(MoveError::NotApplied {
                 proxy: proxy.to_string(),
@@ -314,6 +315,25 @@ pub async fn attach_certificate_map(
                 },
             });
         }
+    };
+    // Read back: the map the proxy serves now serves every name.
+    let now = OffsetDateTime::now_utc();
+    let gone: Vec<String> = names
+        .iter()
+        .filter_map(|n| {
+            certmap::map_serves(served, n, now)
+                .err()
+                .map(|e| format!("{n}: {e}"))
+        })
+        .collect();
+    if !gone.is_empty() {
+        return Err(MoveError::NotApplied {
+            proxy: proxy.to_string(),
+            found: format!(
+                "serves certificate map {map}, which no longer serves: {} (changed meanwhile?)",
+                gone.join("; ")
+            ),
+        });
     }
     say(&mut r.lines, quiet, format!("{step} ... done"));
     Ok(r)
@@ -339,7 +359,7 @@ pub async fn detach_certificate_map(
     quiet: bool,
 ) -> Result<MoveReport, MoveError> {
     let mut r = MoveReport::default();
-    let now = OffsetDateTime::now_utc();
+    let checked_at = OffsetDateTime::now_utc();
     let p = read_proxy(gcp, proxy).await?;
     let Some(m) = &p.map else {
         say(
@@ -374,7 +394,7 @@ pub async fn detach_certificate_map(
         ),
     );
     let (lines, unserved) = judge(&names, |n| {
-        certmap::ssl_serves(&p.certs, n, now).map(|c| {
+        certmap::ssl_serves(&p.certs, n, checked_at).map(|c| {
             format!(
                 "sslCertificate {}, valid until {}",
                 c.name,
@@ -421,6 +441,25 @@ pub async fn detach_certificate_map(
         return Err(MoveError::NotApplied {
             proxy: proxy.to_string(),
             found: format!("still serves certificate map {}", still.id),
+        });
+    }
+    // Read back: the sslCertificates serve every name.
+    let now = OffsetDateTime::now_utc();
+    let gone: Vec<String> = names
+        .iter()
+        .filter_map(|n| {
+            certmap::ssl_serves(&after.certs, n, now)
+                .err()
+                .map(|e| format!("{n}: {e}"))
+        })
+        .collect();
+    if !gone.is_empty() {
+        return Err(MoveError::NotApplied {
+            proxy: proxy.to_string(),
+            found: format!(
+                "serves its sslCertificates, which no longer serve: {} (changed meanwhile?)",
+                gone.join("; ")
+            ),
         });
     }
     say(&mut r.lines, quiet, format!("{step} ... done"));
