@@ -728,3 +728,65 @@ async fn a_name_removed_from_domains_loses_its_entry_of_ours_at_the_next_renewal
     let (id, _, _) = served(&lab.cloud, "p1", "example.test").await;
     assert_eq!(id, naming::cm_certificate_id("app"));
 }
+
+#[tokio::test]
+async fn an_entry_of_another_certificates_entry_is_refused_before_issuing() {
+    let lab = Lab::start().await;
+    let gcp = lab.cloud.gcp();
+    let other = self_signed(&["example.test"], 0, 90);
+    let op = gcp
+        .create_certificate(
+            "gclb-acme-other",
+            &NewCertificate {
+                description: None,
+                labels: naming::cm_labels("other"),
+                self_managed: SelfManaged {
+                    pem_certificate: other.chain_pem.clone(),
+                    pem_private_key: other.key_pem.expose().to_string(),
+                },
+            },
+        )
+        .await
+        .unwrap();
+    gcp.wait_certificate_manager(op, WAIT).await.unwrap();
+    let op = gcp
+        .create_certificate_map(MAP, &MapFields::default())
+        .await
+        .unwrap();
+    gcp.wait_certificate_manager(op, WAIT).await.unwrap();
+    let entry = naming::map_entry_id("example.test");
+    let op = gcp
+        .create_certificate_map_entry(
+            MAP,
+            &entry,
+            &NewMapEntry {
+                matches: EntryMatch::Hostname("example.test".into()),
+                certificates: vec![gcp.certificate_name("gclb-acme-other")],
+                description: None,
+                labels: naming::cm_labels("other"),
+            },
+        )
+        .await
+        .unwrap();
+    gcp.wait_certificate_manager(op, WAIT).await.unwrap();
+
+    let config = map_config(&lab, &[]);
+    let renewer = lab.renewer(&config).await;
+    let err = renewer
+        .renew(&config.certificates[0], false)
+        .await
+        .expect_err("the entry is another [[certificates]]'s");
+    assert!(
+        matches!(&err, RenewError::Lb(LbError::EntryTaken { owner, hostname, .. })
+            if owner == "other" && hostname == "example.test"),
+        "{err}"
+    );
+    assert_eq!(finalized(&renewer), 0, "nothing issued");
+    let e = gcp
+        .get_certificate_map_entry(MAP, &entry)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(e.certificate_ids(), ["gclb-acme-other"], "untouched");
+    assert_eq!(inventory(&lab.cloud).await.0, ["gclb-acme-other"]);
+}

@@ -52,7 +52,8 @@
 //!   (`lb::takeover`): its certificates our names fully cover are replaced by
 //!   ours (reported, kept), those competing or unrelated stay beside ours, its
 //!   labels stay theirs; nothing is ever deleted. An entry of another
-//!   `[[certificates]]` of gclb-acme is left alone and reported as competing.
+//!   `[[certificates]]` of gclb-acme is never touched: observe refuses with
+//!   [`LbError::EntryTaken`] before anything is issued.
 //!   Patching in place never leaves a moment without a certificate: Google
 //!   serves the old chain or the new one. Then, when verification is on and
 //!   the certificate was just uploaded, the listed proxies are checked over
@@ -174,6 +175,29 @@ fn id_of(name: &str) -> &str {
 /// Whether the certificate `c` is ours for `[[certificates]]` `name`.
 fn cert_is_ours(name: &str, c: &Certificate) -> bool {
     c.id() == naming::cm_certificate_id(name) && naming::cm_is_ours(name, &c.labels)
+}
+
+/// The refusal when `e`, the map's entry for `slot`, was created by gclb-acme
+/// for another `[[certificates]]` entry.
+fn taken(
+    cert: &CertificateConfig,
+    map: &str,
+    slot: &Slot,
+    e: &CertificateMapEntry,
+) -> Option<LbError> {
+    if naming::cm_is_ours(&cert.name, &e.labels) || !marked(&e.labels) {
+        return None;
+    }
+    Some(LbError::EntryTaken {
+        map: map.to_string(),
+        entry: e.id().to_string(),
+        hostname: slot.label().to_string(),
+        owner: e
+            .labels
+            .get(naming::LABEL_CERTIFICATE)
+            .cloned()
+            .unwrap_or_else(|| "(unknown)".into()),
+    })
 }
 
 /// Whether labels say gclb-acme created the resource (for any entry).
@@ -367,6 +391,16 @@ impl CertificateTarget for CertificateMaps<'_> {
         );
         proxies?;
         let entries = entries?;
+        // Another [[certificates]] entry's entry for one of our names: refused
+        // before anything is issued (attach would never touch it, and the
+        // name would stay unserved by ours for ever).
+        for (s, e) in slots.iter().zip(&entries) {
+            if let Some(e) = e
+                && let Some(err) = taken(cert, map, s, e)
+            {
+                return Err(err);
+            }
+        }
         let our_id = naming::cm_certificate_id(&cert.name);
         let ids = entries
             .iter()
@@ -932,15 +966,9 @@ impl CertificateMaps<'_> {
                     let theirs =
                         !(e.id() == our_entry && naming::cm_is_ours(&cert.name, &e.labels));
                     let list = if theirs {
-                        if marked(&e.labels) {
-                            // Another [[certificates]] entry's: never touched.
-                            done.competing.push(Competitor {
-                                proxy: format!("map {map} entry {}", e.id()),
-                                certificate: ids.join(","),
-                                shared: vec![slot.label().to_string()],
-                            });
-                            tracing::warn!(certificate = %cert.name, map, entry = e.id(), "the entry for {} was created by gclb-acme for another [[certificates]] entry; left alone", slot.label());
-                            return Ok(done);
+                        // Another [[certificates]] entry's: never touched.
+                        if let Some(err) = taken(cert, map, slot, e) {
+                            return Err(err);
                         }
                         match self.take_over(cert, run, e).await? {
                             Some((list, superseded, competing)) => {

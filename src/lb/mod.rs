@@ -82,6 +82,17 @@ pub enum LbError {
         name: String,
         certificate: String,
     },
+    /// The map's entry for a configured hostname belongs to another
+    /// `[[certificates]]` entry of gclb-acme (its labels): never touched.
+    #[error(
+        "certificate map {map} already has entry {entry} for {hostname}, created by gclb-acme for [[certificates]] {owner}: remove {hostname} from one of the two, or delete that entry (gcloud certificate-manager maps entries delete {entry} --map={map} --location=global)"
+    )]
+    EntryTaken {
+        map: String,
+        entry: String,
+        hostname: String,
+        owner: String,
+    },
     /// The Certificate Manager target was used for an entry without `certificate_map`.
     #[error("certificate {certificate} has no certificate_map")]
     MapNotConfigured { certificate: String },
