@@ -608,6 +608,9 @@ impl Config {
         self.dns.validate(&mut p);
         self.state.validate(base, &mut p);
         self.daemon.validate(&mut p);
+        if let Some(stack) = &mut self.stack {
+            stack::share_certificate_map(stack, &mut self.certificates, &mut p);
+        }
         validate::validate_certificates(&mut self.certificates, &mut p);
 
         // [stack]

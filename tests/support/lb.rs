@@ -177,6 +177,7 @@ iap = "{iap}"
 run = "{run}"
 serviceusage = "{su}"
 resourcemanager = "{rm}"
+certificatemanager = "{cm}"
 
 [acme]
 directory = "{dir}"
@@ -204,6 +205,7 @@ target_https_proxies = ["p1"]
             run = e.run,
             su = e.serviceusage,
             rm = e.resourcemanager,
+            cm = e.certificatemanager,
             dir = self.pebble.directory_url,
             roots = self.pebble.listener_ca_path.display(),
             ns = self
