@@ -836,6 +836,24 @@ async fn the_state_handle_reads_writes_lists_and_locks_on_both_backends() {
         assert!(e.to_string().contains("pending/y.json"), "{e}");
     }
     assert!(!dir.shared() && a.shared());
+    // Create-only in a bucket (the ACME account: daemons agree on the first);
+    // a directory writes as it always did.
+    assert!(a.create_json("accounts/x.json", &json!(1)).await.unwrap());
+    assert!(!b.create_json("accounts/x.json", &json!(2)).await.unwrap());
+    assert_eq!(
+        a.read_json::<serde_json::Value>("accounts/x.json")
+            .await
+            .unwrap(),
+        Some(json!(1))
+    );
+    assert!(dir.create_json("accounts/x.json", &json!(1)).await.unwrap());
+    assert!(dir.create_json("accounts/x.json", &json!(2)).await.unwrap());
+    assert_eq!(
+        dir.read_json::<serde_json::Value>("accounts/x.json")
+            .await
+            .unwrap(),
+        Some(json!(2))
+    );
     assert!(
         a.describe("pending/y.json")
             .display()

@@ -119,8 +119,11 @@ pub(crate) async fn load_or_create(
             .await
             .map_err(|e| AcmeError::from_acme("new_account", e))
     })?;
-    state
-        .write_json(
+    // Create-only in a shared bucket: daemons starting together on an empty
+    // one agree on the account stored first (orders are resumed only by the
+    // account that placed them).
+    let stored = state
+        .create_json(
             &file,
             &StoredAccount {
                 directory: acme.directory.clone(),
@@ -131,6 +134,10 @@ pub(crate) async fn load_or_create(
             },
         )
         .await?;
+    if !stored {
+        tracing::info!(unused = account.id(), directory = %acme.directory, "another gclb-acme process stored an account for this CA first: using that one (the one just created stays unused at the CA)");
+        return Box::pin(load_or_create(acme, state, http, retry)).await;
+    }
     tracing::info!(account = account.id(), directory = %acme.directory, file = %file, "ACME account created");
     Ok(LoadedAccount {
         account,

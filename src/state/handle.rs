@@ -194,6 +194,29 @@ impl State {
         self.write(name, &data).await
     }
 
+    /// Writes `value` as `name` only if `name` does not exist yet in a shared
+    /// (bucket) state: `Ok(false)` when another writer stored it first. In a
+    /// directory (one machine, one writer under the certificate lock or at
+    /// start) it is [`State::write_json`], exactly as before: `Ok(true)`.
+    pub async fn create_json<T: Serialize>(
+        &self,
+        name: &str,
+        value: &T,
+    ) -> Result<bool, StateError> {
+        let Backend::Gcs(g) = &self.backend else {
+            return self.write_json(name, value).await.map(|()| true);
+        };
+        let data = serde_json::to_vec_pretty(value).map_err(|e| StateError::Decode {
+            path: self.describe(name),
+            message: format!("cannot serialise: {e}"),
+        })?;
+        match g.write(name, &data, Expect::Absent).await {
+            Ok(_) => Ok(true),
+            Err(StoreError::Conflict { .. }) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// Reads and decodes a JSON file; `None` when it does not exist.
     pub async fn read_json<T: DeserializeOwned>(
         &self,
