@@ -26,6 +26,8 @@ fn config(proxies: &[&str]) -> CertificateConfig {
         zone: None,
         reuse_key: false,
         adopt: Vec::new(),
+        certificate_map: None,
+        primary: false,
     }
 }
 

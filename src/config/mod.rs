@@ -367,8 +367,22 @@ pub struct CertificateConfig {
     /// GCP-name-safe; prefixes the sslCertificates we create.
     pub name: String,
     pub domains: Vec<String>,
+    /// Target HTTPS proxies whose `sslCertificates` list carries this
+    /// certificate; with `certificate_map`, the proxies that serve that map
+    /// (optional: checked and TLS-verified when listed).
     #[serde(default)]
     pub target_https_proxies: Vec<String>,
+    /// A Certificate Manager certificate map (location `global`) to hold this
+    /// certificate instead of proxies' `sslCertificates`: one self-managed
+    /// certificate `gclb-acme-<name>` patched in place on renewal, and one map
+    /// entry per domain (see `lb::naming` and docs/certificate-manager.md).
+    #[serde(default)]
+    pub certificate_map: Option<String>,
+    /// With `certificate_map`: also point the map's PRIMARY entry (served to
+    /// clients without SNI or with an unmatched name) at this certificate. At
+    /// most one `[[certificates]]` per map.
+    #[serde(default)]
+    pub primary: bool,
     #[serde(default)]
     pub key_type: KeyType,
     /// Managed-zone name; default: discovered per domain.

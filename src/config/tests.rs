@@ -496,3 +496,49 @@ fn adopt_takes_exact_certificate_names_only() {
         "certificates[0].adopt[0]: \"cloud-run-*\" is not an sslCertificates name (exact names only, no patterns)",
     );
 }
+
+#[test]
+fn a_certificate_map_replaces_proxies_and_shares_hostnames_with_no_one() {
+    let in_map = MINIMAL.replace(
+        "target_https_proxies = [\"cloud-run-iap-http-proxy\"]",
+        "certificate_map = \"sites\"\nprimary = true",
+    );
+    let c = load(&in_map).unwrap();
+    assert_eq!(c.certificates[0].certificate_map.as_deref(), Some("sites"));
+    assert!(c.certificates[0].primary);
+    assert!(c.certificates[0].target_https_proxies.is_empty());
+    // Proxies serving the map may be listed too.
+    load(&cert_with("certificate_map = \"sites\"")).unwrap();
+
+    let e = error(&cert_with("certificate_map = \"Sites\""));
+    assert_contains(
+        &e,
+        "certificates[0].certificate_map: \"Sites\" is not a certificate map id",
+    );
+    let e = error(&cert_with("primary = true"));
+    assert_contains(
+        &e,
+        "certificates[0].primary: is true without certificate_map",
+    );
+    let e = error(&MINIMAL.replace("target_https_proxies = [\"cloud-run-iap-http-proxy\"]", ""));
+    assert_contains(&e, "or a certificate_map");
+
+    let second = "\n[[certificates]]\nname = \"other\"\ndomains = [\"www.example.com\", \"APP.example.com\"]\ncertificate_map = \"sites\"\nprimary = true\n";
+    let e = error(&format!("{in_map}{second}"));
+    assert_contains(
+        &e,
+        "certificates[1].domains[1]: \"app.example.com\" is already served from certificate map \"sites\" by certificates[0] (\"app\")",
+    );
+    assert_contains(
+        &e,
+        "certificates[1].primary: certificate map \"sites\" already has its PRIMARY entry from certificates[0] (\"app\")",
+    );
+    // The same hostname in two different maps is fine.
+    load(&format!(
+        "{in_map}{}",
+        second
+            .replace("\"sites\"", "\"other-map\"")
+            .replace("APP.example.com", "app.example.com")
+    ))
+    .unwrap();
+}

@@ -208,6 +208,48 @@ pub(super) fn validate_certificates(certificates: &mut [CertificateConfig], p: &
     for (i, c) in certificates.iter_mut().enumerate() {
         c.validate(&format!("certificates[{i}]"), &mut names, p);
     }
+    validate_certificate_maps(certificates, p);
+}
+
+/// Entries sharing a certificate map: a hostname is served by one entry of a
+/// map, so it may belong to one `[[certificates]]` of that map only, and the
+/// map has one PRIMARY entry.
+fn validate_certificate_maps(certificates: &[CertificateConfig], p: &mut Problems) {
+    // (map, hostname) -> index of the first entry claiming it; map -> primary.
+    let mut hosts: std::collections::BTreeMap<(&str, &str), usize> = Default::default();
+    let mut primaries: std::collections::BTreeMap<&str, usize> = Default::default();
+    for (i, c) in certificates.iter().enumerate() {
+        let Some(map) = c.certificate_map.as_deref() else {
+            continue;
+        };
+        for (j, d) in c.domains.iter().enumerate() {
+            if let Some(first) = hosts.insert((map, d.as_str()), i)
+                && first != i
+            {
+                hosts.insert((map, d.as_str()), first);
+                p.push(
+                    format!("certificates[{i}].domains[{j}]"),
+                    format!(
+                        "\"{d}\" is already served from certificate map \"{map}\" by certificates[{first}] (\"{}\"): a map has one entry per hostname",
+                        certificates[first].name
+                    ),
+                );
+            }
+        }
+        if c.primary {
+            if let Some(first) = primaries.get(map) {
+                p.push(
+                    format!("certificates[{i}].primary"),
+                    format!(
+                        "certificate map \"{map}\" already has its PRIMARY entry from certificates[{first}] (\"{}\"): at most one per map",
+                        certificates[*first].name
+                    ),
+                );
+            } else {
+                primaries.insert(map, i);
+            }
+        }
+    }
 }
 
 impl CertificateConfig {
@@ -266,11 +308,30 @@ impl CertificateConfig {
                 }
             }
         }
-        if self.target_https_proxies.is_empty() {
-            p.push(
-                format!("{at}.target_https_proxies"),
-                "is empty: expected the name of at least one target HTTPS proxy to serve this certificate",
-            );
+        if let Some(map) = &self.certificate_map {
+            if !is_gcp_name(map, 63) {
+                p.push(
+                    format!("{at}.certificate_map"),
+                    format!(
+                        "\"{}\" is not a certificate map id: {}",
+                        truncate(map, 80),
+                        gcp_name_rule(63)
+                    ),
+                );
+            }
+        } else {
+            if self.target_https_proxies.is_empty() {
+                p.push(
+                    format!("{at}.target_https_proxies"),
+                    "is empty: expected the name of at least one target HTTPS proxy to serve this certificate, or a certificate_map",
+                );
+            }
+            if self.primary {
+                p.push(
+                    format!("{at}.primary"),
+                    "is true without certificate_map: only a certificate map has a PRIMARY entry",
+                );
+            }
         }
         if self.target_https_proxies.len() > 100 {
             p.push(

@@ -60,9 +60,107 @@ pub fn is_ours(cert_name: &str, resource_name: &str, description: Option<&str>) 
     n == cert_name && resource_name == certificate_resource_name(cert_name, &h)
 }
 
+// Certificate Manager (a `[[certificates]]` entry with `certificate_map`).
+// Its resources carry labels, so ownership is marked there, not in a description.
+
+/// Label key/value on every Certificate Manager resource we create.
+pub const LABEL_MANAGED_BY: (&str, &str) = ("managed-by", "gclb-acme");
+/// Label key whose value is the `[[certificates]]` name a resource belongs to.
+pub const LABEL_CERTIFICATE: &str = "gclb-acme-certificate";
+/// Id of the PRIMARY map entry when gclb-acme creates it.
+pub const PRIMARY_ENTRY_ID: &str = "gclb-acme-primary";
+
+/// The Certificate Manager certificate id of `[[certificates]]` `name`: stable,
+/// since a renewal patches it in place (at most 10 + 50 = 60 characters).
+pub fn cm_certificate_id(name: &str) -> String {
+    format!("gclb-acme-{name}")
+}
+
+/// The map entry id for `hostname` (normalised, `*.` allowed): readable, and
+/// unique because it ends with 8 hex digits of the SHA-256 of the hostname
+/// (`a-b.example.com` and `a.b-example.com` would otherwise both be
+/// `a-b-example-com`). `*.example.com` -> `wildcard-example-com-<hash>`; at most 63.
+pub fn map_entry_id(hostname: &str) -> String {
+    let hash: String = sha2::Sha256::digest(hostname.as_bytes())
+        .iter()
+        .take(4)
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let readable = match hostname.strip_prefix("*.") {
+        Some(rest) => format!("wildcard-{rest}"),
+        None => hostname.to_string(),
+    };
+    let mut prefix: String = readable
+        .chars()
+        .map(|c| match c {
+            'a'..='z' | '0'..='9' => c,
+            _ => '-',
+        })
+        .collect();
+    if !prefix.starts_with(|c: char| c.is_ascii_lowercase()) {
+        prefix.insert_str(0, "host-");
+    }
+    // 63 = prefix + '-' + 8 hex digits.
+    prefix.truncate(63 - 9);
+    let prefix = prefix.trim_end_matches('-');
+    format!("{prefix}-{hash}")
+}
+
+/// The labels of a Certificate Manager resource of ours for `[[certificates]]` `name`.
+pub fn cm_labels(name: &str) -> std::collections::BTreeMap<String, String> {
+    [
+        (
+            LABEL_MANAGED_BY.0.to_string(),
+            LABEL_MANAGED_BY.1.to_string(),
+        ),
+        (LABEL_CERTIFICATE.to_string(), name.to_string()),
+    ]
+    .into_iter()
+    .collect()
+}
+
+/// Whether labels mark a Certificate Manager resource as ours for `name`.
+pub fn cm_is_ours(name: &str, labels: &std::collections::BTreeMap<String, String>) -> bool {
+    labels.get(LABEL_MANAGED_BY.0).map(String::as_str) == Some(LABEL_MANAGED_BY.1)
+        && labels.get(LABEL_CERTIFICATE).map(String::as_str) == Some(name)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn certificate_manager_ids_are_valid_unique_and_readable() {
+        let long = "a".repeat(crate::config::MAX_CERT_NAME);
+        assert!(crate::names::is_gcp_name(&cm_certificate_id(&long), 63));
+        let www = map_entry_id("www.example.com");
+        assert!(www.starts_with("www-example-com-"), "{www}");
+        let wild = map_entry_id("*.example.com");
+        assert!(wild.starts_with("wildcard-example-com-"), "{wild}");
+        assert_ne!(
+            map_entry_id("a-b.example.com"),
+            map_entry_id("a.b-example.com")
+        );
+        assert!(map_entry_id("1.example.com").starts_with("host-1-example-com-"));
+        let deep = format!("{}.example.com", ["label"; 40].join("."));
+        for h in [
+            "www.example.com",
+            "*.example.com",
+            "1.example.com",
+            deep.as_str(),
+            "xn--bcher-kva.example",
+        ] {
+            let id = map_entry_id(h);
+            assert!(crate::names::is_gcp_name(&id, 63), "{h} -> {id}");
+            assert_eq!(id, map_entry_id(h), "stable");
+        }
+        let labels = cm_labels("app");
+        assert!(cm_is_ours("app", &labels));
+        assert!(!cm_is_ours("other", &labels));
+        let mut theirs = labels.clone();
+        theirs.remove(LABEL_MANAGED_BY.0);
+        assert!(!cm_is_ours("app", &theirs));
+    }
 
     #[test]
     fn names_fit_in_63_and_round_trip() {

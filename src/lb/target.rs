@@ -285,6 +285,8 @@ mod tests {
             zone: None,
             reuse_key: false,
             adopt: Vec::new(),
+            certificate_map: None,
+            primary: false,
         }
     }
 

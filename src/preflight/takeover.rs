@@ -193,6 +193,8 @@ mod tests {
             zone: None,
             reuse_key: false,
             adopt: adopt.iter().map(|s| s.to_string()).collect(),
+            certificate_map: None,
+            primary: false,
         }
     }
 

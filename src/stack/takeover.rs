@@ -28,6 +28,8 @@ fn config_of(d: &Desired) -> CertificateConfig {
         // Adoption (deleting the hand-made resource) is left to `renew`,
         // which reads `[[certificates]].adopt`.
         adopt: Vec::new(),
+        certificate_map: None,
+        primary: false,
     }
 }
 

@@ -93,6 +93,8 @@ impl Lab {
                 zone: None,
                 reuse_key: false,
                 adopt: Vec::new(),
+                certificate_map: None,
+                primary: false,
             }],
             ..Config::default()
         }

@@ -388,13 +388,7 @@ async fn handle(
     };
 
     // IAM, as Google checks it before doing anything.
-    if let Some(e) = crate::authz::check(
-        shared,
-        id,
-        &parts.method,
-        parts.uri.path(),
-        bytes.as_deref(),
-    ) {
+    if let Some(e) = crate::authz::check(shared, id, parts.uri.path(), bytes.as_deref()) {
         return e.into_response();
     }
 

@@ -39,7 +39,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use axum::Json;
 use axum::extract::{Query, State as AxState};
-use axum::http::{Method, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use serde::Deserialize;
@@ -169,8 +169,7 @@ pub const TABLE: &[(&str, &[&str])] = &[
     ("run.projects.locations.operations.wait",             &["run.operations.get"]),
     ("run.projects.locations.operations.list",             &["run.operations.list"]),
     ("run.projects.locations.operations.delete",           &["run.operations.delete"]),
-    // Service Usage (v1beta1; the v1 paths have no discovery document here and
-    // are mapped by [`service_usage_v1`]). "Triggering service agent creation
+    // Service Usage (v1beta1 and v1 share these ids). "Triggering service agent creation
     // doesn't require any IAM permissions" (Google, "Create and grant roles to
     // service agents").
     ("serviceusage.services.generateServiceIdentity",      &[]),
@@ -350,7 +349,6 @@ pub fn denied_error(path: &str, need: &Need) -> ApiError {
 pub fn check(
     shared: &Shared,
     id: Option<&str>,
-    method: &Method,
     path: &str,
     body: Option<&[u8]>,
 ) -> Option<ApiError> {
@@ -364,7 +362,7 @@ pub fn check(
         .unwrap_or(Value::Null);
     let mut world = shared.world();
     let p = world.project(&project).ok()?;
-    let needs = needs(p, id, method, path, &body);
+    let needs = needs(p, id, path, &body);
     let mut first_missing = None;
     for n in &needs {
         let ok = p.iam.holds(&n.permission);
@@ -378,15 +376,9 @@ pub fn check(
 
 /// Everything a request needs: its method's own permission(s) on the resource it
 /// names, then what it checks on the resources it refers to.
-pub fn needs(
-    p: &Project,
-    id: Option<&str>,
-    method: &Method,
-    path: &str,
-    body: &Value,
-) -> Vec<Need> {
+pub fn needs(p: &Project, id: Option<&str>, path: &str, body: &Value) -> Vec<Need> {
     let Some(id) = id else {
-        return service_usage_v1(method, path);
+        return Vec::new();
     };
     let Some(perms) = permissions_of(id) else {
         return Vec::new();
@@ -402,28 +394,6 @@ pub fn needs(
         }
     }
     out
-}
-
-/// Service Usage v1 (`/v1/projects/p/services/s[:enable|:disable]`), which shares
-/// the `/v1/` prefix with IAP and has no discovery document here.
-fn service_usage_v1(method: &Method, path: &str) -> Vec<Need> {
-    let Some(rest) = path.strip_prefix("/v1/") else {
-        return Vec::new();
-    };
-    if rest.contains("/iap_web/") || !rest.contains("/services/") {
-        return Vec::new();
-    }
-    let (resource, verb) = match rest.rsplit_once(':') {
-        Some((r, v)) => (r, Some(v)),
-        None => (rest, None),
-    };
-    let perm = match (method.as_str(), verb) {
-        ("POST", Some("enable")) => "serviceusage.services.enable",
-        ("POST", Some("disable")) => "serviceusage.services.disable",
-        ("GET", None) => "serviceusage.services.get",
-        _ => return Vec::new(),
-    };
-    vec![Need::new(perm, resource)]
 }
 
 /// The resource a method's own permission is checked on, named as the API's
@@ -887,7 +857,6 @@ mod tests {
         let n = needs(
             &p,
             Some("compute.sslCertificates.insert"),
-            &Method::POST,
             "/compute/v1/projects/p/global/sslCertificates",
             &json!({"name": "x"}),
         );
@@ -901,7 +870,6 @@ mod tests {
         let n = needs(
             &p,
             Some("compute.targetHttpsProxies.setSslCertificates"),
-            &Method::POST,
             "/compute/v1/projects/p/targetHttpsProxies/px/setSslCertificates",
             &json!({"sslCertificates": ["https://www.googleapis.com/compute/v1/projects/p/global/sslCertificates/a", "http://127.0.0.1:8080/compute/v1/projects/p/global/sslCertificates/b"]}),
         );
@@ -925,7 +893,6 @@ mod tests {
         let n = needs(
             &p,
             Some("compute.globalOperations.wait"),
-            &Method::POST,
             "/compute/v1/projects/p/global/operations/op-1/wait",
             &Value::Null,
         );
@@ -939,7 +906,6 @@ mod tests {
         let n = needs(
             &p,
             Some("compute.sslCertificates.list"),
-            &Method::GET,
             "/compute/v1/projects/p/global/sslCertificates",
             &Value::Null,
         );
@@ -952,7 +918,6 @@ mod tests {
         let n = needs(
             &p,
             Some("compute.globalForwardingRules.insert"),
-            &Method::POST,
             "/compute/v1/projects/p/global/forwardingRules",
             &json!({"name": "fr", "target": "global/targetHttpProxies/hp", "IPAddress": "projects/p/global/addresses/ip"}),
         );
@@ -967,7 +932,6 @@ mod tests {
         let n = needs(
             &p,
             Some("compute.backendServices.insert"),
-            &Method::POST,
             "/compute/v1/projects/p/global/backendServices",
             &json!({"name": "b", "backends": [{"group": "https://www.googleapis.com/compute/v1/projects/p/regions/r/networkEndpointGroups/neg"}]}),
         );
@@ -981,7 +945,6 @@ mod tests {
         let n = needs(
             &p,
             Some("compute.urlMaps.insert"),
-            &Method::POST,
             "/compute/v1/projects/p/global/urlMaps",
             &json!({"name": "m", "defaultUrlRedirect": {"httpsRedirect": true}}),
         );
@@ -994,7 +957,6 @@ mod tests {
         let n = needs(
             &p,
             Some("certificatemanager.projects.locations.certificates.create"),
-            &Method::POST,
             "/v1/projects/p/locations/global/certificates",
             &json!({}),
         );
@@ -1010,7 +972,6 @@ mod tests {
             Some(
                 "certificatemanager.projects.locations.certificateMaps.certificateMapEntries.create",
             ),
-            &Method::POST,
             "/v1/projects/p/locations/global/certificateMaps/m/certificateMapEntries",
             &json!({"hostname": "a.example.com", "certificates": ["projects/p/locations/global/certificates/c"]}),
         );
@@ -1030,7 +991,6 @@ mod tests {
         let n = needs(
             &p,
             Some("compute.targetHttpsProxies.setCertificateMap"),
-            &Method::POST,
             "/compute/v1/projects/p/global/targetHttpsProxies/px/setCertificateMap",
             &json!({"certificateMap": "//certificatemanager.googleapis.com/projects/p/locations/global/certificateMaps/m"}),
         );
@@ -1065,20 +1025,31 @@ mod tests {
     }
 
     #[test]
-    fn service_usage_v1_maps_by_path() {
-        assert_eq!(
-            perms(&service_usage_v1(
-                &Method::POST,
-                "/v1/projects/p/services/dns.googleapis.com:enable"
-            )),
-            ["serviceusage.services.enable"]
-        );
-        assert!(
-            service_usage_v1(
-                &Method::POST,
-                "/v1/projects/p/iap_web/compute/services/b:getIamPolicy"
-            )
-            .is_empty()
-        );
+    fn service_usage_v1_is_checked_as_service_usage_not_iap() {
+        // gcloud's `services describe/enable` paths share `/v1/{+name}` with
+        // IAP; resolved through the discovery documents they need Service
+        // Usage's permissions on the service.
+        let d = crate::discovery::Discovery::load().unwrap();
+        let p = project();
+        for (m, path, want) in [
+            (
+                axum::http::Method::GET,
+                "/v1/projects/p/services/dns.googleapis.com",
+                "serviceusage.services.get",
+            ),
+            (
+                axum::http::Method::POST,
+                "/v1/projects/p/services/dns.googleapis.com:enable",
+                "serviceusage.services.enable",
+            ),
+        ] {
+            let id = d.resolve(&m, path);
+            let n = needs(&p, id.as_deref(), path, &json!({}));
+            assert_eq!(
+                n,
+                [Need::new(want, "projects/p/services/dns.googleapis.com")],
+                "{m} {path}"
+            );
+        }
     }
 }

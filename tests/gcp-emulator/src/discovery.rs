@@ -31,6 +31,9 @@ const DOCS: &[(&str, &str)] = &[
         include_str!("../discovery/cloudresourcemanager.v1.json"),
     ),
     ("/", include_str!("../discovery/serviceusage.v1beta1.json")),
+    // Service Usage v1: what gcloud speaks (`services enable`, `describe`).
+    // Its `v1/{+name}` matches IAP's too; the flat paths tell them apart.
+    ("/", include_str!("../discovery/serviceusage.v1.json")),
     (
         "/",
         include_str!("../discovery/cloudresourcemanager.v3.json"),
@@ -453,6 +456,23 @@ mod tests {
                 Method::GET,
                 "/v3/projects/p",
                 "cloudresourcemanager.projects.get",
+            ),
+            // Service Usage v1 (gcloud services ...) shares `/v1/{+name}` with
+            // IAP; its flat path's literal `services` decides.
+            (
+                Method::GET,
+                "/v1/projects/p/services/iap.googleapis.com",
+                "serviceusage.services.get",
+            ),
+            (
+                Method::POST,
+                "/v1/projects/p/services/iap.googleapis.com:enable",
+                "serviceusage.services.enable",
+            ),
+            (
+                Method::POST,
+                "/v1/projects/p/services/iap.googleapis.com:disable",
+                "serviceusage.services.disable",
             ),
         ];
         for (m, p, want) in cases {
