@@ -216,7 +216,10 @@ async fn a_superseded_certificate_another_proxy_serves_is_kept_on_compute_refusa
         .await
         .unwrap();
     assert_eq!(report.deleted, [old]);
-    assert_eq!(served(&c, "p1").await, std::slice::from_ref(&report.resource));
+    assert_eq!(
+        served(&c, "p1").await,
+        std::slice::from_ref(&report.resource)
+    );
     assert_eq!(served(&c, "elsewhere").await, std::slice::from_ref(&older));
     let mut want = vec![older.clone(), report.resource.clone()];
     want.sort();
