@@ -187,10 +187,11 @@ impl Stats {
 pub const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Idle connections kept per host. Against Google (HTTP/2) every call to a host
-/// shares one connection anyway; over HTTP/1 (an emulator, a metadata server)
-/// a pass at concurrency 16 left 16 idle connections, 0.58 MB of the daemon's
-/// idle memory (docs/footprint.md). The default concurrency's worth stays.
-pub const POOL_MAX_IDLE_PER_HOST: usize = 4;
+/// shares one connection, so one is what there is to keep; over HTTP/1 (an
+/// emulator, a local proxy) a pass at concurrency 16 left 16 idle connections,
+/// 0.58 MB of the daemon's idle memory (docs/footprint.md), where one warm
+/// connection per host is enough for a daemon at rest.
+pub const POOL_MAX_IDLE_PER_HOST: usize = 1;
 
 /// The shared client.
 #[derive(Clone, Debug)]
