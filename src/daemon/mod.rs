@@ -904,3 +904,45 @@ async fn reload<F: WorkerFactory>(
     let r = factory.build(&c).await?;
     Ok((c, r))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn at_rest_the_heap_is_trimmed_now_and_once_more_after_the_pool_expires() {
+        // Coming to rest schedules the second trim after the pool's expiry.
+        let AtRest::TrimAt(at) = AtRest::began() else {
+            panic!("coming to rest schedules a second trim");
+        };
+        let wait = at - tokio::time::Instant::now();
+        assert!(wait > crate::gcp::POOL_IDLE_TIMEOUT * 2, "{wait:?}");
+        assert!(wait <= crate::gcp::POOL_IDLE_TIMEOUT * 2 + Duration::from_secs(5));
+
+        // Before it is due, the sleep is cut short to wake for it.
+        let mut rest = AtRest::TrimAt(tokio::time::Instant::now() + Duration::from_secs(30));
+        let slept = rest.trim(Duration::from_secs(3600));
+        assert!(slept <= Duration::from_secs(30), "{slept:?}");
+        assert!(matches!(rest, AtRest::TrimAt(_)));
+        // A shorter sleep is left alone.
+        assert_eq!(rest.trim(Duration::from_secs(1)), Duration::from_secs(1));
+
+        // Due: trimmed, and the sleep is the scheduler's again, for good.
+        let mut rest = AtRest::TrimAt(tokio::time::Instant::now() - Duration::from_secs(1));
+        assert_eq!(
+            rest.trim(Duration::from_secs(3600)),
+            Duration::from_secs(3600)
+        );
+        assert!(matches!(rest, AtRest::Trimmed));
+        assert_eq!(
+            rest.trim(Duration::from_secs(3600)),
+            Duration::from_secs(3600)
+        );
+
+        // Work, then rest again: a new pair of trims.
+        let mut rest = AtRest::Working;
+        let slept = rest.trim(Duration::from_secs(3600));
+        assert!(matches!(rest, AtRest::TrimAt(_)));
+        assert!(slept <= crate::gcp::POOL_IDLE_TIMEOUT * 2 + Duration::from_secs(5));
+    }
+}
