@@ -68,6 +68,10 @@ pub enum Command {
     Bootstrap(BootstrapArgs),
     /// Remove what bootstrap created (and every certificate of ours), nothing else.
     Teardown(TeardownArgs),
+    /// Move a target HTTPS proxy onto a Certificate Manager certificate map, or
+    /// back to its sslCertificates, without a moment of no valid certificate.
+    #[command(subcommand)]
+    CertificateMap(CertificateMapCommand),
     /// Print a shell completion script (for packaging).
     #[command(hide = true)]
     Completions(CompletionsArgs),
@@ -108,6 +112,43 @@ pub struct TeardownArgs {
     /// Do not ask for confirmation.
     #[arg(long, short = 'y')]
     pub yes: bool,
+}
+
+/// `certificate-map attach` / `detach`.
+#[derive(Subcommand, Debug)]
+pub enum CertificateMapCommand {
+    /// Serve the proxy from the map. Configured certificates of that map
+    /// (`certificate_map`) are installed into it first; then the map must serve
+    /// a valid certificate for every name the proxy serves now, else nothing
+    /// changes. The proxy's sslCertificates are kept (ignored while the map is on).
+    Attach(AttachArgs),
+    /// Serve the proxy from its sslCertificates again. They must hold a valid
+    /// certificate for every hostname of the map's entries, else nothing
+    /// changes. The map, its entries and certificates are kept.
+    Detach(DetachArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct AttachArgs {
+    /// The target HTTPS proxy.
+    #[arg(long, value_name = "NAME")]
+    pub proxy: String,
+    /// The certificate map (location global).
+    #[arg(long, value_name = "ID")]
+    pub map: String,
+    /// Check and print what would happen; change nothing (nothing issued either).
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct DetachArgs {
+    /// The target HTTPS proxy.
+    #[arg(long, value_name = "NAME")]
+    pub proxy: String,
+    /// Check and print what would happen; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Args, Debug)]

@@ -3,6 +3,7 @@
 //! that finished, or a [`CliError`]; [`run`] is the one place an error becomes
 //! stderr text and an exit code.
 
+mod certificate_map;
 mod error;
 mod stack;
 
@@ -35,6 +36,7 @@ fn dispatch(cli: &Cli) -> Result<ExitCode, CliError> {
         Command::Status(args) => status(&cli.config, args),
         Command::Bootstrap(args) => stack::bootstrap(&cli.config, args),
         Command::Teardown(args) => stack::teardown(&cli.config, args),
+        Command::CertificateMap(c) => certificate_map::run(&cli.config, c),
     }
 }
 
@@ -257,7 +259,11 @@ fn print_status(report: &gclb_acme::reconcile::StatusReport) {
             );
         }
         for p in &c.proxies {
-            println!("        proxy {}:", p.name);
+            match (&p.certificate_map, &p.entry) {
+                (Some(m), Some(e)) => println!("        map {m}, entry {e} for {}:", p.name),
+                (Some(m), None) => println!("        map {m}, no entry for {}", p.name),
+                _ => println!("        proxy {}:", p.name),
+            }
             for s in &p.certificates {
                 let exp = s
                     .expire_time

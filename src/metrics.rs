@@ -36,6 +36,9 @@ pub struct CertificateMetrics {
     pub attempts: u64,
     /// Failures by reason (`acme`, `dns`, `gcp:<reason>`, `config`...).
     pub failures: BTreeMap<String, u64>,
+    /// Where the certificate lives (`target` label): `ssl_certificates` or
+    /// `certificate_map` (`lb::kind_of`); empty: no label.
+    pub target: &'static str,
 }
 
 /// The daemon's metrics, shared with the scheduler.
@@ -57,6 +60,13 @@ impl Metrics {
     pub fn update(&self, name: &str, f: impl FnOnce(&mut CertificateMetrics)) {
         let mut m = self.certificates.lock().unwrap_or_else(|p| p.into_inner());
         f(m.entry(name.to_string()).or_default());
+    }
+
+    /// Records where each configured certificate lives (the `target` label).
+    pub fn set_targets<'a>(&self, targets: impl IntoIterator<Item = (&'a str, &'static str)>) {
+        for (name, kind) in targets {
+            self.update(name, |m| m.target = kind);
+        }
     }
 
     /// Forgets certificates no longer configured (after a reload).
@@ -156,10 +166,18 @@ impl Collector for Metrics {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
+        // `certificate`, then `target` when known.
+        let base = |n: &String, c: &CertificateMetrics| -> Labels {
+            let mut l = vec![("certificate", n.clone())];
+            if !c.target.is_empty() {
+                l.push(("target", c.target.to_string()));
+            }
+            l
+        };
         let per = |f: &dyn Fn(&CertificateMetrics) -> Option<f64>| -> Vec<(Labels, f64)> {
             certs
                 .iter()
-                .filter_map(|(n, c)| f(c).map(|v| (vec![("certificate", n.clone())], v)))
+                .filter_map(|(n, c)| f(c).map(|v| (base(n, c), v)))
                 .collect()
         };
         gauge(
@@ -190,10 +208,9 @@ impl Collector for Metrics {
             .iter()
             .flat_map(|(n, c)| {
                 [("True", c.ready), ("False", !c.ready)].map(|(cond, v)| {
-                    (
-                        vec![("certificate", n.clone()), ("condition", cond.to_string())],
-                        i64::from(v),
-                    )
+                    let mut l = base(n, c);
+                    l.push(("condition", cond.to_string()));
+                    (l, i64::from(v))
                 })
             })
             .collect();
@@ -209,17 +226,16 @@ impl Collector for Metrics {
             "Renewal attempts (issuance or installation) per certificate.",
             &certs
                 .iter()
-                .map(|(n, c)| (vec![("certificate", n.clone())], c.attempts))
+                .map(|(n, c)| (base(n, c), c.attempts))
                 .collect::<Vec<_>>(),
         )?;
         let failures: Vec<(Labels, u64)> = certs
             .iter()
             .flat_map(|(n, c)| {
                 c.failures.iter().map(|(reason, v)| {
-                    (
-                        vec![("certificate", n.clone()), ("reason", reason.clone())],
-                        *v,
-                    )
+                    let mut l = base(n, c);
+                    l.push(("reason", reason.clone()));
+                    (l, *v)
                 })
             })
             .collect();
@@ -365,6 +381,26 @@ pub async fn serve(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn certificates_are_labelled_by_where_they_live() {
+        let m = Metrics::new();
+        m.set_targets([("app", "ssl_certificates"), ("sites", "certificate_map")]);
+        m.update("sites", |c| {
+            c.ready = true;
+            c.attempts = 2;
+            c.failures.insert("gcp:UNAVAILABLE".into(), 1);
+        });
+        let text = m.render();
+        for line in [
+            "gclb_acme_certificate_ready_status{certificate=\"sites\",target=\"certificate_map\",condition=\"True\"} 1",
+            "gclb_acme_renewal_attempts_total{certificate=\"sites\",target=\"certificate_map\"} 2",
+            "gclb_acme_renewal_failures_total{certificate=\"sites\",target=\"certificate_map\",reason=\"gcp:UNAVAILABLE\"} 1",
+            "gclb_acme_renewal_attempts_total{certificate=\"app\",target=\"ssl_certificates\"} 0",
+        ] {
+            assert!(text.contains(line), "{line} missing in:\n{text}");
+        }
+    }
 
     #[test]
     fn renders_certificate_gauges_and_counters() {

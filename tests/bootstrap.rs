@@ -69,6 +69,7 @@ fn desired() -> Desired {
         service: "app".into(),
         domains: vec![DOMAIN.into()],
         certificate: "app".into(),
+        certificate_map: None,
         zone: None,
         scheme: Scheme::ExternalManaged,
         http_redirect: true,

@@ -49,6 +49,7 @@ iap = "{}"
 run = "{}"
 serviceusage = "{}"
 resourcemanager = "{}"
+certificatemanager = "{}"
 
 [acme]
 directory = "letsencrypt"
@@ -74,6 +75,7 @@ target_https_proxies = ["app-proxy"]
             e.run,
             e.serviceusage,
             e.resourcemanager,
+            e.certificatemanager,
             self.dir.path().join("state").display(),
             project = if project {
                 format!("project = \"{PROJECT}\"")
@@ -476,7 +478,7 @@ async fn the_stack_adds_run_iap_and_serviceusage() {
         );
     }
     assert!(
-        text.contains("extra permissions bootstrap/teardown need"),
+        text.contains("extra permissions bootstrap/teardown/certificate-map attach need"),
         "{text}"
     );
 
@@ -507,7 +509,120 @@ async fn the_stack_adds_run_iap_and_serviceusage() {
     );
     let warns: Vec<String> = r.with(Status::Warn).iter().map(|l| l.to_string()).collect();
     assert_eq!(warns.len(), 1, "{warns:?}");
-    assert!(warns[0].contains("lacks 1 permission(s) bootstrap/teardown need (renewal does not): run.services.setIamPolicy"));
+    assert!(warns[0].contains("lacks 1 permission(s) bootstrap/teardown/certificate-map attach need (renewal does not): run.services.setIamPolicy"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_certificate_map_adds_certificate_manager_api_map_and_permissions() {
+    let s = Setup::healthy().await;
+    let in_map = "certificate_map = \"sites\"";
+    // The certificate lists app-proxy, which does not serve the map yet: its
+    // renewal would fail, so check does.
+    let r = s.check_with(in_map, "").await;
+    assert_one_fail(
+        &r,
+        &[
+            "FAIL  target HTTPS proxy app-proxy: does not serve certificate map sites (it serves 1 sslCertificate(s)), but certificate app lives there and lists it",
+            "fix: gclb-acme certificate-map attach --proxy app-proxy --map sites",
+        ],
+    );
+    let text = r.to_string();
+    for want in [
+        "ok    API certificatemanager.googleapis.com: enabled",
+        "ok    certificate map sites: does not exist yet in project demo-project; the first renewal creates it",
+        "extra permissions bootstrap/teardown/certificate-map attach need",
+    ] {
+        assert!(text.contains(want), "{want:?} missing in:\n{text}");
+    }
+    // Without a map, Certificate Manager is not asked about.
+    let plain = s.check().await.to_string();
+    assert!(!plain.contains("certificatemanager"), "{plain}");
+
+    // The map exists and the proxy serves it: all good.
+    let (st, b) = s
+        .cloud
+        .post(
+            &format!(
+                "v1/projects/{PROJECT}/locations/global/certificateMaps?certificateMapId=sites"
+            ),
+            json!({}),
+        )
+        .await;
+    assert_eq!(st, 200, "{b}");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let (st, b) = s
+        .cloud
+        .post(
+            &format!("compute/v1/projects/{PROJECT}/global/targetHttpsProxies/app-proxy/setCertificateMap"),
+            json!({"certificateMap": format!("//certificatemanager.googleapis.com/projects/{PROJECT}/locations/global/certificateMaps/sites")}),
+        )
+        .await;
+    assert_eq!(st, 200, "{b}");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let r = s.check_with(in_map, "").await;
+    assert!(!r.failed(), "{r}");
+    let text = r.to_string();
+    assert!(
+        text.contains("ok    certificate map sites: exists"),
+        "{text}"
+    );
+    assert!(
+        text.contains("ok    target HTTPS proxy app-proxy: serves certificate map sites"),
+        "{text}"
+    );
+
+    // A permission the map's renewal calls, and one attaching it needs.
+    let (st, b) = s
+        .cloud
+        .post(
+            "emulator/iam/denied",
+            json!({"permissions": ["certificatemanager.certs.update", "certificatemanager.certmaps.use"]}),
+        )
+        .await;
+    assert!(st < 300, "{b}");
+    let r = s.check_with(in_map, "").await;
+    assert_one_fail(
+        &r,
+        &[
+            "lacks 1 permission(s) renewal needs in project demo-project: certificatemanager.certs.update",
+        ],
+    );
+    let warns: Vec<String> = r.with(Status::Warn).iter().map(|l| l.to_string()).collect();
+    assert_eq!(warns.len(), 1, "{warns:?}");
+    assert!(
+        warns[0].contains("certificatemanager.certmaps.use"),
+        "{}",
+        warns[0]
+    );
+
+    // The API disabled: one failure, with the command that enables it.
+    let (st, b) = s
+        .cloud
+        .post(
+            "emulator/apis",
+            json!({"api": "certificatemanager.googleapis.com", "enabled": false}),
+        )
+        .await;
+    assert!(st < 300, "{b}");
+    let (st, b) = s
+        .cloud
+        .post("emulator/iam/denied", json!({"permissions": []}))
+        .await;
+    assert!(st < 300, "{b}");
+    let r = s.check_with(in_map, "").await;
+    assert_one_fail(
+        &r,
+        &[
+            "FAIL  API certificatemanager.googleapis.com: disabled in project demo-project",
+            "fix: gcloud services enable certificatemanager.googleapis.com --project demo-project",
+        ],
+    );
+    assert!(
+        r.to_string().contains(
+            "skip  certificate map sites: not checked (the Certificate Manager API is disabled)"
+        ),
+        "{r}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

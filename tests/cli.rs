@@ -20,7 +20,15 @@ fn example() -> String {
 fn help_lists_every_subcommand() {
     let out = cmd().arg("--help").assert().success();
     let text = String::from_utf8(out.get_output().stdout.clone()).unwrap();
-    for sub in ["run", "renew", "status", "check", "bootstrap", "teardown"] {
+    for sub in [
+        "run",
+        "renew",
+        "status",
+        "check",
+        "bootstrap",
+        "teardown",
+        "certificate-map",
+    ] {
         assert!(
             text.contains(&format!("  {sub}")),
             "{sub} missing in:\n{text}"
@@ -38,6 +46,15 @@ fn help_lists_every_subcommand() {
         .assert()
         .success()
         .stdout(predicate::str::contains("--dry-run").and(predicate::str::contains("--yes")));
+    cmd()
+        .args(["certificate-map", "attach", "--help"])
+        .assert()
+        .success()
+        .stdout(
+            predicate::str::contains("--proxy")
+                .and(predicate::str::contains("--map"))
+                .and(predicate::str::contains("--dry-run")),
+        );
 }
 
 /// The example configuration with its state directory in `dir` (the example's

@@ -108,10 +108,10 @@ async fn the_daemon_renews_short_lived_certificates_on_its_own() {
         .await
         .unwrap();
     for want in [
-        "gclb_acme_certificate_expiration_timestamp_seconds{certificate=\"app\"}",
-        "gclb_acme_certificate_seconds_until_expiry{certificate=\"app\"}",
-        "gclb_acme_certificate_renewal_timestamp_seconds{certificate=\"app\"}",
-        "gclb_acme_certificate_ready_status{certificate=\"app\",condition=\"True\"} 1",
+        "gclb_acme_certificate_expiration_timestamp_seconds{certificate=\"app\",target=\"ssl_certificates\"}",
+        "gclb_acme_certificate_seconds_until_expiry{certificate=\"app\",target=\"ssl_certificates\"}",
+        "gclb_acme_certificate_renewal_timestamp_seconds{certificate=\"app\",target=\"ssl_certificates\"}",
+        "gclb_acme_certificate_ready_status{certificate=\"app\",target=\"ssl_certificates\",condition=\"True\"} 1",
         "gclb_acme_acme_client_request_count_total{endpoint=\"finalize\"}",
         "gclb_acme_gcp_request_count_total{api=\"compute\",method=\"sslCertificates.insert\",code=\"200\"}",
     ] {
@@ -205,6 +205,160 @@ async fn the_daemon_renews_short_lived_certificates_on_its_own() {
         text.lines().all(|l| l.starts_with('{')),
         "every line is JSON"
     );
+    assert!(!text.contains("panicked"));
+    assert!(!text.contains("PRIVATE KEY"));
+}
+
+/// What `proxy` serves for `sni` from its certificate map: the leaf serial, or
+/// `None` while nothing is (the map or its entry is not there yet).
+async fn map_serial(lab: &Lab, proxy: &str, sni: &str) -> Option<String> {
+    let (s, v) = lab
+        .cloud
+        .get(&format!("emulator/served?proxy={proxy}&sni={sni}"))
+        .await;
+    if s != 200 {
+        return None;
+    }
+    assert_eq!(v["source"], "certificateMap", "{v}");
+    let pem = v["pem"].as_str()?;
+    let der = gclb_acme::certs::split_chain(pem).ok()?;
+    Some(gclb_acme::certs::leaf_info(&der[0]).ok()?.serial_hex)
+}
+
+/// Issue #16: the daemon renews a certificate held in a Certificate Manager
+/// map on its own: it creates the map, the certificate and the entries, then
+/// patches the certificate in place again and again; metrics label it
+/// `target="certificate_map"`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_renews_a_map_held_certificate_in_place_on_its_own() {
+    let lab = Lab::start_with(|o| o.validity = Some(Duration::from_secs(20))).await;
+    let metrics_port = support::free_port();
+    let config_path = lab.write_cli_config(&format!(
+        "[daemon]\nmetrics_listen = \"127.0.0.1:{metrics_port}\"\nretry_initial = \"1s\"\nretry_max = \"5s\"\n"
+    ));
+    let toml = std::fs::read_to_string(&config_path).unwrap().replace(
+        "target_https_proxies = [\"p1\"]",
+        "certificate_map = \"sites\"",
+    );
+    assert!(toml.contains("certificate_map = \"sites\""));
+    std::fs::write(&config_path, toml).unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let log_path = lab.tmp.path().join("daemon.log");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_gclb-acme"))
+        .env_remove("GOOGLE_APPLICATION_CREDENTIALS")
+        .env_remove("GCLB_ACME_CONFIG")
+        .env_remove("GOOGLE_CLOUD_PROJECT")
+        .env("HOME", home.path())
+        .env("GCE_METADATA_HOST", lab.metadata_host())
+        .args(["--log-format", "json", "-v", "run", "--config"])
+        .arg(&config_path)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .spawn()
+        .unwrap();
+    let log = || std::fs::read_to_string(&log_path).unwrap_or_default();
+
+    // The proxy can point at the map once the daemon has created it.
+    let gcp = lab.cloud.gcp();
+    let started = Instant::now();
+    while gcp.get_certificate_map("sites").await.unwrap().is_none() {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no map:\n{}",
+            log()
+        );
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("daemon exited early ({status}):\n{}", log());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (s, b) = lab
+        .cloud
+        .post(
+            &format!(
+                "compute/v1/projects/{}/global/targetHttpsProxies",
+                support::gcp::PROJECT
+            ),
+            serde_json::json!({"name": "p1", "urlMap": support::lb::link("urlMaps", "um"),
+                               "certificateMap": gcp.certificate_map_reference("sites")}),
+        )
+        .await;
+    assert_eq!(s, 200, "{b}");
+
+    // Three serials in a row for every name, never a gap once served.
+    let mut seen = BTreeSet::new();
+    let mut served_once = false;
+    while seen.len() < 3 && started.elapsed() < Duration::from_secs(70) {
+        let apex = map_serial(&lab, "p1", "example.test").await;
+        let wild = map_serial(&lab, "p1", "www.example.test").await;
+        if served_once {
+            assert!(
+                apex.is_some() && wild.is_some(),
+                "a name stopped being served"
+            );
+        }
+        if let (Some(a), Some(_)) = (&apex, &wild) {
+            served_once = true;
+            seen.insert(a.clone());
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("daemon exited early ({status}):\n{}", log());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        seen.len() >= 3,
+        "only {} serial(s) in {:?}:\n{}",
+        seen.len(),
+        started.elapsed(),
+        log()
+    );
+
+    let text = reqwest::get(format!("http://127.0.0.1:{metrics_port}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for want in [
+        "gclb_acme_certificate_seconds_until_expiry{certificate=\"app\",target=\"certificate_map\"}",
+        "gclb_acme_renewal_attempts_total{certificate=\"app\",target=\"certificate_map\"}",
+        "gclb_acme_gcp_request_count_total{api=\"certificatemanager\",method=\"certificates.patch\",code=\"200\"}",
+    ] {
+        assert!(text.contains(want), "{want} missing from:\n{text}");
+    }
+
+    kill(child.id(), "-TERM");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no exit after SIGTERM:\n{}",
+            log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(status.success(), "exit {status}:\n{}", log());
+
+    // Renewed in place: one certificate, one entry per name, nothing else.
+    let certs: Vec<String> = gcp
+        .list_certificates(None)
+        .await
+        .unwrap()
+        .iter()
+        .map(|c| c.id().to_string())
+        .collect();
+    assert_eq!(certs, ["gclb-acme-app"]);
+    let entries = gcp
+        .list_certificate_map_entries("sites", None)
+        .await
+        .unwrap();
+    assert_eq!(entries.len(), 2, "{entries:?}");
+    let text = log();
     assert!(!text.contains("panicked"));
     assert!(!text.contains("PRIVATE KEY"));
 }

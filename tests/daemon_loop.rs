@@ -193,7 +193,7 @@ async fn renews_short_lived_certificates_on_its_own_then_stops_on_sigterm() {
     assert!(
         metrics
             .render()
-            .contains("gclb_acme_certificate_seconds_until_expiry{certificate=\"app\"}")
+            .contains("gclb_acme_certificate_seconds_until_expiry{certificate=\"app\",target=\"ssl_certificates\"}")
     );
 }
 

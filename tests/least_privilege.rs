@@ -15,6 +15,7 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use gclb_acme::config::Config;
+use gclb_acme::gcp::certificatemanager as cm;
 use gclb_acme::lb::{InstallOptions, VerifyOutcome};
 use gclb_acme::preflight::permissions;
 use gclb_acme::reconcile::{Done, Outcome, RenewError, Renewer};
@@ -228,6 +229,122 @@ async fn renewal_with_a_discovered_zone_needs_exactly_its_list() {
 #[tokio::test]
 async fn renewal_with_a_configured_zone_needs_exactly_its_list() {
     prove_renewal(Some(ZONE)).await;
+}
+
+/// A certificate held in a Certificate Manager map (issue #16), granted
+/// exactly `permissions::renewal`: the first issuance creates the map, the
+/// certificate and the entries, a forced renewal patches the certificate in
+/// place. Every listed permission is checked, nothing else is needed.
+#[tokio::test]
+async fn renewal_into_a_certificate_map_needs_exactly_its_list() {
+    let lab = lab().await;
+    let mut config = lab.config(&[]);
+    config.certificates[0].certificate_map = Some("sites".into());
+    config.certificates[0].target_https_proxies.clear();
+    let wanted = permissions::renewal(&config);
+    let mut r = lab.renewer(&config).await;
+    r.install = install(true);
+    let mut proof = Proof::start(&lab.cloud, &wanted).await;
+    renew_one(&r, false)
+        .await
+        .unwrap_or_else(|e| panic!("first issuance into a map: {e}\n{}", lab.pebble.log()));
+    // As an administrator: another writer's TXT value (our value is merged in:
+    // `update`), and our entry for example.test pointed at a hand-made
+    // certificate (the renewal points it back: `certmapentries.update`).
+    proof.pause().await;
+    foreign_txt(&lab.cloud, CHALLENGE).await;
+    let gcp = lab.cloud.gcp();
+    let hand = rcgen::generate_simple_self_signed(vec!["example.test".to_string()]).unwrap();
+    let op = gcp
+        .create_certificate(
+            "hand-made",
+            &cm::NewCertificate {
+                description: None,
+                labels: Default::default(),
+                self_managed: cm::SelfManaged {
+                    pem_certificate: hand.cert.pem(),
+                    pem_private_key: hand.signing_key.serialize_pem(),
+                },
+            },
+        )
+        .await
+        .unwrap();
+    gcp.wait_certificate_manager(op, Duration::from_secs(30))
+        .await
+        .unwrap();
+    let entry = gclb_acme::lb::naming::map_entry_id("example.test");
+    let op = gcp
+        .patch_certificate_map_entry(
+            "sites",
+            &entry,
+            &cm::EntryPatch {
+                certificates: Some(vec![gcp.certificate_name("hand-made")]),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    gcp.wait_certificate_manager(op, Duration::from_secs(30))
+        .await
+        .unwrap();
+    proof.resume().await;
+    let (second, _) = renew_forced(&lab, &r).await;
+    second.unwrap_or_else(|e| panic!("renewal in place: {e}\n{}", lab.pebble.log()));
+    // status (hand-made certificates left behind are looked for).
+    let st = gclb_acme::reconcile::status(
+        &gcp,
+        &config,
+        &gclb_acme::state::StateDir::open(&config.state.dir).unwrap(),
+    )
+    .await;
+    assert!(st.healthy(), "{st:?}");
+    // A domain removed: the next renewal deletes its entry.
+    let mut fewer = config.clone();
+    fewer.certificates[0]
+        .domains
+        .retain(|d| d == "example.test");
+    let mut r2 = lab.renewer(&fewer).await;
+    r2.install = install(true);
+    renew_one(&r2, true)
+        .await
+        .unwrap_or_else(|e| panic!("renewal with a domain removed: {e}\n{}", lab.pebble.log()));
+    let seen = proof.finish().await;
+    let (s, b) = lab
+        .cloud
+        .get(&format!(
+            "v1/projects/{PROJECT}/locations/global/certificateMaps/sites/certificateMapEntries/{entry}"
+        ))
+        .await;
+    assert_eq!(s, 200, "{b}");
+    assert!(
+        b["certificates"][0]
+            .as_str()
+            .unwrap()
+            .ends_with("/certificates/gclb-acme-app"),
+        "pointed back at ours: {b}"
+    );
+    let (s, b) = lab
+        .cloud
+        .get(&format!(
+            "v1/projects/{PROJECT}/locations/global/certificateMaps/sites/certificateMapEntries"
+        ))
+        .await;
+    assert_eq!(s, 200, "{b}");
+    assert!(
+        !b["certificateMapEntries"].as_array().unwrap().is_empty(),
+        "{b}"
+    );
+    // The emulator answers every Certificate Manager operation done at once
+    // (no latency model here), so `operations.get` is never polled in this
+    // run; under Google's latency it is (tests/certificate_manager_api.rs
+    // waits on operations under the `google` profile).
+    let mut wanted: Vec<&str> = wanted;
+    wanted.retain(|p| *p != "certificatemanager.operations.get");
+    assert_eq!(
+        seen,
+        set(&wanted),
+        "checked (left) vs permissions::renewal (right), operations.get aside"
+    );
 }
 
 /// What a renewal without one permission must do.
@@ -587,4 +704,231 @@ async fn a_full_stack_needs_exactly_its_lists() {
 #[tokio::test]
 async fn a_minimal_stack_needs_exactly_its_lists() {
     prove_stack(false).await;
+}
+
+/// A stack served from a certificate map (`stack.certificate_map`), granted
+/// exactly `renewal() + bootstrap()` of that configuration: bootstrap builds it
+/// (the map created, the first certificate issued into it, the proxy created
+/// with the map), the daemon renews in place (a drifted entry pointed back,
+/// another writer's TXT value merged), bootstrap repairs drift (the proxy
+/// moved to another map is put back with `setCertificateMap`), teardown
+/// removes everything of ours, the map and an sslCertificate of ours left from
+/// an earlier life of the stack included.
+#[tokio::test]
+async fn a_stack_on_a_certificate_map_needs_exactly_its_lists() {
+    let lab = lab().await;
+    post_ok(
+        &lab.cloud,
+        &format!("v2/projects/{PROJECT}/locations/{REGION}/services?serviceId=app"),
+        json!({"template": {"containers": [{"image": "us-docker.pkg.dev/cloudrun/container/hello"}]}}),
+    )
+    .await;
+    let gcp = lab.cloud.gcp();
+    let quiet = Options {
+        dry_run: false,
+        quiet: true,
+    };
+    let mut config = stack_config(&lab, false);
+    config.certificates[0].certificate_map = Some("app-map".into());
+    if let Some(s) = config.stack.as_mut() {
+        s.certificate_map = Some("app-map".into());
+    }
+    let desired = Desired::from_config(&config, PROJECT).unwrap();
+    assert_eq!(desired.certificate_map.as_deref(), Some("app-map"));
+    let certs = stack::IssueWithAcme::new(gcp.clone(), &config, &desired).unwrap();
+    let mut r = lab.renewer(&config).await;
+    r.install = install(false);
+    let mut wanted = permissions::renewal(&config);
+    wanted.extend(permissions::bootstrap(&config));
+    let wait = Duration::from_secs(30);
+
+    let mut proof = Proof::start(&lab.cloud, &wanted).await;
+    let built = stack::bootstrap(&gcp, &desired, &certs, quiet)
+        .await
+        .unwrap_or_else(|e| panic!("bootstrap with a map: {e}\n{}", lab.pebble.log()));
+    for step in [
+        "create certificate map app-map (Certificate Manager)",
+        "create target HTTPS proxy app-https-proxy serving certificate map app-map",
+    ] {
+        assert!(
+            built.applied.iter().any(|a| a == step),
+            "{step}: {:#?}",
+            built.applied
+        );
+    }
+    renew_one(&r, false)
+        .await
+        .unwrap_or_else(|e| panic!("renew: {e}"));
+    proof.pause().await;
+    foreign_txt(&lab.cloud, &format!("_acme-challenge.{DOMAIN}.")).await;
+    let hand = rcgen::generate_simple_self_signed(vec![DOMAIN.to_string()]).unwrap();
+    let op = gcp
+        .create_certificate(
+            "hand-made",
+            &cm::NewCertificate {
+                description: None,
+                labels: Default::default(),
+                self_managed: cm::SelfManaged {
+                    pem_certificate: hand.cert.pem(),
+                    pem_private_key: hand.signing_key.serialize_pem(),
+                },
+            },
+        )
+        .await
+        .unwrap();
+    gcp.wait_certificate_manager(op, wait).await.unwrap();
+    let entry = gclb_acme::lb::naming::map_entry_id(DOMAIN);
+    let op = gcp
+        .patch_certificate_map_entry(
+            "app-map",
+            &entry,
+            &cm::EntryPatch {
+                certificates: Some(vec![gcp.certificate_name("hand-made")]),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    gcp.wait_certificate_manager(op, wait).await.unwrap();
+    proof.resume().await;
+    renew_forced(&lab, &r)
+        .await
+        .0
+        .unwrap_or_else(|e| panic!("forced renew: {e}\n{}", lab.pebble.log()));
+
+    // As an administrator: the stack drifts (backend protocol, URL maps) and
+    // the proxy is moved to another map; an sslCertificate of ours from an
+    // earlier life of the stack is still there.
+    proof.pause().await;
+    drift(&lab.cloud, false).await;
+    let op = gcp
+        .create_certificate_map("other-map", &cm::MapFields::default())
+        .await
+        .unwrap();
+    gcp.wait_certificate_manager(op, wait).await.unwrap();
+    post_ok(
+        &lab.cloud,
+        &format!("compute/v1/projects/{PROJECT}/global/targetHttpsProxies/app-https-proxy/setCertificateMap"),
+        json!({"certificateMap": gcp.certificate_map_reference("other-map")}),
+    )
+    .await;
+    let old = lab.upload(&[DOMAIN], 10, 90, Some("app"), "").await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    proof.resume().await;
+    let repaired = stack::bootstrap(&gcp, &desired, &certs, quiet)
+        .await
+        .unwrap_or_else(|e| panic!("bootstrap over drift: {e}"));
+    assert!(
+        repaired.applied.iter().any(|a| a
+            .starts_with("attach certificate map app-map to target HTTPS proxy app-https-proxy")),
+        "{:#?}",
+        repaired.applied
+    );
+    // status, as the daemon's identity runs it.
+    let st = gclb_acme::reconcile::status(
+        &gcp,
+        &config,
+        &gclb_acme::state::StateDir::open(&config.state.dir).unwrap(),
+    )
+    .await;
+    assert!(st.healthy(), "{st:?}");
+    let gone = stack::teardown(&gcp, &desired, quiet)
+        .await
+        .unwrap_or_else(|e| panic!("teardown: {e}"));
+    for step in [
+        "delete certificate map app-map".to_string(),
+        "delete certificate gclb-acme-app (Certificate Manager)".to_string(),
+        format!("delete SSL certificate {old}"),
+    ] {
+        assert!(gone.applied.contains(&step), "{step}: {:#?}", gone.applied);
+    }
+    let seen = proof.finish().await;
+    // Certificate Manager operations are done at once in the emulator: never
+    // polled here (see renewal_into_a_certificate_map_needs_exactly_its_list).
+    // `sslCertificates.get` is listed for `certificate-map attach`/`detach`,
+    // which read what the proxy serves; this stack's proxy never had any
+    // (moving_a_proxy_onto_a_map_and_back_needs_only_the_lists checks it).
+    wanted.retain(|p| {
+        *p != "certificatemanager.operations.get" && *p != "compute.sslCertificates.get"
+    });
+    assert_eq!(
+        seen,
+        set(&wanted),
+        "checked (left) vs permissions::renewal + permissions::bootstrap (right), operations.get and sslCertificates.get aside"
+    );
+}
+
+/// `certificate-map attach` and `detach` (`stack::mapmove`) for a configuration
+/// whose only certificate lives in a map (no `[stack]`), granted exactly
+/// `renewal() + bootstrap()`: nothing is refused, and every permission the move
+/// adds (`permissions::CERTIFICATE_MAP_ATTACH`) is checked.
+#[tokio::test]
+async fn moving_a_proxy_onto_a_map_and_back_needs_only_the_lists() {
+    let lab = Lab::start().await;
+    let old = lab.upload(&NAMES, 10, 90, None, "legacy").await;
+    lab.proxy("p1", &[&old]).await;
+    let gcp = lab.cloud.gcp();
+    let wait = Duration::from_secs(30);
+    // As an administrator: a map serving both names.
+    let op = gcp
+        .create_certificate_map("m", &cm::MapFields::default())
+        .await
+        .unwrap();
+    gcp.wait_certificate_manager(op, wait).await.unwrap();
+    let ck =
+        rcgen::generate_simple_self_signed(NAMES.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+            .unwrap();
+    let op = gcp
+        .create_certificate(
+            "in-map",
+            &cm::NewCertificate {
+                description: None,
+                labels: Default::default(),
+                self_managed: cm::SelfManaged {
+                    pem_certificate: ck.cert.pem(),
+                    pem_private_key: ck.signing_key.serialize_pem(),
+                },
+            },
+        )
+        .await
+        .unwrap();
+    gcp.wait_certificate_manager(op, wait).await.unwrap();
+    for (i, n) in NAMES.iter().enumerate() {
+        let op = gcp
+            .create_certificate_map_entry(
+                "m",
+                &format!("e{i}"),
+                &cm::NewMapEntry {
+                    matches: cm::EntryMatch::Hostname(n.to_string()),
+                    certificates: vec![gcp.certificate_name("in-map")],
+                    description: None,
+                    labels: Default::default(),
+                },
+            )
+            .await
+            .unwrap();
+        gcp.wait_certificate_manager(op, wait).await.unwrap();
+    }
+    let mut config = lab.config(&[]);
+    config.certificates[0].certificate_map = Some("m".into());
+    config.certificates[0].target_https_proxies.clear();
+    let mut wanted = permissions::renewal(&config);
+    wanted.extend(permissions::bootstrap(&config));
+    let proof = Proof::start(&lab.cloud, &wanted).await;
+    let r = stack::attach_certificate_map(&gcp, "p1", "m", &[], &[], false, true)
+        .await
+        .unwrap_or_else(|e| panic!("attach: {e}"));
+    assert!(r.changed, "{:?}", r.lines);
+    let r = stack::detach_certificate_map(&gcp, "p1", &[], false, true)
+        .await
+        .unwrap_or_else(|e| panic!("detach: {e}"));
+    assert!(r.changed, "{:?}", r.lines);
+    let seen = proof.finish().await;
+    assert!(
+        seen.iter().all(|p| wanted.contains(&p.as_str())),
+        "checked but not listed: {seen:?}"
+    );
+    for p in permissions::CERTIFICATE_MAP_ATTACH {
+        assert!(seen.contains(p), "{p} listed but not checked: {seen:?}");
+    }
 }

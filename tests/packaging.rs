@@ -3,7 +3,17 @@
 
 use assert_cmd::Command;
 
-const PUBLIC: [&str; 6] = ["run", "renew", "status", "check", "bootstrap", "teardown"];
+const PUBLIC: [&str; 7] = [
+    "run",
+    "renew",
+    "status",
+    "check",
+    "bootstrap",
+    "teardown",
+    "certificate-map",
+];
+/// Subcommands of subcommands: a page each too.
+const NESTED: [&str; 2] = ["certificate-map-attach", "certificate-map-detach"];
 
 fn cmd() -> Command {
     let mut c = Command::cargo_bin("gclb-acme").unwrap();
@@ -58,7 +68,8 @@ fn manpage_is_roff_naming_every_subcommand() {
     assert!(roff.contains("\\-\\-config"));
     for sub in PUBLIC {
         assert!(
-            roff.contains(&format!("gclb\\-acme\\-{sub}(1)")),
+            // roff escapes every hyphen.
+            roff.contains(&format!("gclb\\-acme\\-{}(1)", sub.replace('-', "\\-"))),
             "{sub} missing"
         );
     }
@@ -79,7 +90,11 @@ fn manpage_out_dir_writes_one_page_per_subcommand() {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     names.sort();
-    let mut want: Vec<String> = PUBLIC.iter().map(|s| format!("gclb-acme-{s}.1")).collect();
+    let mut want: Vec<String> = PUBLIC
+        .iter()
+        .chain(&NESTED)
+        .map(|s| format!("gclb-acme-{s}.1"))
+        .collect();
     want.push("gclb-acme.1".to_string());
     want.sort();
     assert_eq!(names, want);

@@ -32,6 +32,16 @@ pub enum CliError {
     StackConfig(StackError),
     #[error("error: {0}")]
     Stack(#[from] StackError),
+    /// `certificate-map attach` / `detach`.
+    #[error("error: {0}")]
+    Move(#[from] gclb_acme::stack::MoveError),
+    /// The certificate installed into the map before an attach failed.
+    #[error("error: installing certificate {name} into certificate map {map} first: {message}")]
+    InstallFirst {
+        name: String,
+        map: String,
+        message: String,
+    },
     /// The client of `bootstrap`/`teardown`.
     #[error("error: {0}")]
     Gcp(Box<GcpError>),

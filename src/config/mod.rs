@@ -497,6 +497,9 @@ impl Config {
         self.dns.validate(&mut p);
         resolve(base, &mut self.state.dir);
         self.daemon.validate(&mut p);
+        if let Some(stack) = &mut self.stack {
+            stack::share_certificate_map(stack, &mut self.certificates, &mut p);
+        }
         validate::validate_certificates(&mut self.certificates, &mut p);
 
         // [stack]

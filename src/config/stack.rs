@@ -22,6 +22,13 @@ pub struct StackConfig {
     /// The `[[certificates]]` entry served by the proxy; default: the first one.
     #[serde(default)]
     pub certificate: Option<String>,
+    /// Build the HTTPS proxy with this Certificate Manager certificate map
+    /// (location `global`) instead of `sslCertificates`. The stack's
+    /// certificate entry gets the map (its own `certificate_map`, which must be
+    /// unset or the same): bootstrap installs the first certificate there, and
+    /// teardown removes the entries, the map and the certificate it created.
+    #[serde(default)]
+    pub certificate_map: Option<String>,
     #[serde(default)]
     pub load_balancing_scheme: Scheme,
     /// Redirect HTTP (port 80) to HTTPS on the same address.
@@ -244,4 +251,55 @@ fn is_region(s: &str) -> bool {
         && parts
             .last()
             .is_some_and(|p| p.bytes().last().is_some_and(|b| b.is_ascii_digit()))
+}
+
+/// `stack.certificate_map` and the stack's certificate (`stack.certificate`, or
+/// the first `[[certificates]]`) agree on where that certificate lives: set on
+/// one side, it is copied to the other; set to two different maps, a problem.
+/// Runs before the certificates are validated, so the copied value is checked
+/// with them.
+pub(super) fn share_certificate_map(
+    stack: &mut StackConfig,
+    certificates: &mut [super::CertificateConfig],
+    p: &mut Problems,
+) {
+    if let Some(map) = &stack.certificate_map
+        && !is_gcp_name(map, 63)
+    {
+        p.push(
+            "stack.certificate_map",
+            format!(
+                "\"{map}\" is not a certificate map id: {}",
+                gcp_name_rule(63)
+            ),
+        );
+        return;
+    }
+    let at = match &stack.certificate {
+        Some(n) => certificates.iter().position(|c| &c.name == n),
+        None if certificates.is_empty() => None,
+        None => Some(0),
+    };
+    let Some(i) = at else {
+        if stack.certificate_map.is_some() {
+            p.push(
+                "stack.certificate_map",
+                "is set, but the stack has no [[certificates]] entry to hold in the map: add one (stack.certificate names it, default the first)",
+            );
+        }
+        return;
+    };
+    let cert = &mut certificates[i];
+    match (&stack.certificate_map, &cert.certificate_map) {
+        (Some(s), Some(c)) if s != c => p.push(
+            "stack.certificate_map",
+            format!(
+                "is \"{s}\", but the stack's certificate certificates[{i}] (\"{}\") lives in certificate map \"{c}\": the proxy must serve the map the daemon renews into; use one map id in both places",
+                cert.name
+            ),
+        ),
+        (Some(s), None) => cert.certificate_map = Some(s.clone()),
+        (None, Some(c)) => stack.certificate_map = Some(c.clone()),
+        _ => {}
+    }
 }

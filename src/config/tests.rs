@@ -542,3 +542,46 @@ fn a_certificate_map_replaces_proxies_and_shares_hostnames_with_no_one() {
     ))
     .unwrap();
 }
+
+#[test]
+fn the_stack_and_its_certificate_share_one_certificate_map() {
+    let stack = "\n[stack]\nregion = \"europe-west1\"\nservice = \"svc\"\n";
+    // Set on the stack: the certificate gets it.
+    let c = load(&format!("{MINIMAL}{stack}certificate_map = \"lb\"\n")).unwrap();
+    assert_eq!(c.certificates[0].certificate_map.as_deref(), Some("lb"));
+    assert_eq!(
+        c.stack.as_ref().unwrap().certificate_map.as_deref(),
+        Some("lb")
+    );
+    // Set on the certificate: the stack gets it.
+    let c = load(&format!("{}{stack}", cert_with("certificate_map = \"lb\""))).unwrap();
+    assert_eq!(
+        c.stack.as_ref().unwrap().certificate_map.as_deref(),
+        Some("lb")
+    );
+    // Neither: no map anywhere.
+    let c = load(&format!("{MINIMAL}{stack}")).unwrap();
+    assert!(c.stack.as_ref().unwrap().certificate_map.is_none());
+    assert!(c.certificates[0].certificate_map.is_none());
+    // Two different maps: refused, naming both.
+    let e = error(&format!(
+        "{}{stack}certificate_map = \"lb\"\n",
+        cert_with("certificate_map = \"other\"")
+    ));
+    assert_contains(
+        &e,
+        "stack.certificate_map: is \"lb\", but the stack's certificate certificates[0] (\"app\") lives in certificate map \"other\"",
+    );
+    let e = error(&format!("{MINIMAL}{stack}certificate_map = \"LB\"\n"));
+    assert_contains(
+        &e,
+        "stack.certificate_map: \"LB\" is not a certificate map id",
+    );
+    // stack.certificate picks which entry gets it.
+    let two = format!(
+        "{MINIMAL}\n[[certificates]]\nname = \"api\"\ndomains = [\"api.example.com\"]\ntarget_https_proxies = [\"p\"]\n{stack}certificate = \"api\"\ncertificate_map = \"lb\"\n"
+    );
+    let c = load(&two).unwrap();
+    assert!(c.certificates[0].certificate_map.is_none());
+    assert_eq!(c.certificates[1].certificate_map.as_deref(), Some("lb"));
+}

@@ -295,6 +295,12 @@ pub async fn run<F: WorkerFactory>(
     let mut window = parse_window(&config)?;
     let mut slots = make_slots(&config, &state, BTreeMap::new());
     metrics.retain(&slots.keys().cloned().collect::<Vec<_>>());
+    metrics.set_targets(
+        config
+            .certificates
+            .iter()
+            .map(|c| (c.name.as_str(), crate::lb::kind_of(c))),
+    );
     if slots.is_empty() {
         tracing::warn!(file = %config_path.display(), "no [[certificates]] configured: nothing to do until a reload adds one");
     }
@@ -379,6 +385,7 @@ pub async fn run<F: WorkerFactory>(
                             s.running = running.contains(n);
                         }
                         metrics.retain(&slots.keys().cloned().collect::<Vec<_>>());
+                        metrics.set_targets(c.certificates.iter().map(|x| (x.name.as_str(), crate::lb::kind_of(x))));
                         config = Arc::new(c);
                         renewer = Arc::new(r);
                     }

@@ -41,7 +41,13 @@ pub(crate) fn classify(e: &reconcile::RenewError) -> Failure {
             }
             LbError::GaveUp { last, .. } => (format!("gcp:{}", last.label()), true, None),
             LbError::ProxyNotFound { .. } => ("proxy_not_found".into(), false, None),
-            LbError::CertificateMap { .. } => ("certificate_map".into(), false, None),
+            LbError::CertificateMap { .. } | LbError::MapNotOnProxy { .. } => {
+                ("certificate_map".into(), false, None)
+            }
+            LbError::MapNotConfigured { .. } => ("config".into(), false, None),
+            LbError::NotOurs { .. } | LbError::EntryTaken { .. } => {
+                ("name_taken".into(), false, None)
+            }
             LbError::Rewrite(_) => ("proxy_full".into(), false, None),
             // Retried on the ladder: renewals in flight hold two certificates
             // each for a moment, so the daemon itself can fill the quota; and

@@ -228,7 +228,12 @@ pub struct NewTargetHttpsProxy {
     pub name: String,
     pub description: String,
     pub url_map: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub ssl_certificates: Vec<String>,
+    /// A Certificate Manager map (`//certificatemanager.googleapis.com/...`),
+    /// served instead of `sslCertificates`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub certificate_map: Option<String>,
 }
 
 /// A global collection of the resources above.

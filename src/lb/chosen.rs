@@ -5,6 +5,7 @@
 use crate::acme::IssuedCertificate;
 use crate::config::CertificateConfig;
 use crate::gcp::Gcp;
+use crate::lb::certmap::{self, CertificateMaps};
 use crate::lb::install::{self, SslCertificates};
 use crate::lb::left_behind::{self, LeftBehind, LeftBehindError};
 use crate::lb::options::{InstallOptions, InstallReport};
@@ -38,24 +39,55 @@ pub async fn retake(
 /// The implementation chosen for one `[[certificates]]` entry.
 pub enum Target<'a> {
     SslCertificates(SslCertificates<'a>),
+    CertificateMap(CertificateMaps<'a>),
 }
 
 /// One installation of the chosen implementation.
 pub enum TargetRun {
     SslCertificates(install::Run),
+    CertificateMap(certmap::Run),
 }
 
 /// The project-wide reads of every implementation, for one `status` run.
 #[derive(Default)]
 pub struct TargetProject {
     ssl_certificates: left_behind::Project,
+    certificate_maps: certmap::Project,
 }
 
-/// The one place that picks the implementation for `cert`. Every entry uses
-/// `sslCertificates` on its target HTTPS proxies today; the setting that
-/// selects Certificate Manager maps (issue #16) is read here and nowhere else.
-pub fn choose<'a>(gcp: &'a Gcp, _cert: &CertificateConfig) -> Target<'a> {
-    Target::SslCertificates(SslCertificates { gcp })
+/// The one place that picks the implementation for `cert`: a Certificate
+/// Manager map when `certificate_map` is set (issue #16; the setting is read
+/// here and nowhere else), else `sslCertificates` on its target HTTPS proxies.
+pub fn choose<'a>(gcp: &'a Gcp, cert: &CertificateConfig) -> Target<'a> {
+    match cert.certificate_map {
+        Some(_) => Target::CertificateMap(CertificateMaps { gcp }),
+        None => Target::SslCertificates(SslCertificates { gcp }),
+    }
+}
+
+/// [`Target::kind`] of what [`choose`] picks for `cert`, without a client
+/// (metrics label certificates before any call).
+pub fn kind_of(cert: &CertificateConfig) -> &'static str {
+    match cert.certificate_map {
+        Some(_) => "certificate_map",
+        None => "ssl_certificates",
+    }
+}
+
+impl Target<'_> {
+    /// Where the certificate lives, as metrics and `status` label it:
+    /// `ssl_certificates` or `certificate_map`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Target::SslCertificates(_) => "ssl_certificates",
+            Target::CertificateMap(_) => "certificate_map",
+        }
+    }
+}
+
+/// A run handed to the other implementation: a bug of the drivers above.
+fn mixed() -> LbError {
+    LbError::Aborted("an installation run was handed to another certificate target".into())
 }
 
 impl CertificateTarget for Target<'_> {
@@ -63,8 +95,10 @@ impl CertificateTarget for Target<'_> {
     type Project = TargetProject;
 
     async fn observe(&self, cert: &CertificateConfig) -> Result<Observation, LbError> {
-        let Target::SslCertificates(t) = self;
-        t.observe(cert).await
+        match self {
+            Target::SslCertificates(t) => t.observe(cert).await,
+            Target::CertificateMap(t) => t.observe(cert).await,
+        }
     }
 
     async fn left_behind(
@@ -72,8 +106,10 @@ impl CertificateTarget for Target<'_> {
         cert: &CertificateConfig,
         project: &TargetProject,
     ) -> Result<Vec<LeftBehind>, LeftBehindError> {
-        let Target::SslCertificates(t) = self;
-        t.left_behind(cert, &project.ssl_certificates).await
+        match self {
+            Target::SslCertificates(t) => t.left_behind(cert, &project.ssl_certificates).await,
+            Target::CertificateMap(t) => t.left_behind(cert, &project.certificate_maps).await,
+        }
     }
 
     async fn upload(
@@ -83,10 +119,16 @@ impl CertificateTarget for Target<'_> {
         observed: Option<&Observation>,
         opts: &InstallOptions,
     ) -> Result<TargetRun, LbError> {
-        let Target::SslCertificates(t) = self;
-        t.upload(cert, what, observed, opts)
-            .await
-            .map(TargetRun::SslCertificates)
+        match self {
+            Target::SslCertificates(t) => t
+                .upload(cert, what, observed, opts)
+                .await
+                .map(TargetRun::SslCertificates),
+            Target::CertificateMap(t) => t
+                .upload(cert, what, observed, opts)
+                .await
+                .map(TargetRun::CertificateMap),
+        }
     }
 
     async fn attach(
@@ -96,10 +138,16 @@ impl CertificateTarget for Target<'_> {
         opts: &InstallOptions,
     ) -> Result<(), LbError> {
         // A run of one implementation handed to another would be a bug of the
-        // drivers above, which keep both together; with a second variant this
-        // match gets an arm refusing the mix.
-        let (Target::SslCertificates(t), TargetRun::SslCertificates(r)) = (self, run);
-        t.attach(cert, r, opts).await
+        // drivers above, which keep both together.
+        match (self, run) {
+            (Target::SslCertificates(t), TargetRun::SslCertificates(r)) => {
+                t.attach(cert, r, opts).await
+            }
+            (Target::CertificateMap(t), TargetRun::CertificateMap(r)) => {
+                t.attach(cert, r, opts).await
+            }
+            _ => Err(mixed()),
+        }
     }
 
     async fn clean_up(
@@ -108,7 +156,14 @@ impl CertificateTarget for Target<'_> {
         run: TargetRun,
         opts: &InstallOptions,
     ) -> Result<InstallReport, LbError> {
-        let (Target::SslCertificates(t), TargetRun::SslCertificates(r)) = (self, run);
-        t.clean_up(cert, r, opts).await
+        match (self, run) {
+            (Target::SslCertificates(t), TargetRun::SslCertificates(r)) => {
+                t.clean_up(cert, r, opts).await
+            }
+            (Target::CertificateMap(t), TargetRun::CertificateMap(r)) => {
+                t.clean_up(cert, r, opts).await
+            }
+            _ => Err(mixed()),
+        }
     }
 }

@@ -40,6 +40,12 @@ pub struct Project {
 #[error("{0}")]
 pub struct LeftBehindError(Arc<GcpError>);
 
+impl LeftBehindError {
+    pub(crate) fn new(e: GcpError) -> LeftBehindError {
+        LeftBehindError(Arc::new(e))
+    }
+}
+
 type Lists = (
     Result<Vec<TargetHttpsProxy>, LeftBehindError>,
     Result<Vec<SslCertificate>, LeftBehindError>,

@@ -17,6 +17,7 @@
 //! with the implementation picked by [`choose`] (`chosen.rs`); `install` holds the
 //! first implementation, `sslCertificates` on target HTTPS proxies.
 
+pub(crate) mod certmap;
 pub(crate) mod chosen;
 pub(crate) mod install;
 pub(crate) mod left_behind;
@@ -30,7 +31,8 @@ pub(crate) mod verify;
 
 use crate::gcp::GcpError;
 
-pub use chosen::{Target, TargetProject, TargetRun, choose, install, retake};
+pub use certmap::CertificateMaps;
+pub use chosen::{Target, TargetProject, TargetRun, choose, install, kind_of, retake};
 pub use install::cleanup;
 pub use left_behind::{LeftBehind, LeftBehindError};
 pub use observe::{Observation, ProxyObservation, ServedCertificate, observe};
@@ -57,9 +59,43 @@ pub enum LbError {
     },
     /// The proxy serves a Certificate Manager map, which overrides sslCertificates.
     #[error(
-        "target HTTPS proxy {proxy} uses the certificate map {map}, which overrides its sslCertificates: gclb-acme manages Compute Engine certificates only"
+        "target HTTPS proxy {proxy} uses the certificate map {map}, which overrides its sslCertificates: set certificate_map = \"{}\" on this [[certificates]] entry to renew the certificate into that map, or detach the map from the proxy", map.rsplit('/').next().unwrap_or(map)
     )]
     CertificateMap { proxy: String, map: String },
+    /// A configured proxy does not serve the entry's certificate map.
+    #[error(
+        "target HTTPS proxy {proxy} (configured for certificate {certificate}) does not serve the certificate map {map}{}: attach it (gcloud compute target-https-proxies update {proxy} --certificate-map={map} --global) or remove the proxy from target_https_proxies",
+        match found { Some(m) => format!(" (it serves {m})"), None => " (it serves sslCertificates)".to_string() }
+    )]
+    MapNotOnProxy {
+        proxy: String,
+        map: String,
+        certificate: String,
+        found: Option<String>,
+    },
+    /// A Certificate Manager resource with our id is not labelled ours (never overwritten).
+    #[error(
+        "Certificate Manager {kind} {name} exists but does not carry gclb-acme's labels for certificate {certificate} (managed-by=gclb-acme, gclb-acme-certificate={certificate}): rename or delete it"
+    )]
+    NotOurs {
+        kind: &'static str,
+        name: String,
+        certificate: String,
+    },
+    /// The map's entry for a configured hostname belongs to another
+    /// `[[certificates]]` entry of gclb-acme (its labels): never touched.
+    #[error(
+        "certificate map {map} already has entry {entry} for {hostname}, created by gclb-acme for [[certificates]] {owner}: remove {hostname} from one of the two, or delete that entry (gcloud certificate-manager maps entries delete {entry} --map={map} --location=global)"
+    )]
+    EntryTaken {
+        map: String,
+        entry: String,
+        hostname: String,
+        owner: String,
+    },
+    /// The Certificate Manager target was used for an entry without `certificate_map`.
+    #[error("certificate {certificate} has no certificate_map")]
+    MapNotConfigured { certificate: String },
     /// The per-proxy limit of 15 certificates.
     #[error(transparent)]
     Rewrite(#[from] proxies::RewriteError),

@@ -23,6 +23,18 @@ pub mod step {
     pub const INSERT_DONE: &str = "insert-done";
     /// Verification finished (or was skipped).
     pub const VERIFIED: &str = "verified";
+    /// Certificate Manager: the certificate map was created.
+    pub const CM_MAP_CREATED: &str = "cm-map-created";
+    /// Certificate Manager: the certificate's create or patch was accepted;
+    /// its operation is not waited for.
+    pub const CM_CERTIFICATE_REQUESTED: &str = "cm-certificate-requested";
+    /// Certificate Manager: the create or patch operation is done.
+    pub const CM_CERTIFICATE_DONE: &str = "cm-certificate-done";
+
+    /// Certificate Manager: the map entry `id` lists our certificate.
+    pub fn entry(id: &str) -> String {
+        format!("entry:{id}")
+    }
 
     /// `setSslCertificates` on `proxy` is DONE.
     pub fn swapped(proxy: &str) -> String {

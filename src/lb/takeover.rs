@@ -146,10 +146,15 @@ pub struct Competitor {
 
 impl fmt::Display for Competitor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // A Certificate Manager map entry is named `map M entry E` (lb::certmap).
+        let at = if self.proxy.starts_with("map ") {
+            format!("certificate {}", self.proxy)
+        } else {
+            format!("target HTTPS proxy {}", self.proxy)
+        };
         write!(
             f,
-            "target HTTPS proxy {} also lists {} for {}; gclb-acme keeps it in place (it serves names this certificate does not, or another [[certificates]] entry owns it), so which of the two a visitor gets for those names is up to Google's certificate selection: reissue it without those names, or add its other names to domains",
-            self.proxy,
+            "{at} also lists {} for {}; gclb-acme keeps it in place (it serves names this certificate does not, or another [[certificates]] entry owns it), so which of the two a visitor gets for those names is up to Google's certificate selection: reissue it without those names, or add its other names to domains",
             self.certificate,
             self.shared.join(", ")
         )

@@ -3,10 +3,20 @@
 //! `check`) talks to [`CertificateTarget`] only; [`choose`](crate::lb::choose) is the one place
 //! that picks the implementation from the configuration.
 //!
-//! Implementations: `lb::install`'s `SslCertificates` (Compute `sslCertificates`
-//! listed on target HTTPS proxies). Certificate Manager maps (issue #16) are the
-//! second: a new module implementing the trait, a variant of `lb::Target` and of
-//! `lb::TargetRun` (`lb/chosen.rs`), and one arm in `lb::choose`.
+//! Implementations:
+//! - `lb::install`'s `SslCertificates`: Compute `sslCertificates` listed on
+//!   target HTTPS proxies.
+//! - `lb::certmap`'s `CertificateMaps` (issue #16): a Certificate Manager
+//!   certificate map. What differs from the contract below, in its module doc:
+//!   the frontends are the map's entries for the configured names (and the
+//!   PRIMARY entry), not proxies; ours is marked by labels; the upload
+//!   **patches one certificate in place** (a stable id, not a name derived
+//!   from the leaf), so clean-up has nothing of ours to delete; an entry is
+//!   changed only when it does not list our certificate alone; a missing map
+//!   or entry is "nothing served", created by the first installation.
+//!
+//! A third is a new module implementing the trait, a variant of `lb::Target`
+//! and of `lb::TargetRun` (`lb/chosen.rs`), and one arm in `lb::choose`.
 
 use std::future::Future;
 

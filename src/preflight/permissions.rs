@@ -29,35 +29,126 @@ pub fn renewal(config: &Config) -> Vec<&'static str> {
         // Not `dns.changes.get`: a change is not polled to done, the name
         // servers are asked directly.
         "dns.changes.create",
-        // Creating a proxy list that names a certificate reads it too
-        // (setSslCertificates checks `sslCertificates.get` on each).
-        "compute.sslCertificates.create",
-        "compute.sslCertificates.get",
-        "compute.sslCertificates.list",
-        "compute.sslCertificates.delete",
-        "compute.targetHttpsProxies.get",
-        // Which proxies serve a certificate: when Compute refuses to delete a
-        // superseded one as in use, and when a hand-made one is taken over.
-        "compute.targetHttpsProxies.list",
-        "compute.targetHttpsProxies.setSslCertificates",
-        "compute.globalOperations.get",
     ]);
-    if config.daemon.verify_after_swap {
+    // Certificates on proxies' sslCertificates (any entry without a map).
+    let ssl = config
+        .certificates
+        .iter()
+        .any(|c| c.certificate_map.is_none());
+    // Map certificates listing the proxies that serve the map: each is read
+    // (and TLS-verified).
+    let map_proxies = config
+        .certificates
+        .iter()
+        .any(|c| c.certificate_map.is_some() && !c.target_https_proxies.is_empty());
+    if ssl {
+        out.extend([
+            // Creating a proxy list that names a certificate reads it too
+            // (setSslCertificates checks `sslCertificates.get` on each).
+            "compute.sslCertificates.create",
+            "compute.sslCertificates.get",
+            "compute.sslCertificates.list",
+            "compute.sslCertificates.delete",
+            "compute.targetHttpsProxies.get",
+            // Which proxies serve a certificate: when Compute refuses to
+            // delete a superseded one as in use, and when a hand-made one is
+            // taken over.
+            "compute.targetHttpsProxies.list",
+            "compute.targetHttpsProxies.setSslCertificates",
+            "compute.globalOperations.get",
+        ]);
+    } else if map_proxies {
+        out.push("compute.targetHttpsProxies.get");
+    }
+    if config.daemon.verify_after_swap && (ssl || map_proxies) {
         // The proxies' IP addresses, for the TLS check after a swap.
         out.push("compute.globalForwardingRules.list");
     }
+    if uses_certificate_maps(config) {
+        out.extend(CERTIFICATE_MANAGER_RENEWAL);
+    }
+    if config
+        .certificates
+        .iter()
+        .any(|c| c.certificate_map.is_some() && !c.adopt.is_empty())
+    {
+        // An adopted hand-made certificate no entry uses any more is deleted.
+        out.push("certificatemanager.certs.delete");
+    }
     out
 }
+
+/// Whether any `[[certificates]]` entry lives in a Certificate Manager map.
+pub fn uses_certificate_maps(config: &Config) -> bool {
+    config
+        .certificates
+        .iter()
+        .any(|c| c.certificate_map.is_some())
+}
+
+/// What renewing a certificate held in a certificate map calls (`lb::certmap`):
+/// the map read (and created when missing), the self-managed certificate
+/// `gclb-acme-<name>` (and those the entries name) read, created, and patched
+/// in place on renewal, the entries read, created and repointed, and the
+/// long-running operations polled. Creating or updating an entry also checks
+/// `certs.use` on each certificate it names.
+///
+/// `certs.list`: `status` looks for hand-made certificates our names cover that
+/// no entry uses any more; `certmapentries.delete`: clean-up removes our entries
+/// for names no longer configured.
+pub const CERTIFICATE_MANAGER_RENEWAL: [&str; 13] = [
+    "certificatemanager.certmaps.get",
+    "certificatemanager.certmaps.create",
+    "certificatemanager.certs.get",
+    "certificatemanager.certs.list",
+    "certificatemanager.certs.create",
+    "certificatemanager.certs.update",
+    "certificatemanager.certs.use",
+    "certificatemanager.certmapentries.get",
+    "certificatemanager.certmapentries.list",
+    "certificatemanager.certmapentries.create",
+    "certificatemanager.certmapentries.update",
+    "certificatemanager.certmapentries.delete",
+    "certificatemanager.operations.get",
+];
+
+/// What attaching a map to a target HTTPS proxy, or detaching it, needs
+/// (bootstrap with `stack.certificate_map`, `gclb-acme certificate-map
+/// attach`/`detach`): Compute checks `certmaps.use` on the map it is given;
+/// the move reads the proxy and its sslCertificates first and waits for the
+/// operation (the map side is read with renewal's permissions).
+pub const CERTIFICATE_MAP_ATTACH: [&str; 5] = [
+    "compute.targetHttpsProxies.setCertificateMap",
+    "certificatemanager.certmaps.use",
+    "compute.targetHttpsProxies.get",
+    "compute.sslCertificates.get",
+    "compute.globalOperations.get",
+];
+
+/// What teardown of a stack built with a certificate map deletes: our entries,
+/// then the map, then our certificate.
+pub const CERTIFICATE_MAP_TEARDOWN: [&str; 3] = [
+    "certificatemanager.certmapentries.delete",
+    "certificatemanager.certmaps.delete",
+    "certificatemanager.certs.delete",
+];
 
 /// What `bootstrap` and `teardown` need beyond renewal, when `[stack]` is set.
 /// Bootstrap also repairs drift in place (a backend service or URL map patched,
 /// a proxy pointed back at its URL map, an A record replaced), so the
 /// permissions of those repairs are here too.
 pub fn bootstrap(config: &Config) -> Vec<&'static str> {
+    let mut out = Vec::new();
+    if uses_certificate_maps(config) {
+        // Moving a proxy onto a map and back (`certificate-map attach`/`detach`).
+        out.extend(CERTIFICATE_MAP_ATTACH);
+    }
     let Some(stack) = &config.stack else {
-        return Vec::new();
+        let renewal = renewal(config);
+        out.retain(|p| !renewal.contains(p));
+        return out;
     };
-    let mut out = vec![
+    out.extend([
         // The serverless NEG; `use`: the backend service refers to it.
         "compute.regionNetworkEndpointGroups.create",
         "compute.regionNetworkEndpointGroups.get",
@@ -91,6 +182,14 @@ pub fn bootstrap(config: &Config) -> Vec<&'static str> {
         "compute.targetHttpsProxies.setUrlMap",
         // Teardown looks for the HTTP redirect half even when it is off.
         "compute.targetHttpProxies.get",
+        // The stack's own needs that renewal's list covers when a certificate
+        // lives in sslCertificates (only then, with maps only, listed here):
+        // the HTTPS proxy read, Compute operations waited for, and teardown
+        // listing and deleting our sslCertificates.
+        "compute.targetHttpsProxies.get",
+        "compute.globalOperations.get",
+        "compute.sslCertificates.list",
+        "compute.sslCertificates.delete",
         // Read whenever the backend service exists, IAP on or off.
         "iap.webServices.getIamPolicy",
         // The ingress (a long-running operation, polled).
@@ -101,7 +200,12 @@ pub fn bootstrap(config: &Config) -> Vec<&'static str> {
         // looks) and the project number that names the agent.
         "run.services.getIamPolicy",
         "resourcemanager.projects.get",
-    ];
+    ]);
+    if stack.certificate_map.is_some() {
+        // The stack's certificate gets the map (config validation), so the
+        // attach permissions are in already.
+        out.extend(CERTIFICATE_MAP_TEARDOWN);
+    }
     if stack.http_redirect {
         out.extend([
             "compute.targetHttpProxies.create",
@@ -124,6 +228,13 @@ pub fn bootstrap(config: &Config) -> Vec<&'static str> {
     }
     let renewal = renewal(config);
     out.retain(|p| !renewal.contains(p));
+    // The attach reads and the stack's overlap: each once, first place kept.
+    let mut seen = Vec::new();
+    out.retain(|p| {
+        let first = !seen.contains(p);
+        seen.push(*p);
+        first
+    });
     out
 }
 
@@ -167,6 +278,7 @@ verify_after_swap = true
 name = "app"
 domains = ["app.example.com"]
 target_https_proxies = ["p"]
+adopt = ["hand-made"]
 [[certificates]]
 name = "api"
 domains = ["api.example.org"]
@@ -176,6 +288,7 @@ zone = "example-org"
 region = "europe-west1"
 service = "app"
 certificate = "app"
+certificate_map = "app-map"
 http_redirect = true
 manage_dns = true
 [stack.iap]
@@ -206,6 +319,55 @@ members = ["user:alice@example.com"]
         assert!(!p.contains(&"compute.projects.get"));
         assert!(!p.contains(&"dns.managedZones.get"));
         assert!(bootstrap(&config(BASE)).is_empty());
+    }
+
+    #[test]
+    fn a_certificate_map_adds_certificate_manager_and_attaching() {
+        let base = config(BASE);
+        let in_map = config(&format!("{BASE}certificate_map = \"sites\"\n"));
+        let r = renewal(&in_map);
+        for p in CERTIFICATE_MANAGER_RENEWAL {
+            assert!(r.contains(&p), "{p} missing");
+            assert!(!renewal(&base).contains(&p), "{p} without a map");
+        }
+        // No certificate deleted while renewing (it is patched in place),
+        // except an adopted hand-made one.
+        assert!(!r.contains(&"certificatemanager.certs.delete"));
+        // Attaching the map (certificate-map attach/detach) is not renewal's;
+        // the reads renewal makes already are not listed twice.
+        let b = bootstrap(&in_map);
+        assert_eq!(
+            b,
+            [
+                "compute.targetHttpsProxies.setCertificateMap",
+                "certificatemanager.certmaps.use",
+                "compute.sslCertificates.get",
+                "compute.globalOperations.get",
+            ]
+        );
+        assert!(bootstrap(&base).is_empty());
+        // A stack with a map also deletes entries, map and certificate on teardown.
+        let stack = config(&format!(
+            "{BASE}[stack]\nregion = \"europe-west1\"\nservice = \"svc\"\ncertificate_map = \"lb\"\n"
+        ));
+        let b = bootstrap(&stack);
+        let r = renewal(&stack);
+        for p in CERTIFICATE_MAP_ATTACH
+            .iter()
+            .chain(&CERTIFICATE_MAP_TEARDOWN)
+        {
+            assert!(b.contains(p) || r.contains(p), "{p} missing");
+        }
+        let unique: BTreeSet<_> = b.iter().collect();
+        assert_eq!(unique.len(), b.len(), "a duplicate in {b:?}");
+        let without = config(&format!(
+            "{BASE}[stack]\nregion = \"europe-west1\"\nservice = \"svc\"\n"
+        ));
+        assert!(
+            bootstrap(&without)
+                .iter()
+                .all(|p| !p.starts_with("certificatemanager.") && !p.ends_with("setCertificateMap"))
+        );
     }
 
     #[test]

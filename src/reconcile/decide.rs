@@ -58,6 +58,34 @@ pub enum Reason {
     },
 }
 
+/// How a frontend is named in a reason: a proxy by its name; a map entry
+/// (see [`frontend`]) as it is.
+fn at(frontend: &str) -> String {
+    if frontend.starts_with("the entry for ") {
+        frontend.to_string()
+    } else {
+        format!("proxy {frontend}")
+    }
+}
+
+/// The name of a frontend of an observation in reasons: the proxy's name, or
+/// `the entry for <hostname> in certificate map <map>` for a map entry.
+fn frontend(p: &crate::lb::ProxyObservation) -> String {
+    match &p.certificate_map {
+        Some(m) => format!("the entry for {} in certificate map {m}", p.name),
+        None => p.name.clone(),
+    }
+}
+
+/// Where a [`Competitor`] is listed: the proxy's name, or `map M entry for H`
+/// for a Certificate Manager map entry.
+pub(crate) fn competitor_at(p: &crate::lb::ProxyObservation) -> String {
+    match &p.certificate_map {
+        Some(m) => format!("map {m} entry for {}", p.name),
+        None => p.name.clone(),
+    }
+}
+
 impl fmt::Display for Reason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -66,11 +94,12 @@ impl fmt::Display for Reason {
                 write!(f, "issued certificate {serial} waits to be installed")
             }
             Reason::NotServed { proxy } => {
-                write!(f, "proxy {proxy} serves no certificate for these names")
+                write!(f, "{} serves no certificate for these names", at(proxy))
             }
             Reason::Foreign { proxy, certificate } => write!(
                 f,
-                "proxy {proxy} covers these names only with {certificate}, which gclb-acme did not create"
+                "{} covers these names only with {certificate}, which gclb-acme did not create",
+                at(proxy)
             ),
             Reason::NamesChanged { served } => {
                 write!(f, "the names changed (served: {})", served.join(", "))
@@ -85,7 +114,8 @@ impl fmt::Display for Reason {
             Reason::Diverged => write!(f, "the proxies serve different certificates"),
             Reason::Superseded { proxy, certificate } => write!(
                 f,
-                "proxy {proxy} still lists {certificate}, a certificate gclb-acme did not create for these names, beside ours: visitors can be handed either"
+                "{} still lists {certificate}, a certificate gclb-acme did not create for these names, beside ours: visitors can be handed either",
+                at(proxy)
             ),
             Reason::Due { at, why } => write!(
                 f,
@@ -152,11 +182,9 @@ pub fn decide(
     for p in &obs.proxies {
         let current = p.current(&names).first().copied();
         match current {
-            None => reasons.push(Reason::NotServed {
-                proxy: p.name.clone(),
-            }),
+            None => reasons.push(Reason::NotServed { proxy: frontend(p) }),
             Some(c) if !c.ours => reasons.push(Reason::Foreign {
-                proxy: p.name.clone(),
+                proxy: frontend(p),
                 certificate: c.name.clone(),
             }),
             Some(c) => served_ours.push(c),
@@ -166,11 +194,11 @@ pub fn decide(
             match takeover::fate(&names, ours_here.unwrap_or(""), &c.listed()) {
                 // Without ours on the proxy, Foreign/NotServed already says it.
                 Fate::Supersede if ours_here.is_some() => reasons.push(Reason::Superseded {
-                    proxy: p.name.clone(),
+                    proxy: frontend(p),
                     certificate: c.name.clone(),
                 }),
                 Fate::Compete { shared } => competing.push(Competitor {
-                    proxy: p.name.clone(),
+                    proxy: competitor_at(p),
                     certificate: c.name.clone(),
                     shared,
                 }),

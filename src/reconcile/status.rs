@@ -40,6 +40,12 @@ impl StatusReport {
 pub struct CertificateStatus {
     pub name: String,
     pub domains: Vec<String>,
+    /// Where the certificate lives: `ssl_certificates` (the proxies' lists)
+    /// or `certificate_map` (a Certificate Manager map; `proxies` then holds
+    /// one item per map entry of the configured names).
+    pub target: &'static str,
+    /// The Certificate Manager map, for `certificate_map`.
+    pub certificate_map: Option<String>,
     /// Served everywhere by a certificate of ours that is not due, and no
     /// certificate competing with it (nor a configured proxy's first one)
     /// expires within `daemon.error_before`.
@@ -115,14 +121,20 @@ pub struct PendingStatus {
     pub not_after: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
     pub issued_at: OffsetDateTime,
-    /// The sslCertificates name it is (or will be) uploaded as.
+    /// The sslCertificates name it is (or will be) uploaded as; for a map,
+    /// the Certificate Manager certificate it is patched into.
     pub resource: String,
 }
 
-/// One proxy.
+/// One proxy; for a certificate in a map, one map entry (`name` is its
+/// hostname, or `PRIMARY`).
 #[derive(Clone, Debug, Serialize)]
 pub struct ProxyStatus {
     pub name: String,
+    /// The map the entry belongs to (a certificate in a map only).
+    pub certificate_map: Option<String>,
+    /// The entry's id; `None` in a map when there is no entry for the name yet.
+    pub entry: Option<String>,
     pub certificates: Vec<ServedStatus>,
 }
 
@@ -183,6 +195,8 @@ async fn one(
     let mut s = CertificateStatus {
         name: cert.name.clone(),
         domains: cert.domains.clone(),
+        target: target.kind(),
+        certificate_map: cert.certificate_map.clone(),
         healthy: false,
         action: Verdict::Issue,
         reasons: Vec::new(),
@@ -206,7 +220,10 @@ async fn one(
         serial: p.leaf.serial_hex.clone(),
         not_after: p.leaf.not_after,
         issued_at: p.issued_at,
-        resource: lb::naming::certificate_resource_name(&cert.name, &p.leaf.sha256_hex),
+        resource: match cert.certificate_map {
+            Some(_) => lb::naming::cm_certificate_id(&cert.name),
+            None => lb::naming::certificate_resource_name(&cert.name, &p.leaf.sha256_hex),
+        },
     });
     let obs = match target.observe(cert).await {
         Ok(o) => o,
@@ -230,6 +247,13 @@ async fn one(
         .iter()
         .map(|p| ProxyStatus {
             name: p.name.clone(),
+            certificate_map: p.certificate_map.clone(),
+            entry: p
+                .certificate_map
+                .as_ref()
+                .and_then(|_| p.self_link.rsplit('/').next())
+                .filter(|e| !e.is_empty())
+                .map(str::to_string),
             certificates: p
                 .certificates
                 .iter()
@@ -276,10 +300,11 @@ pub(crate) fn warnings(
     let mut w: Vec<String> = competing.iter().map(|c| c.to_string()).collect();
     let mut expiring = false;
     for p in &obs.proxies {
+        let at = crate::reconcile::decide::competitor_at(p);
         for (i, c) in p.certificates.iter().enumerate() {
             let competes = competing
                 .iter()
-                .any(|k| k.proxy == p.name && k.certificate == c.name);
+                .any(|k| k.proxy == at && k.certificate == c.name);
             if c.ours || !(i == 0 || competes) {
                 continue;
             }
@@ -292,14 +317,20 @@ pub(crate) fn warnings(
                 } else {
                     format!("expires in {} h ({})", left.whole_hours(), rfc3339(t))
                 };
-                let what = if i == 0 {
-                    "first certificate (served when a client sends no name it knows)"
-                } else {
-                    "certificate competing for these names"
+                let what = match (&p.certificate_map, i == 0) {
+                    (Some(_), _) => "certificate",
+                    (None, true) => {
+                        "first certificate (served when a client sends no name it knows)"
+                    }
+                    (None, false) => "certificate competing for these names",
+                };
+                let frontend = match &p.certificate_map {
+                    Some(m) => format!("certificate map {m}, the entry for {}", p.name),
+                    None => format!("target HTTPS proxy {}", p.name),
                 };
                 w.push(format!(
-                    "target HTTPS proxy {}: its {what} {} {when}, and gclb-acme does not renew it",
-                    p.name, c.name
+                    "{frontend}: its {what} {} {when}, and gclb-acme does not renew it",
+                    c.name
                 ));
             }
         }

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+use crate::gcp::certificatemanager::{MapFields, is_already_exists, is_in_use};
 use crate::gcp::dns::{Change, ResourceRecordSet};
 use crate::gcp::operation::Operation;
 use crate::gcp::run::INGRESS_INTERNAL_LOAD_BALANCER;
@@ -305,17 +306,26 @@ async fn step<C: CertificateSource>(
             description,
             url_map,
             certificate,
+            certificate_map,
         } => {
-            let Some(cert) = certificate.clone().or_else(|| ctx.certificate.clone()) else {
-                return Err(StackError::Certificate(format!(
-                    "no certificate to create target HTTPS proxy {name} with"
-                )));
+            let ssl_certificates = match (
+                certificate_map,
+                certificate.clone().or_else(|| ctx.certificate.clone()),
+            ) {
+                (Some(_), _) => Vec::new(),
+                (None, Some(cert)) => vec![cert],
+                (None, None) => {
+                    return Err(StackError::Certificate(format!(
+                        "no certificate to create target HTTPS proxy {name} with"
+                    )));
+                }
             };
             let body = NewTargetHttpsProxy {
                 name: name.clone(),
                 description: description.clone(),
                 url_map: url_map.clone(),
-                ssl_certificates: vec![cert],
+                ssl_certificates,
+                certificate_map: certificate_map.clone(),
             };
             let r = gcp
                 .insert_global(
@@ -393,6 +403,61 @@ async fn step<C: CertificateSource>(
             }
         }
         Action::Delete { what, name } => delete(gcp, what, name, ctx).await?,
+        Action::CreateCertificateMap {
+            id,
+            description,
+            labels,
+        } => {
+            let what = format!("creating certificate map {id}");
+            let fields = MapFields {
+                description: Some(description.clone()),
+                labels: Some(labels.clone()),
+            };
+            match gcp.create_certificate_map(id, &fields).await {
+                Ok(op) => match gcp.wait_certificate_manager(op, OP_TIMEOUT).await {
+                    Ok(_) => {}
+                    Err(e) if is_already_exists(&e) => {}
+                    Err(e) => return Err(err(what)(e)),
+                },
+                // A repeat after a crash, or made meanwhile (by the first
+                // renewal): the next observation reads it.
+                Err(e) if is_already_exists(&e) => {}
+                Err(e) => return Err(err(what)(e)),
+            }
+        }
+        Action::EnsureMapCertificate { map, names, .. } => {
+            certs.ensure_in_map(names, map).await?;
+        }
+        Action::SetCertificateMap { proxy, map } => {
+            let what = format!("attaching certificate map {map} to target HTTPS proxy {proxy}");
+            let op = gcp
+                .set_certificate_map(proxy, Some(map), &ctx.rid("setcertificatemap", proxy))
+                .await
+                .map_err(err(what.clone()))?;
+            wait(gcp, op).await.map_err(err(what))?;
+        }
+        Action::DeleteMapEntry { map, entry } => {
+            cm_delete(
+                gcp,
+                &format!("deleting entry {entry} of certificate map {map}"),
+                || gcp.delete_certificate_map_entry(map, entry),
+            )
+            .await?;
+        }
+        Action::DeleteCertificateMap { id } => {
+            cm_delete(gcp, &format!("deleting certificate map {id}"), || {
+                gcp.delete_certificate_map(id)
+            })
+            .await?;
+        }
+        Action::DeleteCmCertificate { id } => {
+            cm_delete(
+                gcp,
+                &format!("deleting certificate {id} (Certificate Manager)"),
+                || gcp.delete_certificate(id),
+            )
+            .await?;
+        }
         Action::DeleteDnsA { zone, record } => {
             let change = Change {
                 deletions: vec![record.clone()],
@@ -437,6 +502,36 @@ fn to_value<T: serde::Serialize>(v: &T) -> Value {
     // Serializing our own plain structs into a Value cannot fail (no maps with
     // non-string keys, no failing Serialize impls).
     serde_json::to_value(v).unwrap_or(Value::Null)
+}
+
+/// Deletes one Certificate Manager resource: 404 is done (a repeat after a
+/// crash); "still in use" (400 `FAILED_PRECONDITION`, a dependent being
+/// released) is retried with back-off.
+async fn cm_delete<F, Fut>(gcp: &Gcp, what: &str, start: F) -> Result<(), StackError>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<crate::gcp::operation::LongRunning, GcpError>>,
+{
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let r = match start().await {
+            Ok(op) => gcp
+                .wait_certificate_manager(op, OP_TIMEOUT)
+                .await
+                .map(|_| ()),
+            Err(e) => Err(e),
+        };
+        match r {
+            Ok(()) => return Ok(()),
+            Err(e) if e.is_not_found() => return Ok(()),
+            Err(e) if is_in_use(&e) && attempt < IN_USE_ATTEMPTS => {
+                tracing::debug!(error = %e, attempt, "still in use; retrying the delete");
+                tokio::time::sleep(gcp.retry.delay(attempt)).await;
+            }
+            Err(e) => return Err(gcp_err(what.to_string())(e)),
+        }
+    }
 }
 
 /// Deletes one resource: 404 is done; "in use" / "not ready" are retried with

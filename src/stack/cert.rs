@@ -17,6 +17,22 @@ pub trait CertificateSource: Send + Sync {
     /// issue and upload one. Returns its full URL (selfLink form
     /// `https://www.googleapis.com/compute/v1/projects/P/global/sslCertificates/N`).
     fn ensure(&self, names: &[String]) -> impl Future<Output = Result<String, StackError>> + Send;
+
+    /// With `stack.certificate_map`: makes the certificate map `map` (which
+    /// exists) serve a valid certificate of ours for every name: reuse what is
+    /// there, or issue and install through the map target (`lb::install`).
+    /// A source that cannot refuses, saying so.
+    fn ensure_in_map(
+        &self,
+        names: &[String],
+        map: &str,
+    ) -> impl Future<Output = Result<(), StackError>> + Send {
+        let why = format!(
+            "this certificate source cannot install into certificate map {map} (names {})",
+            names.join(", ")
+        );
+        async move { Err(StackError::Certificate(why)) }
+    }
 }
 
 /// Whether `cert` serves every name and has not expired at `now`.
@@ -58,6 +74,27 @@ pub async fn find_ours(
         .max_by(|a, b| a.expire_time.cmp(&b.expire_time)))
 }
 
+/// Why the map `map` does not serve every name validly (`None`: it does).
+pub async fn map_unserved(
+    gcp: &Gcp,
+    map: &str,
+    cert_name: &str,
+    names: &[String],
+) -> Result<Option<String>, StackError> {
+    let m = super::certmap::observe(gcp, map, Some(cert_name)).await?;
+    let now = OffsetDateTime::now_utc();
+    let mut why: Vec<String> = Vec::new();
+    for w in names
+        .iter()
+        .filter_map(|n| super::certmap::map_serves(&m, n, now).err())
+    {
+        if !why.contains(&w) {
+            why.push(w);
+        }
+    }
+    Ok((!why.is_empty()).then(|| why.join("; ")))
+}
+
 /// A source that only reuses a certificate of ours already uploaded (by
 /// `gclb-acme renew`, or an earlier bootstrap). Until bootstrap is wired to the
 /// ACME engine, this is what the command line uses.
@@ -76,6 +113,16 @@ impl ReuseExisting {
 }
 
 impl CertificateSource for ReuseExisting {
+    async fn ensure_in_map(&self, names: &[String], map: &str) -> Result<(), StackError> {
+        match map_unserved(&self.gcp, map, &self.cert_name, names).await? {
+            None => Ok(()),
+            Some(why) => Err(StackError::Certificate(format!(
+                "certificate map {map} does not serve every name ({why}), and this run does not issue: run `gclb-acme renew --certificate {}` first, then bootstrap again",
+                self.cert_name
+            ))),
+        }
+    }
+
     async fn ensure(&self, names: &[String]) -> Result<String, StackError> {
         match find_ours(&self.gcp, &self.cert_name, names).await? {
             Some(c) => Ok(c.self_link),
@@ -97,6 +144,8 @@ pub struct IssueWithAcme {
     gcp: Gcp,
     config: crate::config::Config,
     cert: crate::config::CertificateConfig,
+    /// The stack's HTTPS proxy (it may not exist yet when the map is filled).
+    https_proxy: String,
 }
 
 impl IssueWithAcme {
@@ -118,11 +167,61 @@ impl IssueWithAcme {
             gcp,
             config: config.clone(),
             cert,
+            https_proxy: desired.names.https_proxy.clone(),
         })
     }
 }
 
 impl CertificateSource for IssueWithAcme {
+    /// Reuses what the map serves, or issues and installs through the map
+    /// target (`lb::install`: the certificate, the map's entries), then reads
+    /// the map again: it must serve every name.
+    async fn ensure_in_map(&self, names: &[String], map: &str) -> Result<(), StackError> {
+        if map_unserved(&self.gcp, map, &self.cert.name, names)
+            .await?
+            .is_none()
+        {
+            return Ok(());
+        }
+        let fail = |e: &dyn std::fmt::Display| StackError::Certificate(e.to_string());
+        let state = crate::state::StateDir::open(&self.config.state.dir).map_err(|e| fail(&e))?;
+        let _lock = crate::reconcile::lock_certificate(&state, &self.cert.name)
+            .await
+            .map_err(|e| fail(&e))?;
+        if map_unserved(&self.gcp, map, &self.cert.name, names)
+            .await?
+            .is_none()
+        {
+            return Ok(());
+        }
+        let acme = crate::acme::AcmeClient::connect(&self.config.acme, state.clone())
+            .await
+            .map_err(|e| fail(&e))?;
+        let request = crate::acme::IssueRequest::new(&self.cert, &self.config.acme);
+        let solver =
+            crate::dns::from_config(self.gcp.clone(), &self.config.dns, self.cert.zone.clone());
+        let issued = acme.issue(&request, &solver).await.map_err(|e| fail(&e))?;
+        // The stack's proxy is created with the map after this step: the
+        // target must not look for it yet.
+        let mut cert = self.cert.clone();
+        cert.certificate_map = Some(map.to_string());
+        cert.target_https_proxies.retain(|p| p != &self.https_proxy);
+        let opts = crate::lb::InstallOptions {
+            verify: None,
+            ..crate::reconcile::Renewer::install_options(&self.config)
+        };
+        crate::lb::install(&self.gcp, &cert, &issued, &opts)
+            .await
+            .map_err(|e| fail(&e))?;
+        crate::acme::store::remove_pending(&state, &self.cert.name).map_err(|e| fail(&e))?;
+        match map_unserved(&self.gcp, map, &self.cert.name, names).await? {
+            None => Ok(()),
+            Some(why) => Err(StackError::Certificate(format!(
+                "the certificate was installed, but certificate map {map} still does not serve every name: {why}"
+            ))),
+        }
+    }
+
     async fn ensure(&self, names: &[String]) -> Result<String, StackError> {
         if let Some(c) = find_ours(&self.gcp, &self.cert.name, names).await? {
             return Ok(c.self_link);
@@ -184,7 +283,8 @@ pub(crate) async fn forget_deleted(
         return Ok(forgotten);
     };
     let resource = naming::certificate_resource_name(cert_name, &p.leaf.sha256_hex);
-    if !deleted.contains(&resource) {
+    // In a certificate map the certificate keeps one id whatever it holds.
+    if !deleted.contains(&resource) && !deleted.contains(&naming::cm_certificate_id(cert_name)) {
         return Ok(forgotten);
     }
     crate::acme::store::remove_pending(state, cert_name).map_err(|e| fail(&e))?;

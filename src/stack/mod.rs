@@ -10,6 +10,8 @@
 
 mod apply;
 pub(crate) mod cert;
+pub(crate) mod certmap;
+pub(crate) mod mapmove;
 mod observe;
 pub(crate) mod plan;
 pub(crate) mod takeover;
@@ -21,7 +23,9 @@ use std::time::Instant;
 use sha2::Digest;
 
 pub use cert::{CertificateSource, ReuseExisting};
-pub use cert::{IssueWithAcme, find_ours};
+pub use cert::{IssueWithAcme, find_ours, map_unserved};
+pub use certmap::MapObserved;
+pub use mapmove::{MoveError, MoveReport, attach_certificate_map, detach_certificate_map};
 pub use observe::{DnsObserved, ObservedStack};
 pub use plan::INGRESS_LABEL;
 pub use plan::{Action, Plan, Target};
@@ -127,6 +131,9 @@ pub struct Desired {
     pub domains: Vec<String>,
     /// The `[[certificates]]` name our sslCertificates are named and marked by.
     pub certificate: String,
+    /// `stack.certificate_map`: the HTTPS proxy serves this Certificate
+    /// Manager map (location `global`) instead of `sslCertificates`.
+    pub certificate_map: Option<String>,
     /// Managed zone of the domains, when configured (else discovered).
     pub zone: Option<String>,
     pub scheme: Scheme,
@@ -187,6 +194,7 @@ impl Desired {
             certificate: cert
                 .map(|c| c.name.clone())
                 .unwrap_or_else(|| s.service.clone()),
+            certificate_map: s.certificate_map.clone(),
             zone: cert.and_then(|c| c.zone.clone()),
             scheme: s.load_balancing_scheme,
             http_redirect: s.http_redirect,
@@ -282,7 +290,8 @@ pub struct Report {
     pub ip: Option<String>,
     /// Wall time of the whole run.
     pub elapsed: std::time::Duration,
-    /// sslCertificates this run deleted (teardown).
+    /// sslCertificates (and Certificate Manager certificates) this run
+    /// deleted (teardown).
     pub deleted_certificates: Vec<String>,
     /// State-directory files teardown removed because they described a
     /// certificate it deleted.
@@ -354,6 +363,26 @@ pub async fn bootstrap<C: CertificateSource>(
     Ok(report)
 }
 
+/// The bootstrap plan's actions as of now (observe, then plan), for callers
+/// that apply them one at a time ([`apply_one`]) and look in between.
+pub async fn plan_steps(gcp: &Gcp, desired: &Desired) -> Result<Vec<Action>, StackError> {
+    let observed = observe::observe(gcp, desired, false).await?;
+    Ok(plan::plan(desired, &observed)?.actions)
+}
+
+/// Applies one action of [`plan_steps`] on its own (quietly). Actions that
+/// take what an earlier one produced (the IP of a new address, the first
+/// certificate) need the whole run: [`bootstrap`].
+pub async fn apply_one<C: CertificateSource>(
+    gcp: &Gcp,
+    desired: &Desired,
+    action: &Action,
+    certs: &C,
+) -> Result<(), StackError> {
+    let mut ctx = apply::Ctx::new(None);
+    apply::run(gcp, desired, action, &mut ctx, certs, &Out { quiet: true }).await
+}
+
 /// Prints what a dry run would do.
 fn dry_run(p: &Plan, nothing: &str, out: &Out) {
     if p.actions.is_empty() {
@@ -413,6 +442,9 @@ where
             } = a
             {
                 report.deleted_certificates.push(name.clone());
+            }
+            if let Action::DeleteCmCertificate { id } = a {
+                report.deleted_certificates.push(id.clone());
             }
         }
         let (observed, next) = replan().await?;

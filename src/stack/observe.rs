@@ -52,6 +52,9 @@ pub struct ObservedStack {
     pub iap_members: Option<Vec<String>>,
     /// Certificates named and marked as ours (read for teardown only).
     pub certificates: Vec<SslCertificate>,
+    /// The certificate map of `stack.certificate_map`, its entries and their
+    /// certificates; `None` without a map.
+    pub map: Option<super::certmap::MapObserved>,
 }
 
 impl ObservedStack {
@@ -166,6 +169,9 @@ pub(crate) async fn observe(
     }
     if d.manage_dns || for_teardown {
         o.dns = observe_dns(gcp, d).await?;
+    }
+    if let Some(map) = &d.certificate_map {
+        o.map = Some(super::certmap::observe(gcp, map, Some(&d.certificate)).await?);
     }
     if for_teardown {
         let filter = format!("name eq {}-.*", d.certificate);

@@ -106,6 +106,42 @@ pub enum Action {
         url_map: String,
         /// `None`: the certificate of the previous step.
         certificate: Option<String>,
+        /// Created with this certificate map (its full reference) instead of
+        /// a certificate.
+        certificate_map: Option<String>,
+    },
+    /// Create the certificate map of `stack.certificate_map`, labelled ours.
+    CreateCertificateMap {
+        id: String,
+        description: String,
+        labels: std::collections::BTreeMap<String, String>,
+    },
+    /// Ask the certificate source to make the map serve a valid certificate
+    /// for every name (issued and installed through the map target).
+    EnsureMapCertificate {
+        map: String,
+        names: Vec<String>,
+        /// Why: what the map serves now.
+        why: String,
+    },
+    /// `setCertificateMap` on the HTTPS proxy (`map`: the full reference; the
+    /// map serves every name already: an earlier step made sure).
+    SetCertificateMap {
+        proxy: String,
+        map: String,
+    },
+    /// Teardown: delete our entry of a certificate map.
+    DeleteMapEntry {
+        map: String,
+        entry: String,
+    },
+    /// Teardown: delete our certificate map (its entries are gone).
+    DeleteCertificateMap {
+        id: String,
+    },
+    /// Teardown: delete our Certificate Manager certificate (no entry uses it).
+    DeleteCmCertificate {
+        id: String,
     },
     CreateHttpProxy(TargetHttpProxy),
     /// `setUrlMap` on a target proxy.
@@ -199,7 +235,38 @@ impl fmt::Display for Action {
             Action::EnsureCertificate { names } => {
                 write!(f, "get the first certificate for {}", names.join(", "))
             }
-            Action::CreateHttpsProxy { name, .. } => write!(f, "create target HTTPS proxy {name}"),
+            Action::CreateHttpsProxy {
+                name,
+                certificate_map,
+                ..
+            } => match certificate_map.as_deref() {
+                Some(m) => write!(
+                    f,
+                    "create target HTTPS proxy {name} serving certificate map {}",
+                    super::certmap::map_id_of(m).unwrap_or(m)
+                ),
+                None => write!(f, "create target HTTPS proxy {name}"),
+            },
+            Action::CreateCertificateMap { id, .. } => {
+                write!(f, "create certificate map {id} (Certificate Manager)")
+            }
+            Action::EnsureMapCertificate { map, names, why } => write!(
+                f,
+                "install the certificate for {} into certificate map {map} ({why})",
+                names.join(", ")
+            ),
+            Action::SetCertificateMap { proxy, map } => write!(
+                f,
+                "attach certificate map {} to target HTTPS proxy {proxy} (its sslCertificates are then ignored, and kept)",
+                super::certmap::map_id_of(map).unwrap_or(map)
+            ),
+            Action::DeleteMapEntry { map, entry } => {
+                write!(f, "delete entry {entry} of certificate map {map}")
+            }
+            Action::DeleteCertificateMap { id } => write!(f, "delete certificate map {id}"),
+            Action::DeleteCmCertificate { id } => {
+                write!(f, "delete certificate {id} (Certificate Manager)")
+            }
             Action::CreateHttpProxy(p) => write!(f, "create target HTTP proxy {}", p.name),
             Action::SetProxyUrlMap {
                 proxy,
@@ -638,6 +705,9 @@ fn dns_records(d: &Desired, o: &ObservedStack, p: &mut Plan, bad: &mut Vec<Strin
 
 /// The first certificate, and the HTTPS proxy.
 fn https_proxy(d: &Desired, o: &ObservedStack, p: &mut Plan) {
+    if let Some(map) = &d.certificate_map {
+        return https_proxy_with_map(d, o, p, map);
+    }
     let n = &d.names;
     let url_map_link = d.link("urlMaps", &n.url_map);
     let Some(px) = &o.https_proxy else {
@@ -649,6 +719,7 @@ fn https_proxy(d: &Desired, o: &ObservedStack, p: &mut Plan) {
             description: d.marker(),
             url_map: url_map_link,
             certificate: None,
+            certificate_map: None,
         });
         return;
     };
@@ -664,6 +735,94 @@ fn https_proxy(d: &Desired, o: &ObservedStack, p: &mut Plan) {
             proxy: Collection::TargetHttpsProxies,
             name: px.name.clone(),
             url_map: url_map_link,
+        });
+    }
+}
+
+/// The full reference of map `id` in the stack's project, as a proxy takes it.
+pub(crate) fn map_reference(d: &Desired, id: &str) -> String {
+    format!(
+        "//certificatemanager.googleapis.com/projects/{}/locations/global/certificateMaps/{id}",
+        d.project
+    )
+}
+
+/// With `stack.certificate_map`: the map (ours when we create it), the first
+/// certificate installed into it unless it serves every domain already, then
+/// the HTTPS proxy created with the map or switched to it. Switching comes
+/// after the map serves every name, so the proxy never serves nothing.
+fn https_proxy_with_map(d: &Desired, o: &ObservedStack, p: &mut Plan, map: &str) {
+    let n = &d.names;
+    let observed = o
+        .map
+        .clone()
+        .unwrap_or_else(|| super::certmap::MapObserved {
+            id: map.to_string(),
+            ..Default::default()
+        });
+    if observed.map.is_none() {
+        let mut labels = std::collections::BTreeMap::new();
+        labels.insert(
+            crate::lb::naming::LABEL_MANAGED_BY.0.to_string(),
+            crate::lb::naming::LABEL_MANAGED_BY.1.to_string(),
+        );
+        p.actions.push(Action::CreateCertificateMap {
+            id: map.to_string(),
+            description: d.marker(),
+            labels,
+        });
+    }
+    let now = time::OffsetDateTime::now_utc();
+    let unserved: Vec<String> = d
+        .domains
+        .iter()
+        .filter_map(|dn| super::certmap::map_serves(&observed, dn, now).err())
+        .collect();
+    if !unserved.is_empty() {
+        p.actions.push(Action::EnsureMapCertificate {
+            map: map.to_string(),
+            names: d.domains.clone(),
+            why: if observed.map.is_none() {
+                "the map is new".into()
+            } else {
+                unserved.join("; ")
+            },
+        });
+    }
+    let reference = map_reference(d, map);
+    let url_map_link = d.link("urlMaps", &n.url_map);
+    let Some(px) = &o.https_proxy else {
+        p.actions.push(Action::CreateHttpsProxy {
+            name: n.https_proxy.clone(),
+            description: d.marker(),
+            url_map: url_map_link,
+            certificate: None,
+            certificate_map: Some(reference),
+        });
+        return;
+    };
+    foreign(
+        d,
+        p,
+        "target HTTPS proxy",
+        &px.name,
+        px.other.get("description").and_then(|v| v.as_str()),
+    );
+    if px.url_map.as_deref() != Some(url_map_link.as_str()) {
+        p.actions.push(Action::SetProxyUrlMap {
+            proxy: Collection::TargetHttpsProxies,
+            name: px.name.clone(),
+            url_map: url_map_link,
+        });
+    }
+    let attached = px
+        .certificate_map
+        .as_deref()
+        .and_then(super::certmap::map_id_of);
+    if attached != Some(map) {
+        p.actions.push(Action::SetCertificateMap {
+            proxy: px.name.clone(),
+            map: reference,
         });
     }
 }

@@ -36,6 +36,11 @@ fn config_of(d: &Desired) -> CertificateConfig {
 /// Reads the stack's HTTPS proxy and says what taking over would do; `None`
 /// when the proxy does not exist (bootstrap creates it with ours).
 pub(crate) async fn preview(gcp: &Gcp, d: &Desired) -> Result<Option<Preview>, StackError> {
+    // With a certificate map the proxy's sslCertificates are not served: there
+    // is no slot to take (they are ignored, and kept).
+    if d.certificate_map.is_some() {
+        return Ok(None);
+    }
     let cfg = config_of(d);
     let obs = match lb::observe(gcp, &cfg).await {
         Ok(o) => o,

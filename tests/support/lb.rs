@@ -176,6 +176,7 @@ iap = "{iap}"
 run = "{run}"
 serviceusage = "{su}"
 resourcemanager = "{rm}"
+certificatemanager = "{cm}"
 
 [acme]
 directory = "{dir}"
@@ -203,6 +204,7 @@ target_https_proxies = ["p1"]
             run = e.run,
             su = e.serviceusage,
             rm = e.resourcemanager,
+            cm = e.certificatemanager,
             dir = self.pebble.directory_url,
             roots = self.pebble.listener_ca_path.display(),
             ns = self

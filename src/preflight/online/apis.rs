@@ -109,6 +109,22 @@ pub(super) async fn apis(config: &Config, gcp: &Gcp) -> Vec<Line> {
             .boxed(),
         ));
     }
+    // Certificate Manager: reading a configured map proves the API enabled (a
+    // 404 too) and says whether the map exists yet.
+    let maps = certificate_maps(config);
+    if let Some(first) = maps.first() {
+        probes.push((
+            "certificatemanager.googleapis.com",
+            probe(
+                gcp,
+                Api::CertificateManager,
+                "certificateMaps.get",
+                format!("projects/{p}/locations/global/certificateMaps/{first}"),
+                None,
+            )
+            .boxed(),
+        ));
+    }
     let (apis, futures): (Vec<&str>, Vec<_>) = probes.into_iter().unzip();
     let answers = join_all(futures).await;
     let mut lines: Vec<Line> = apis
@@ -116,6 +132,31 @@ pub(super) async fn apis(config: &Config, gcp: &Gcp) -> Vec<Line> {
         .zip(&answers)
         .map(|(api, a)| api_line(api, &p, a))
         .collect();
+    if let Some(first) = maps.first() {
+        let probed = answers.last();
+        let mut found = vec![(first.as_str(), probed)];
+        let rest = join_all(maps[1..].iter().map(|m| {
+            probe(
+                gcp,
+                Api::CertificateManager,
+                "certificateMaps.get",
+                format!("projects/{p}/locations/global/certificateMaps/{m}"),
+                None,
+            )
+        }))
+        .await;
+        found.extend(
+            maps[1..]
+                .iter()
+                .map(String::as_str)
+                .zip(rest.iter().map(Some)),
+        );
+        for (m, answer) in found {
+            if let Some(a) = answer {
+                lines.push(map_line(m, &p, a));
+            }
+        }
+    }
     if let Some(stack) = &config.stack {
         // The Cloud Run service read doubles as the Run API probe.
         let answer = probe(
@@ -156,6 +197,39 @@ pub(super) async fn apis(config: &Config, gcp: &Gcp) -> Vec<Line> {
         });
     }
     lines
+}
+
+/// The distinct certificate maps of the configuration, in order.
+fn certificate_maps(config: &Config) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for m in config
+        .certificates
+        .iter()
+        .filter_map(|c| c.certificate_map.as_ref())
+    {
+        if !out.contains(m) {
+            out.push(m.clone());
+        }
+    }
+    out
+}
+
+/// Whether a configured certificate map exists, from the answer to reading it.
+pub(super) fn map_line(map: &str, project: &str, answer: &Result<Value, GcpError>) -> Line {
+    let what = format!("certificate map {map}");
+    match answer {
+        Ok(_) => Line::ok(format!("{what}: exists")),
+        Err(e) if e.is_not_found() => Line::ok(format!(
+            "{what}: does not exist yet in project {project}; the first renewal creates it (labelled managed-by=gclb-acme)"
+        )),
+        Err(e) if is_disabled(e) => Line::skip(format!(
+            "{what}: not checked (the Certificate Manager API is disabled)"
+        )),
+        Err(e) => Line::fail(
+            format!("{what}: cannot read: {}", first_line(e)),
+            fix_for(e),
+        ),
+    }
 }
 
 #[cfg(test)]

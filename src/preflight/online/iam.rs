@@ -44,14 +44,14 @@ pub(super) async fn iam(config: &Config, gcp: &Gcp, who: &str) -> Vec<Line> {
         let missing = permissions::missing(&bootstrap, &granted);
         lines.push(if missing.is_empty() {
             Line::ok(format!(
-                "IAM: {who} holds all {} extra permissions bootstrap/teardown need",
+                "IAM: {who} holds all {} extra permissions bootstrap/teardown/certificate-map attach need",
                 bootstrap.len()
             ))
         } else {
             // The daemon does not need these; whoever runs bootstrap does.
             Line::warn(
                 format!(
-                    "IAM: {who} lacks {} permission(s) bootstrap/teardown need (renewal does not): {}",
+                    "IAM: {who} lacks {} permission(s) bootstrap/teardown/certificate-map attach need (renewal does not): {}",
                     missing.len(),
                     missing.join(", ")
                 ),

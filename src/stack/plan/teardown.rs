@@ -14,6 +14,7 @@ pub(crate) fn teardown_plan(d: &Desired, o: &ObservedStack) -> Plan {
     let mut p = Plan::default();
     iap_members(d, o, &mut p);
     frontends(d, o, &mut p);
+    certificate_map(d, o, &mut p);
     backends(d, o, &mut p);
     dns_and_address(d, o, &mut p);
     run_service(d, o, &mut p);
@@ -204,5 +205,129 @@ fn run_service(d: &Desired, o: &ObservedStack, p: &mut Plan) {
             d.service, d.service, d.region
         )),
         None => {}
+    }
+}
+
+/// With `stack.certificate_map`, after the proxies: our entries of the map,
+/// then the map when it is ours (labelled `managed-by=gclb-acme`) and nothing
+/// else is left in it, then our certificate when no entry we keep uses it.
+/// Nothing is touched while a proxy we keep still serves the map.
+fn certificate_map(d: &Desired, o: &ObservedStack, p: &mut Plan) {
+    use crate::lb::naming::{cm_certificate_id, cm_is_ours};
+    let (Some(id), Some(m)) = (&d.certificate_map, &o.map) else {
+        return;
+    };
+    let n = &d.names;
+    let https_desc = o
+        .https_proxy
+        .as_ref()
+        .and_then(|r| r.other.get("description").and_then(|v| v.as_str()));
+    if let Some(px) = &o.https_proxy
+        && !d.is_marked(https_desc)
+        && px
+            .certificate_map
+            .as_deref()
+            .and_then(crate::stack::certmap::map_id_of)
+            == Some(id.as_str())
+    {
+        p.notes.push(format!(
+            "certificate map {id} is served by target HTTPS proxy {}, which gclb-acme did not create: the map, its entries and certificates are left alone",
+            n.https_proxy
+        ));
+        return;
+    }
+    // The map may be gone already (a teardown cut short after deleting it):
+    // our certificate is still looked at below.
+    if let Some(map) = &m.map {
+        map_and_entries(d, m, map, id, o, p);
+    }
+    let cert_id = cm_certificate_id(&d.certificate);
+    let Some(cert) = m.certificate(&cert_id) else {
+        return;
+    };
+    if !cm_is_ours(&d.certificate, &cert.labels) {
+        p.notes.push(format!(
+            "certificate {cert_id} (Certificate Manager) was not created by gclb-acme: left alone"
+        ));
+        return;
+    }
+    // Entries of this map we delete are no users any more; any other is.
+    let deleted: Vec<String> = m
+        .entries
+        .iter()
+        .filter(|e| cm_is_ours(&d.certificate, &e.labels))
+        .map(|e| format!("/certificateMaps/{id}/certificateMapEntries/{}", e.id()))
+        .collect();
+    let users: Vec<&str> = cert
+        .used_by
+        .iter()
+        .map(|u| u.name.as_str())
+        .filter(|u| !deleted.iter().any(|x| u.ends_with(x.as_str())))
+        .collect();
+    if users.is_empty() {
+        p.actions.push(Action::DeleteCmCertificate { id: cert_id });
+    } else {
+        p.notes.push(format!(
+            "certificate {cert_id} (Certificate Manager) is ours but still used by {}: left alone",
+            users.join(", ")
+        ));
+    }
+}
+
+/// Our entries of the map, then the map itself when it is ours and empty.
+fn map_and_entries(
+    d: &Desired,
+    m: &crate::stack::certmap::MapObserved,
+    map: &crate::gcp::certificatemanager::CertificateMap,
+    id: &String,
+    o: &ObservedStack,
+    p: &mut Plan,
+) {
+    use crate::lb::naming::{LABEL_MANAGED_BY, cm_is_ours};
+    let n = &d.names;
+    let https_desc = o
+        .https_proxy
+        .as_ref()
+        .and_then(|r| r.other.get("description").and_then(|v| v.as_str()));
+    let mut kept_entries = Vec::new();
+    for e in &m.entries {
+        if cm_is_ours(&d.certificate, &e.labels) {
+            p.actions.push(Action::DeleteMapEntry {
+                map: id.clone(),
+                entry: e.id().to_string(),
+            });
+        } else {
+            kept_entries.push(e);
+        }
+    }
+    let ours_map =
+        map.labels.get(LABEL_MANAGED_BY.0).map(String::as_str) == Some(LABEL_MANAGED_BY.1);
+    // Proxies other than the stack's (deleted above when ours) serving the map.
+    let ours_proxy = format!("/targetHttpsProxies/{}", n.https_proxy);
+    let proxy_deleted = o.https_proxy.is_some() && d.is_marked(https_desc);
+    let other_targets: Vec<&str> = map
+        .gclb_targets
+        .iter()
+        .filter_map(|t| t.target_https_proxy.as_deref())
+        .filter(|t| !(proxy_deleted && t.ends_with(&ours_proxy)))
+        .collect();
+    if !ours_map {
+        p.notes.push(format!(
+            "certificate map {id} was not created by gclb-acme (no label {}={}): left alone, only our entries removed",
+            LABEL_MANAGED_BY.0, LABEL_MANAGED_BY.1
+        ));
+    } else if !kept_entries.is_empty() {
+        p.notes.push(format!(
+            "certificate map {id} still holds entries gclb-acme did not create for this stack ({}): left alone",
+            kept_entries.iter().map(|e| e.id()).collect::<Vec<_>>().join(", ")
+        ));
+    } else if !other_targets.is_empty() {
+        p.notes.push(format!(
+            "certificate map {id} is still served by {}: left alone",
+            other_targets.join(", ")
+        ));
+    } else {
+        p.actions
+            .push(Action::DeleteCertificateMap { id: id.clone() });
     }
 }

@@ -17,6 +17,7 @@ fn desired() -> Desired {
         service: s.service.clone(),
         domains: s.domains.clone(),
         certificate: "app".into(),
+        certificate_map: None,
         zone: None,
         scheme: Scheme::ExternalManaged,
         http_redirect: true,
@@ -491,4 +492,59 @@ fn name_collisions_refuse_in_one_collection_and_warn_across() {
     // Without the redirect half, its names do not matter.
     d.http_redirect = false;
     assert_eq!(name_collisions(&d), (vec![], vec![]));
+}
+
+#[test]
+fn a_map_served_by_a_proxy_we_keep_is_left_whole_by_teardown() {
+    use crate::gcp::certificatemanager::{CertificateMap, CertificateMapEntry};
+    use crate::stack::certmap::MapObserved;
+    let mut d = desired();
+    d.certificate_map = Some("m".into());
+    let mut o = complete(&d);
+    let px = o.https_proxy.as_mut().unwrap();
+    px.other.insert("description".into(), "hand-made".into());
+    px.certificate_map = Some(
+        "//certificatemanager.googleapis.com/projects/p/locations/global/certificateMaps/m".into(),
+    );
+    o.map = Some(MapObserved {
+        id: "m".into(),
+        map: Some(CertificateMap {
+            name: "projects/p/locations/global/certificateMaps/m".into(),
+            labels: crate::lb::naming::cm_labels("app"),
+            ..Default::default()
+        }),
+        entries: vec![CertificateMapEntry {
+            name: "projects/p/locations/global/certificateMaps/m/certificateMapEntries/e".into(),
+            labels: crate::lb::naming::cm_labels("app"),
+            hostname: Some("app.example.test".into()),
+            ..Default::default()
+        }],
+        certificates: vec![],
+    });
+    let p = teardown_plan(&d, &o);
+    assert!(
+        p.actions.iter().all(|a| !matches!(
+            a,
+            Action::DeleteMapEntry { .. }
+                | Action::DeleteCertificateMap { .. }
+                | Action::DeleteCmCertificate { .. }
+        )),
+        "{:#?}",
+        p.actions
+    );
+    assert!(
+        p.notes.iter().any(|n| n.contains(
+            "certificate map m is served by target HTTPS proxy app-https-proxy, which gclb-acme did not create"
+        )),
+        "{:#?}",
+        p.notes
+    );
+    // Ours: the entry goes, then the map (labelled ours, nothing else in it).
+    let px = o.https_proxy.as_mut().unwrap();
+    px.other.insert("description".into(), d.marker().into());
+    let p = teardown_plan(&d, &o);
+    let k = kinds(&p);
+    let entry = k.iter().position(|x| x == "DeleteMapEntry").unwrap();
+    let map = k.iter().position(|x| x == "DeleteCertificateMap").unwrap();
+    assert!(entry < map, "{k:?}");
 }
