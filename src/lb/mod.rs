@@ -59,12 +59,12 @@ pub enum LbError {
     },
     /// The proxy serves a Certificate Manager map, which overrides sslCertificates.
     #[error(
-        "target HTTPS proxy {proxy} uses the certificate map {map}, which overrides its sslCertificates: set certificate_map = \"{}\" on this [[certificates]] entry to renew the certificate into that map, or detach the map from the proxy", map.rsplit('/').next().unwrap_or(map)
+        "target HTTPS proxy {proxy} uses the certificate map {map}, which overrides its sslCertificates: set certificate_map = \"{}\" on this [[certificates]] entry to renew the certificate into that map, or detach the map from the proxy (`gclb-acme certificate-map detach --proxy {proxy}`)", map.rsplit('/').next().unwrap_or(map)
     )]
     CertificateMap { proxy: String, map: String },
     /// A configured proxy does not serve the entry's certificate map.
     #[error(
-        "target HTTPS proxy {proxy} (configured for certificate {certificate}) does not serve the certificate map {map}{}: attach it (gcloud compute target-https-proxies update {proxy} --certificate-map={map} --global) or remove the proxy from target_https_proxies",
+        "target HTTPS proxy {proxy} (configured for certificate {certificate}) does not serve the certificate map {map}{}: attach it with `gclb-acme certificate-map attach --proxy {proxy} --map {map}` (it first makes sure the map serves every name the proxy serves) or remove the proxy from target_https_proxies",
         match found { Some(m) => format!(" (it serves {m})"), None => " (it serves sslCertificates)".to_string() }
     )]
     MapNotOnProxy {
