@@ -20,3 +20,4 @@ pub mod reconcile;
 pub mod schedule;
 pub mod stack;
 pub mod state;
+pub mod trust;

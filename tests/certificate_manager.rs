@@ -240,7 +240,11 @@ async fn a_proxy_not_serving_the_map_and_a_certificate_with_our_id_not_ours_are_
         matches!(&err, RenewError::Lb(LbError::MapNotOnProxy { proxy, .. }) if proxy == "plain"),
         "{err}"
     );
-    assert!(err.to_string().contains("--certificate-map=sites"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("gclb-acme certificate-map attach --proxy"),
+        "{err}"
+    );
     assert_eq!(finalized(&renewer), 0);
 
     // Someone else's certificate under our id: never overwritten.

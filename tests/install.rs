@@ -92,8 +92,11 @@ async fn a_foreign_certificate_with_our_name_is_never_taken_over() {
     assert_eq!(served(&c, "p1").await, [unrelated]);
 }
 
+/// Issue #18: the quota is not read before the upload (one Compute read less
+/// per renewal); Compute refuses the insert on a full quota and creates
+/// nothing, and that refusal is the same clear error, Google's words kept.
 #[tokio::test]
-async fn an_exhausted_quota_is_a_clear_error_and_nothing_is_sent() {
+async fn an_exhausted_quota_refuses_the_upload_and_nothing_is_created() {
     let c = cloud().await;
     let (old, _) = upload(&c, &NAMES, 80, 90, Some("app"), "").await;
     proxy(&c, "p1", &[&old]).await;
@@ -109,9 +112,48 @@ async fn an_exhausted_quota_is_a_clear_error_and_nothing_is_sent() {
     let err = lb::install(&c.gcp(), &config(&["p1"]), &issued, &no_verify())
         .await
         .unwrap_err();
-    assert!(matches!(err, LbError::Quota { .. }), "{err}");
-    assert!(err.to_string().contains("SSL_CERTIFICATES"), "{err}");
-    assert_eq!(c.count("compute.sslCertificates.insert", false).await, 0);
+    let LbError::Quota { project, source } = &err else {
+        panic!("expected LbError::Quota, got {err:?}");
+    };
+    assert_eq!(project, PROJECT);
+    assert!(source.is(403, "quotaExceeded"), "{source}");
+    let text = err.to_string();
+    assert!(text.contains("SSL_CERTIFICATES quota of project"), "{text}");
+    assert!(text.contains("nothing was created"), "{text}");
+    // Google's own message, kept.
+    assert!(text.contains("Quota 'SSL_CERTIFICATES' exceeded"), "{text}");
+    assert_eq!(c.count("compute.sslCertificates.insert", false).await, 1);
+    assert_eq!(c.count("compute.sslCertificates.insert", true).await, 0);
+    assert_eq!(c.count("compute.projects.get", false).await, 0);
+    assert_eq!(certificates(&c).await, std::slice::from_ref(&old));
+    assert_eq!(served(&c, "p1").await, [old]);
+}
+
+/// Google may also answer a full quota inside the insert's operation
+/// (`QUOTA_EXCEEDED`): the same error, nothing created, nothing swapped.
+#[tokio::test]
+async fn a_quota_refusal_inside_the_operation_is_the_same_error() {
+    let c = cloud().await;
+    let (old, _) = upload(&c, &NAMES, 80, 90, Some("app"), "").await;
+    proxy(&c, "p1", &[&old]).await;
+    c.clear_requests().await;
+    c.fault(
+        json!({"method": "compute.sslCertificates.insert", "count": 1, "kind": "operation",
+                   "status": 403, "reason": "quotaExceeded",
+                   "message": "Quota 'SSL_CERTIFICATES' exceeded.  Limit: 30.0 globally."}),
+    )
+    .await;
+    let issued = self_signed(&NAMES, 0, 90);
+    let err = lb::install(&c.gcp(), &config(&["p1"]), &issued, &no_verify())
+        .await
+        .unwrap_err();
+    let LbError::Quota { source, .. } = &err else {
+        panic!("expected LbError::Quota, got {err:?}");
+    };
+    assert!(source.is(403, "QUOTA_EXCEEDED"), "{source}");
+    assert!(err.to_string().contains("Limit: 30.0 globally"), "{err}");
+    assert_eq!(c.count("compute.sslCertificates.insert", false).await, 1);
+    assert_eq!(certificates(&c).await, std::slice::from_ref(&old));
     assert_eq!(served(&c, "p1").await, [old]);
 }
 
@@ -155,6 +197,50 @@ async fn cleanup_spares_look_alikes_other_configs_and_certificates_in_use() {
     let mut want = vec![used_ours, other_config, look_alike, keep];
     want.sort();
     assert_eq!(certificates(&c).await, want);
+}
+
+/// Issue #18: clean-up reads nothing before deleting. Compute refuses to
+/// delete a certificate a proxy uses (400 `resourceInUseByAnotherResource`);
+/// only then are the proxies listed, and one that a proxy not configured here
+/// serves is kept, not waited for. Without a refusal, no list at all.
+#[tokio::test]
+async fn a_superseded_certificate_another_proxy_serves_is_kept_on_compute_refusal() {
+    let c = cloud().await;
+    let (old, _) = upload(&c, &NAMES, 80, 90, Some("app"), "").await;
+    let (older, _) = upload(&c, &NAMES, 85, 90, Some("app"), "").await;
+    proxy(&c, "p1", &[&old]).await;
+    proxy(&c, "elsewhere", &[&older]).await;
+    c.clear_requests().await;
+    let issued = self_signed(&NAMES, 0, 90);
+    let report = lb::install(&c.gcp(), &config(&["p1"]), &issued, &no_verify())
+        .await
+        .unwrap();
+    assert_eq!(report.deleted, [old]);
+    assert_eq!(
+        served(&c, "p1").await,
+        std::slice::from_ref(&report.resource)
+    );
+    assert_eq!(served(&c, "elsewhere").await, std::slice::from_ref(&older));
+    let mut want = vec![older.clone(), report.resource.clone()];
+    want.sort();
+    assert_eq!(certificates(&c).await, want);
+    // Both deletes were sent; Compute refused the one in use, once (kept, not
+    // retried), and the proxies were listed once, for that refusal.
+    assert_eq!(c.count("compute.sslCertificates.delete", false).await, 2);
+    assert_eq!(c.count("compute.sslCertificates.delete", true).await, 1);
+    assert_eq!(c.count("compute.targetHttpsProxies.list", false).await, 1);
+
+    // The next renewal: its superseded certificate is deleted, and `older`,
+    // still served elsewhere, is refused and kept again (one list, for that).
+    c.clear_requests().await;
+    let issued = self_signed(&NAMES, 0, 90);
+    let second = lb::install(&c.gcp(), &config(&["p1"]), &issued, &no_verify())
+        .await
+        .unwrap();
+    assert_eq!(second.deleted, [report.resource]);
+    assert_eq!(served(&c, "elsewhere").await, [older]);
+    assert_eq!(c.count("compute.targetHttpsProxies.list", false).await, 1);
+    assert_eq!(c.count("compute.projects.get", false).await, 0);
 }
 
 #[tokio::test]

@@ -153,11 +153,17 @@ async fn lab() -> Lab {
     Lab::start_with(|o| o.authz_reuse_percent = Some(0)).await
 }
 
-/// The lab with our certificate, due for renewal, on proxy `p1`.
+/// The lab with our certificate, due for renewal, on proxy `p1`, and an older
+/// one of ours that a proxy not configured here (`elsewhere`) still serves:
+/// every clean-up's delete of it is refused as in use, which is when the
+/// project's proxies are listed (`compute.targetHttpsProxies.list`), and it
+/// is kept.
 async fn lab_with_due_certificate() -> (Lab, String) {
     let lab = lab().await;
     let old = lab.upload(&NAMES, 80, 90, Some("app"), "").await;
     lab.proxy("p1", &[&old]).await;
+    let older = lab.upload(&NAMES, 85, 90, Some("app"), "").await;
+    lab.proxy("elsewhere", &[&older]).await;
     (lab, old)
 }
 
@@ -646,6 +652,12 @@ async fn prove_stack(full: bool) {
         .unwrap_or_else(|e| panic!("forced renew: {e}\n{}", lab.pebble.log()));
     assert_eq!(report(&forced).swapped, ["app-https-proxy"]);
     assert_eq!(report(&forced).deleted.len(), 1);
+    // `status` under the same grant: it lists the project's proxies (hand-made
+    // certificates left behind), which these renewals did not (no delete was
+    // refused as in use).
+    let state = gclb_acme::state::StateDir::open(&config.state.dir).unwrap();
+    let st = gclb_acme::reconcile::status(&r.gcp, &config, &state).await;
+    assert_eq!(st.certificates.len(), config.certificates.len(), "{st:?}");
 
     proof.pause().await;
     drift(&lab.cloud, full).await;

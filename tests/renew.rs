@@ -115,10 +115,11 @@ async fn renewal_replaces_ours_in_place_keeps_the_unrelated_one_and_costs_three_
     assert_eq!(dns_changes, 2, "one change to present, one to clean up");
     assert_eq!(finalized(&r), 1);
     // Issue #18: the reads that decide (the proxy, the two certificates it
-    // lists), the upload's list of ours (resumed? and what clean-up deletes)
-    // and the quota, the proxy right before its update, the forwarding rules
-    // for the check, the project's proxies before deleting; no read-back,
-    // no Cloud DNS change polled.
+    // lists), the upload's list of ours (resumed? and what clean-up deletes),
+    // the proxy right before its update, the forwarding rules for the check;
+    // no quota read (a full quota refuses the insert itself), no list of the
+    // project's proxies before deleting (Compute refuses to delete a
+    // certificate in use), no read-back, no Cloud DNS change polled.
     let mut reads: std::collections::BTreeMap<&str, usize> = Default::default();
     for id in renewal_log.iter().filter_map(|r| r["id"].as_str()) {
         let read = id.starts_with("compute.")
@@ -132,11 +133,9 @@ async fn renewal_replaces_ours_in_place_keeps_the_unrelated_one_and_costs_three_
         reads,
         [
             ("compute.globalForwardingRules.list", 1),
-            ("compute.projects.get", 1),
             ("compute.sslCertificates.get", 2),
             ("compute.sslCertificates.list", 1),
             ("compute.targetHttpsProxies.get", 2),
-            ("compute.targetHttpsProxies.list", 1),
             ("dns.changes.create", 2),
         ]
         .into_iter()

@@ -1,8 +1,8 @@
 //! instant-acme's `HttpClient` over reqwest, with additive TLS roots and
 //! per-endpoint request statistics.
 //!
-//! Roots are the platform's (rustls-platform-verifier, i.e. the system store)
-//! plus the PEM files of `acme.ca_roots`; certificate checks are never turned off.
+//! Roots are the system's (read once per process, [`crate::trust`]) plus the
+//! PEM files of `acme.ca_roots`; certificate checks are never turned off.
 //! Each request is counted under the ACME endpoint it hits: directory-listed
 //! endpoints are recognised by URL, the others (orders, authorizations,
 //! challenges, finalize, certificate) by a hint the issuance flow sets in a
@@ -269,20 +269,16 @@ impl AcmeHttp {
                 message: format!("cannot read: {e}"),
             })?;
             let found =
-                reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| HttpSetupError::Roots {
+                crate::trust::pem_certificates(&pem).map_err(|message| HttpSetupError::Roots {
                     path: shown.clone(),
-                    message: format!("not a PEM bundle of certificates: {e}"),
+                    message,
                 })?;
-            if found.is_empty() {
-                return Err(HttpSetupError::Roots {
-                    path: shown,
-                    message: "holds no BEGIN CERTIFICATE block".into(),
-                });
-            }
             certs.extend(found);
         }
+        let tls = crate::trust::client_config(&certs)
+            .map_err(|e| HttpSetupError::Client(e.to_string()))?;
         let client = reqwest::Client::builder()
-            .tls_certs_merge(certs)
+            .tls_backend_preconfigured(tls)
             .timeout(REQUEST_TIMEOUT)
             .connect_timeout(Duration::from_secs(10))
             .user_agent(concat!("gclb-acme/", env!("CARGO_PKG_VERSION")))

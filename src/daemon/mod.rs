@@ -183,6 +183,73 @@ impl Default for Options {
     }
 }
 
+/// The heap at rest: glibc keeps what a pass freed (HTTP connections, JSON,
+/// certificates parsed) in its heap, counted in the daemon's RSS until it is
+/// reused, which at rest can be hours. It is handed back to the kernel
+/// (`malloc_trim`) when the daemon comes to rest, and once more when the
+/// pass's idle HTTP connections have been dropped by the pool (they expire
+/// after [`crate::gcp::POOL_IDLE_TIMEOUT`], checked every as long).
+#[derive(Clone, Copy, Debug)]
+enum AtRest {
+    /// Tasks are running.
+    Working,
+    /// At rest; the second trim is due then.
+    TrimAt(tokio::time::Instant),
+    /// At rest and trimmed twice.
+    Trimmed,
+}
+
+impl AtRest {
+    /// Coming to rest: trims now, and schedules the second trim.
+    fn began() -> AtRest {
+        release_free_memory();
+        AtRest::TrimAt(
+            tokio::time::Instant::now()
+                + crate::gcp::POOL_IDLE_TIMEOUT * 2
+                + Duration::from_secs(5),
+        )
+    }
+
+    /// At rest, about to sleep `sleep_for`: trims if the second trim is due,
+    /// and shortens the sleep to wake for it otherwise.
+    fn trim(&mut self, sleep_for: Duration) -> Duration {
+        match *self {
+            AtRest::TrimAt(at) => {
+                let now = tokio::time::Instant::now();
+                if now >= at {
+                    release_free_memory();
+                    *self = AtRest::Trimmed;
+                    sleep_for
+                } else {
+                    sleep_for.min(at - now)
+                }
+            }
+            AtRest::Working => {
+                *self = AtRest::began();
+                self.trim(sleep_for)
+            }
+            AtRest::Trimmed => sleep_for,
+        }
+    }
+}
+
+/// Hands the heap's free pages back to the kernel (glibc's `malloc_trim`).
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn release_free_memory() {
+    unsafe extern "C" {
+        fn malloc_trim(pad: usize) -> std::ffi::c_int;
+    }
+    // SAFETY: malloc_trim takes the allocator's own locks and only returns
+    // free pages (madvise) and the heap's free top to the kernel; no pointer
+    // of ours is involved. Its result (whether memory was released) is moot.
+    unsafe {
+        malloc_trim(0);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn release_free_memory() {}
+
 /// Observations in flight during the first pass (at least; `daemon.concurrency`
 /// when larger). Reads only, so more than renewals, but not all at once.
 const FIRST_PASS_CONCURRENCY: usize = 8;
@@ -251,6 +318,7 @@ pub async fn run<F: WorkerFactory>(
     let watchdog = sd_notify::watchdog_enabled().map(|d| d / 2);
 
     first_pass(&mut slots, &renewer, &config, &metrics).await;
+    let mut rest = AtRest::began();
     metrics.set_ready();
     notify(&[
         sd_notify::NotifyState::Ready,
@@ -275,6 +343,11 @@ pub async fn run<F: WorkerFactory>(
         );
         let busy = tasks.len() - resting >= config.daemon.concurrency;
         let mut sleep_for = sleep_time(&slots, busy, window.as_ref(), &options, next_summary);
+        if tasks.is_empty() {
+            sleep_for = rest.trim(sleep_for);
+        } else {
+            rest = AtRest::Working;
+        }
         if let Some(w) = watchdog {
             notify(&[sd_notify::NotifyState::Watchdog]);
             sleep_for = sleep_for.min(w);
@@ -299,6 +372,9 @@ pub async fn run<F: WorkerFactory>(
                 let ctx = Ctx { state: &state, metrics: &metrics, config: &config, options: &options };
                 task_done(&ctx, &mut slots, &mut tasks, &renewer, name, done).await;
                 update_next_renewal(&metrics, &slots, window.as_ref());
+                if tasks.is_empty() {
+                    rest = AtRest::began();
+                }
             }
             _ = tokio::time::sleep(sleep_for) => {
                 if tokio::time::Instant::now() >= next_summary {
@@ -850,4 +926,46 @@ async fn reload<F: WorkerFactory>(
     let c = Config::load(path)?;
     let r = factory.build(&c).await?;
     Ok((c, r))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn at_rest_the_heap_is_trimmed_now_and_once_more_after_the_pool_expires() {
+        // Coming to rest schedules the second trim after the pool's expiry.
+        let AtRest::TrimAt(at) = AtRest::began() else {
+            panic!("coming to rest schedules a second trim");
+        };
+        let wait = at - tokio::time::Instant::now();
+        assert!(wait > crate::gcp::POOL_IDLE_TIMEOUT * 2, "{wait:?}");
+        assert!(wait <= crate::gcp::POOL_IDLE_TIMEOUT * 2 + Duration::from_secs(5));
+
+        // Before it is due, the sleep is cut short to wake for it.
+        let mut rest = AtRest::TrimAt(tokio::time::Instant::now() + Duration::from_secs(30));
+        let slept = rest.trim(Duration::from_secs(3600));
+        assert!(slept <= Duration::from_secs(30), "{slept:?}");
+        assert!(matches!(rest, AtRest::TrimAt(_)));
+        // A shorter sleep is left alone.
+        assert_eq!(rest.trim(Duration::from_secs(1)), Duration::from_secs(1));
+
+        // Due: trimmed, and the sleep is the scheduler's again, for good.
+        let mut rest = AtRest::TrimAt(tokio::time::Instant::now() - Duration::from_secs(1));
+        assert_eq!(
+            rest.trim(Duration::from_secs(3600)),
+            Duration::from_secs(3600)
+        );
+        assert!(matches!(rest, AtRest::Trimmed));
+        assert_eq!(
+            rest.trim(Duration::from_secs(3600)),
+            Duration::from_secs(3600)
+        );
+
+        // Work, then rest again: a new pair of trims.
+        let mut rest = AtRest::Working;
+        let slept = rest.trim(Duration::from_secs(3600));
+        assert!(matches!(rest, AtRest::TrimAt(_)));
+        assert!(slept <= crate::gcp::POOL_IDLE_TIMEOUT * 2 + Duration::from_secs(5));
+    }
 }

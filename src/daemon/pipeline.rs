@@ -56,7 +56,7 @@ impl Pipeline {
 pub(crate) fn classify(e: &reconcile::RenewError) -> Failure {
     let (reason, retryable, retry_after) = match e {
         reconcile::RenewError::Lb(l) => match l {
-            // quotaExceeded on the upload itself: see LbError::Quota below.
+            // quotaExceeded of another call (the upload's own is LbError::Quota).
             LbError::Gcp(g) => {
                 let label = g.label();
                 let quota = matches!(label.as_str(), "quotaExceeded" | "QUOTA_EXCEEDED");

@@ -81,23 +81,6 @@ pub struct TargetHttpsProxy {
     pub other: Map<String, Value>,
 }
 
-/// A quota of `projects.get`.
-#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
-pub struct Quota {
-    pub metric: String,
-    #[serde(default)]
-    pub limit: f64,
-    #[serde(default)]
-    pub usage: f64,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct ComputeProject {
-    #[serde(default)]
-    quotas: Vec<Quota>,
-}
-
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct List<T> {
@@ -274,20 +257,6 @@ impl Gcp {
             Some(&body),
         )
         .await
-    }
-
-    /// The project's resource quotas.
-    pub async fn compute_quotas(&self) -> Result<Vec<Quota>, GcpError> {
-        let url = self.url(Api::Compute, &format!("projects/{}", self.project));
-        let p: ComputeProject = self
-            .call::<(), _>(
-                Call::new(Api::Compute, "projects.get"),
-                Method::GET,
-                &url,
-                None,
-            )
-            .await?;
-        Ok(p.quotas)
     }
 }
 

@@ -295,10 +295,15 @@ pub(crate) async fn upload(
 ///
 /// One list of the entry's names answers both questions the upload asks
 /// first: is `resource` there already (a resumed run; or, refused, a
-/// certificate with our name that is not ours), and which of ours exist. The
-/// quota is read beside it. Clean-up reuses the list: under the entry's lock
-/// nothing else creates certificates of this entry, and one deleted by hand
-/// meanwhile is simply gone when clean-up deletes it.
+/// certificate with our name that is not ours), and which of ours exist.
+/// Clean-up reuses the list: under the entry's lock nothing else creates
+/// certificates of this entry, and one deleted by hand meanwhile is simply
+/// gone when clean-up deletes it.
+///
+/// The `SSL_CERTIFICATES` quota is not read first: the insert is the first
+/// thing sent, and Compute refuses it on a full quota (403 `quotaExceeded`,
+/// or `QUOTA_EXCEEDED` inside its operation) without creating anything, which
+/// is what a read beforehand bought. That refusal becomes [`LbError::Quota`].
 async fn upload_listing(
     gcp: &Gcp,
     cert: &CertificateConfig,
@@ -307,8 +312,7 @@ async fn upload_listing(
     opts: &InstallOptions,
 ) -> Result<(bool, Vec<String>), LbError> {
     let sha = &issued.leaf.sha256_hex;
-    let (listed, quota) = tokio::join!(list_ours(gcp, &cert.name), check_quota(gcp));
-    let listed = listed?;
+    let listed = list_ours(gcp, &cert.name).await?;
     let ours: Vec<String> = listed
         .iter()
         .filter(|c| {
@@ -320,7 +324,6 @@ async fn upload_listing(
     if let Some(existing) = listed.iter().find(|c| c.name == resource) {
         return ours_with_hash(&cert.name, existing, sha).map(|_| (false, ours));
     }
-    quota?;
     let body = NewSslCertificate {
         name: resource.to_string(),
         description: naming::certificate_description(&cert.name, sha),
@@ -354,10 +357,12 @@ async fn upload_listing(
                 gcp.wait_operation(op, opts.operation_timeout).await
             }
             Err(e) if exists(&e) => Err(e),
+            Err(e) if quota_exceeded(&e) => return Err(quota_error(gcp, e)),
             // Refused outright (the client has retried what it retries).
             Err(e) => return Err(e.into()),
         };
         match result {
+            Err(e) if quota_exceeded(&e) => return Err(quota_error(gcp, e)),
             Ok(_) => {
                 opts.at(step::INSERT_DONE)?;
                 return Ok((true, ours));
@@ -430,20 +435,19 @@ fn ours_with_hash(
     }
 }
 
-/// Refuses early, with a clear message, when the SSL_CERTIFICATES quota is full.
-async fn check_quota(gcp: &Gcp) -> Result<(), LbError> {
-    let quotas = gcp.compute_quotas().await?;
-    if let Some(q) = quotas.iter().find(|q| q.metric == "SSL_CERTIFICATES")
-        && q.limit > 0.0
-        && q.usage >= q.limit
-    {
-        return Err(LbError::Quota {
-            project: gcp.project.clone(),
-            usage: q.usage,
-            limit: q.limit,
-        });
+/// Whether `e` is Compute refusing an insert on a full resource quota: 403
+/// `quotaExceeded` from the call, `QUOTA_EXCEEDED` inside its operation. (A
+/// full *rate* quota is `rateLimitExceeded`, which the client retries.)
+fn quota_exceeded(e: &GcpError) -> bool {
+    e.is(403, "quotaExceeded") || e.is(403, "QUOTA_EXCEEDED")
+}
+
+/// The clear error for an upload refused on a full quota, Google's answer kept.
+fn quota_error(gcp: &Gcp, e: GcpError) -> LbError {
+    LbError::Quota {
+        project: gcp.project.clone(),
+        source: Box::new(e),
     }
-    Ok(())
 }
 
 /// What the takeover rules need of the certificate `name` (read once per run).
@@ -604,9 +608,8 @@ async fn swap(
 }
 
 /// Clean-up after an upload that listed the entry's certificates: deletes each
-/// of `ours` (listed before the upload) that no proxy of the project uses,
-/// without listing them again. The proxies are listed (a certificate of ours
-/// that a proxy not configured here serves is kept, as by [`cleanup`]); this
+/// of `ours` (listed before the upload) except `keep`, without listing them
+/// again. One that something still uses is kept: see [`delete_ours`]. This
 /// runs after the new certificate is served, off the critical path.
 async fn delete_unused(
     gcp: &Gcp,
@@ -615,94 +618,164 @@ async fn delete_unused(
     ours: Vec<String>,
     opts: &InstallOptions,
 ) -> Result<Vec<String>, LbError> {
-    let used = used_by_proxies(gcp).await?;
+    let mut users = Users::default();
     let mut deleted = Vec::new();
     for name in ours {
-        if name == keep || used.contains(&name) {
+        if name == keep {
             continue;
         }
-        delete(gcp, &name, opts).await?;
-        tracing::info!(certificate = cert_name, deleted = %name, "deleted the superseded certificate");
-        deleted.push(name.clone());
-        opts.at(&step::deleted(&name))?;
+        if delete_ours(gcp, cert_name, &name, &mut users, opts).await? {
+            deleted.push(name.clone());
+            opts.at(&step::deleted(&name))?;
+        }
     }
     Ok(deleted)
 }
 
-/// The certificates the project's target HTTPS proxies list.
-async fn used_by_proxies(gcp: &Gcp) -> Result<HashSet<String>, LbError> {
-    Ok(gcp
-        .list_target_https_proxies()
-        .await?
-        .iter()
-        .flat_map(|p| p.ssl_certificates.iter().map(|u| name_of(u).to_string()))
-        .collect())
-}
-
-/// Deletes every certificate of ours for `cert_name`, except `keep`, that no
-/// proxy of the project uses. Returns the deleted names.
+/// Deletes every certificate of ours for `cert_name`, except `keep`, that
+/// nothing uses (a proxy not configured here may still serve one: it is kept,
+/// see [`delete_ours`]). Returns the deleted names.
 pub async fn cleanup(
     gcp: &Gcp,
     cert_name: &str,
     keep: &str,
     opts: &InstallOptions,
 ) -> Result<Vec<String>, LbError> {
-    let used = used_by_proxies(gcp).await?;
     let candidates: Vec<String> = list_ours(gcp, cert_name)
         .await?
         .into_iter()
         .filter(|c| naming::is_ours(cert_name, &c.name, c.description.as_deref()))
-        .filter(|c| c.name != keep && !used.contains(&c.name))
         .map(|c| c.name)
         .collect();
-    let mut deleted = Vec::new();
-    for name in candidates {
-        delete(gcp, &name, opts).await?;
-        tracing::info!(certificate = cert_name, deleted = %name, "deleted the superseded certificate");
-        deleted.push(name.clone());
-        opts.at(&step::deleted(&name))?;
+    delete_unused(gcp, cert_name, keep, candidates, opts).await
+}
+
+/// The certificates the project's target HTTPS proxies list, read at most once
+/// per clean-up, and only when Compute refuses a delete as "in use".
+#[derive(Default)]
+struct Users {
+    listed: Option<HashMap<String, Vec<String>>>,
+}
+
+impl Users {
+    /// The proxies of the project that list `name`.
+    async fn of(&mut self, gcp: &Gcp, name: &str) -> Result<Vec<String>, LbError> {
+        if self.listed.is_none() {
+            let mut by: HashMap<String, Vec<String>> = HashMap::new();
+            for p in gcp.list_target_https_proxies().await? {
+                for u in &p.ssl_certificates {
+                    by.entry(name_of(u).to_string())
+                        .or_default()
+                        .push(p.name.clone());
+                }
+            }
+            self.listed = Some(by);
+        }
+        Ok(self
+            .listed
+            .as_ref()
+            .and_then(|by| by.get(name).cloned())
+            .unwrap_or_default())
     }
-    Ok(deleted)
+}
+
+/// Deletes one superseded certificate of ours; `Ok(false)`: kept, a proxy of
+/// the project still serves it.
+///
+/// Nothing is read first. Compute itself refuses to delete a certificate that
+/// any resource uses (400 `resourceInUseByAnotherResource`, synchronously),
+/// and that refusal is the guarantee: it covers every proxy of the project
+/// (and target SSL proxies), at the moment of the delete, which a list read
+/// beforehand did not. Only on that refusal are the proxies listed (once per
+/// clean-up), to tell the two causes apart: a proxy (after the swaps, one not
+/// configured for this certificate) still serves it (kept, like a certificate
+/// someone else uses; a later clean-up tries again), or none does and the
+/// refusal is a swap still settling (waited out with back-off, as before).
+async fn delete_ours(
+    gcp: &Gcp,
+    cert_name: &str,
+    name: &str,
+    users: &mut Users,
+    opts: &InstallOptions,
+) -> Result<bool, LbError> {
+    match delete_once(gcp, name, 0, opts).await {
+        Ok(()) => {}
+        Err(e) if e.is(400, "resourceInUseByAnotherResource") => {
+            let by = users.of(gcp, name).await?;
+            if !by.is_empty() {
+                tracing::info!(certificate = cert_name, kept = name, served_by = %by.join(","), "superseded certificate kept: Compute refuses to delete it while a proxy serves it");
+                return Ok(false);
+            }
+            delete_retrying(gcp, name, Some(e), opts).await?;
+        }
+        Err(e) => delete_retrying(gcp, name, Some(e), opts).await?,
+    }
+    tracing::info!(certificate = cert_name, deleted = %name, "deleted the superseded certificate");
+    Ok(true)
+}
+
+/// One delete request and its operation; gone already is success.
+async fn delete_once(
+    gcp: &Gcp,
+    name: &str,
+    attempt: u32,
+    opts: &InstallOptions,
+) -> Result<(), GcpError> {
+    // A delete is idempotent by itself (404 is done), so its id need not
+    // survive a crash; a fixed one would get back the DONE operation of an
+    // earlier delete of a certificate uploaded again since, and leave it.
+    let run: u64 = rand::random();
+    let rid = request_id(&[name, "delete", &attempt.to_string(), &format!("{run:016x}")]);
+    let result = match gcp.delete_ssl_certificate(name, &rid).await {
+        Ok(op) => gcp
+            .wait_operation(op, opts.operation_timeout)
+            .await
+            .map(|_| ()),
+        Err(e) => Err(e),
+    };
+    match result {
+        Err(e) if e.is_not_found() => Ok(()),
+        other => other,
+    }
 }
 
 /// Deletes one certificate, waiting out "in use" and "not ready" (a proxy
 /// update still settling) with bounded back-off; gone already is success.
 async fn delete(gcp: &Gcp, name: &str, opts: &InstallOptions) -> Result<(), LbError> {
+    delete_retrying(gcp, name, None, opts).await
+}
+
+/// [`delete`], after a first attempt that failed with `first` when given.
+async fn delete_retrying(
+    gcp: &Gcp,
+    name: &str,
+    first: Option<GcpError>,
+    opts: &InstallOptions,
+) -> Result<(), LbError> {
     let mut delay = opts.cleanup_initial;
     let attempts = opts.cleanup_attempts.max(1);
-    // A delete is idempotent by itself (404 is done), so its id need not
-    // survive a crash; a fixed one would get back the DONE operation of an
-    // earlier delete of a certificate uploaded again since, and leave it.
-    let run: u64 = rand::random();
     let mut attempt = 0;
+    let mut failed = first;
     loop {
-        let n = attempt.to_string();
-        let rid = request_id(&[name, "delete", &n, &format!("{run:016x}")]);
-        let result = match gcp.delete_ssl_certificate(name, &rid).await {
-            Ok(op) => gcp
-                .wait_operation(op, opts.operation_timeout)
-                .await
-                .map(|_| ()),
-            Err(e) => Err(e),
-        };
-        match result {
-            Ok(()) => return Ok(()),
-            Err(e) if e.is_not_found() => return Ok(()),
-            Err(e)
-                if e.is(400, "resourceInUseByAnotherResource")
-                    || e.is(400, "resourceNotReady")
-                    || (e.is_retryable() && !matches!(e, GcpError::Timeout { .. })) =>
-            {
-                tracing::info!(resource = name, attempt, delay_ms = delay.as_millis() as u64, error = %e, "cannot delete yet; retrying");
-                attempt = next_attempt(attempt, attempts, e, || format!("deleting {name}"))?;
-                let _step = crate::progress::Step::start(format!(
-                    "waiting to delete {name}, not free yet (attempt {} of {attempts})",
-                    attempt + 1
-                ));
-                tokio::time::sleep(delay).await;
-                delay = delay.saturating_mul(2);
+        if let Some(e) = failed.take() {
+            let waits = e.is(400, "resourceInUseByAnotherResource")
+                || e.is(400, "resourceNotReady")
+                || (e.is_retryable() && !matches!(e, GcpError::Timeout { .. }));
+            if !waits {
+                return Err(e.into());
             }
-            Err(e) => return Err(e.into()),
+            tracing::info!(resource = name, attempt, delay_ms = delay.as_millis() as u64, error = %e, "cannot delete yet; retrying");
+            attempt = next_attempt(attempt, attempts, e, || format!("deleting {name}"))?;
+            let _step = crate::progress::Step::start(format!(
+                "waiting to delete {name}, not free yet (attempt {} of {attempts})",
+                attempt + 1
+            ));
+            tokio::time::sleep(delay).await;
+            delay = delay.saturating_mul(2);
+        }
+        match delete_once(gcp, name, attempt, opts).await {
+            Ok(()) => return Ok(()),
+            Err(e) => failed = Some(e),
         }
     }
 }

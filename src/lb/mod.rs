@@ -3,10 +3,10 @@
 //!
 //! ```text
 //! observe   proxies -> the sslCertificates they serve (SANs, expiry, ours or not)
-//! upload    list ours (already there? done) || quota -> insert (requestId) -> DONE
+//! upload    list ours (already there? done) -> insert (requestId; a full quota refuses it) -> DONE
 //! swap      every proxy at once: GET -> rewrite list (ours replaced in place) -> set -> DONE
 //! verify    TLS to each forwarding rule's IP with SNI until the new serial shows
-//! cleanup   our certificates of this config that no proxy uses -> delete
+//! cleanup   delete ours superseded (Compute refuses one still in use: kept if a proxy serves it)
 //! ```
 //!
 //! Every step reads GCP first and does only what is missing, so running it again
@@ -59,12 +59,12 @@ pub enum LbError {
     },
     /// The proxy serves a Certificate Manager map, which overrides sslCertificates.
     #[error(
-        "target HTTPS proxy {proxy} uses the certificate map {map}, which overrides its sslCertificates: set certificate_map = \"{}\" on this [[certificates]] entry to renew the certificate into that map, or detach the map from the proxy", map.rsplit('/').next().unwrap_or(map)
+        "target HTTPS proxy {proxy} uses the certificate map {map}, which overrides its sslCertificates: set certificate_map = \"{}\" on this [[certificates]] entry to renew the certificate into that map, or detach the map from the proxy (`gclb-acme certificate-map detach --proxy {proxy}`)", map.rsplit('/').next().unwrap_or(map)
     )]
     CertificateMap { proxy: String, map: String },
     /// A configured proxy does not serve the entry's certificate map.
     #[error(
-        "target HTTPS proxy {proxy} (configured for certificate {certificate}) does not serve the certificate map {map}{}: attach it (gcloud compute target-https-proxies update {proxy} --certificate-map={map} --global) or remove the proxy from target_https_proxies",
+        "target HTTPS proxy {proxy} (configured for certificate {certificate}) does not serve the certificate map {map}{}: attach it with `gclb-acme certificate-map attach --proxy {proxy} --map {map}` (it first makes sure the map serves every name the proxy serves) or remove the proxy from target_https_proxies",
         match found { Some(m) => format!(" (it serves {m})"), None => " (it serves sslCertificates)".to_string() }
     )]
     MapNotOnProxy {
@@ -99,14 +99,15 @@ pub enum LbError {
     /// The per-proxy limit of 15 certificates.
     #[error(transparent)]
     Rewrite(#[from] proxies::RewriteError),
-    /// The project's SSL_CERTIFICATES quota has no room for one more.
+    /// The project's SSL_CERTIFICATES quota has no room for one more: Compute
+    /// refused the upload itself (403 `quotaExceeded`, or `QUOTA_EXCEEDED`
+    /// inside its operation), so nothing was created. Google's answer is kept.
     #[error(
-        "the SSL_CERTIFICATES quota of project {project} is exhausted ({usage} of {limit} used): delete unused certificates (gcloud compute ssl-certificates list) or request more quota"
+        "the SSL_CERTIFICATES quota of project {project} is exhausted, the upload was refused and nothing was created: delete unused certificates (gcloud compute ssl-certificates list) or request more quota; {source}"
     )]
     Quota {
         project: String,
-        usage: f64,
-        limit: f64,
+        source: Box<GcpError>,
     },
     /// A resource with our name exists but is not ours (never overwritten).
     #[error(

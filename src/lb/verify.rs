@@ -244,11 +244,10 @@ enum LeafError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("{}: {source}", path.display())]
-    ParseRoots {
-        path: PathBuf,
-        source: reqwest::Error,
-    },
+    #[error("{}: {message}", path.display())]
+    ParseRoots { path: PathBuf, message: String },
+    #[error("{0}")]
+    Trust(#[from] crate::trust::TrustError),
     #[error("{0}")]
     Client(reqwest::Error),
     /// The request failed; the text is the error and each of its causes.
@@ -270,17 +269,15 @@ async fn served_leaf(
             path: path.clone(),
             source,
         })?;
-        roots.extend(
-            reqwest::Certificate::from_pem_bundle(&pem).map_err(|source| {
-                LeafError::ParseRoots {
-                    path: path.clone(),
-                    source,
-                }
-            })?,
-        );
+        roots.extend(crate::trust::pem_certificates(&pem).map_err(|message| {
+            LeafError::ParseRoots {
+                path: path.clone(),
+                message,
+            }
+        })?);
     }
     let client = reqwest::Client::builder()
-        .tls_certs_merge(roots)
+        .tls_backend_preconfigured(crate::trust::client_config(&roots)?)
         .resolve(host, addr)
         .tls_info(true)
         .timeout(Duration::from_secs(10))

@@ -33,6 +33,18 @@ pub async fn check(config: &Config, gcp: &Gcp) -> Vec<Line> {
         let Ok(obs) = lb::choose(gcp, cert).observe(cert).await else {
             continue;
         };
+        if let Some(map) = &cert.certificate_map {
+            lines.extend(preview(
+                cert,
+                &obs,
+                &proxies,
+                &cert.adopt,
+                &[],
+                &gcp.project,
+            ));
+            lines.extend(adopted_in_map(cert, map, gcp).await);
+            continue;
+        }
         let mut adopted = Vec::new();
         for a in &cert.adopt {
             match gcp.get_ssl_certificate(a).await {
@@ -62,8 +74,54 @@ pub async fn check(config: &Config, gcp: &Gcp) -> Vec<Line> {
     lines
 }
 
+/// The adopted Certificate Manager certificates of a map-held certificate:
+/// deleted by a renewal once no map entry uses them (`lb::certmap`'s clean-up).
+async fn adopted_in_map(cert: &CertificateConfig, map: &str, gcp: &Gcp) -> Vec<Line> {
+    let mut lines = Vec::new();
+    for a in &cert.adopt {
+        let what = format!("certificate {}: adopted certificate {a}", cert.name);
+        match gcp.get_certificate(a).await {
+            Ok(None) => lines.push(Line::ok(format!(
+                "{what}: does not exist (nothing to delete)"
+            ))),
+            Ok(Some(c)) => {
+                let ours_or_map: Vec<&str> = c
+                    .used_by
+                    .iter()
+                    .map(|u| u.name.as_str())
+                    .filter(|n| !n.contains(&format!("/certificateMaps/{map}/")))
+                    .collect();
+                if ours_or_map.is_empty() {
+                    lines.push(Line::ok(format!(
+                        "{what}: deleted by the next renewal once no entry of certificate map {map} uses it"
+                    )));
+                } else {
+                    lines.push(Line::warn(
+                        format!(
+                            "{what}: used outside certificate map {map} ({}): it will be kept",
+                            ours_or_map.join(", ")
+                        ),
+                        "point those entries elsewhere, or remove it from certificates[].adopt",
+                    ));
+                }
+            }
+            Err(e) => lines.push(Line::warn(
+                format!(
+                    "{what}: cannot read it: {}",
+                    e.to_string().lines().next().unwrap_or_default()
+                ),
+                "check the name and the permission certificatemanager.certs.get",
+            )),
+        }
+    }
+    lines
+}
+
 /// The preview of one certificate: a line per configured proxy (a warning when
-/// a certificate would compete with ours), then one per adopted certificate.
+/// a certificate would compete with ours), then one per adopted certificate
+/// (`adopted` may be shorter than `adopt_names`: those not looked up get no line).
+/// For a map-held certificate the frontends are the map's entries (one per
+/// name, and PRIMARY), and hand-made certificates are Certificate Manager's.
 /// `adopted[i]` is what `adopt_names[i]` is (`None`: it does not exist).
 pub fn preview(
     cert: &CertificateConfig,
@@ -87,7 +145,13 @@ pub fn preview(
         for s in &t.superseded {
             taken_off.push((p.name.clone(), s.clone()));
         }
-        let what = format!("certificate {} on target HTTPS proxy {}", cert.name, p.name);
+        let what = match &p.certificate_map {
+            Some(map) if cert.certificate_map.is_some() => format!(
+                "certificate {} for {} in certificate map {map}",
+                cert.name, p.name
+            ),
+            _ => format!("certificate {} on target HTTPS proxy {}", cert.name, p.name),
+        };
         let mut parts = Vec::new();
         if !t.changes() {
             parts.push(format!("already serves {new_name}; nothing to replace"));
@@ -98,9 +162,16 @@ pub fn preview(
                 .map(|n| format!("{n} (ours, deleted once free)"))
                 .collect();
             for s in &t.superseded {
-                let fate = if adopt_names.contains(s) {
+                let fate = if adopt_names.contains(s) && cert.certificate_map.is_some() {
+                    "hand-made, adopted: deleted after the swap once no map entry uses it"
+                        .to_string()
+                } else if adopt_names.contains(s) {
                     "hand-made, adopted: deleted after the swap if no other proxy serves it"
                         .to_string()
+                } else if cert.certificate_map.is_some() {
+                    format!(
+                        "hand-made: taken off the entry, kept in the project; delete it later with: gcloud certificate-manager certificates delete {s} --location=global --project {project}"
+                    )
                 } else {
                     format!(
                         "hand-made: taken off, kept in the project; delete it later with: {}",
@@ -317,5 +388,38 @@ mod tests {
                 .unwrap_or("")
                 .contains("reissue wide without app.example.test")
         );
+    }
+
+    #[test]
+    fn a_map_held_preview_names_the_entry_and_certificate_managers_delete_command() {
+        let mut c = cert(&["theirs-adopted"]);
+        c.certificate_map = Some("sites".into());
+        c.target_https_proxies.clear();
+        let obs = Observation {
+            certificate: "app".into(),
+            names: vec!["app.example.test".into()],
+            proxies: vec![ProxyObservation {
+                name: "app.example.test".into(),
+                self_link: String::new(),
+                certificates: vec![
+                    served("theirs", &["app.example.test"], false),
+                    served("theirs-adopted", &["app.example.test"], false),
+                ],
+                certificate_map: Some("sites".into()),
+            }],
+        };
+        let lines = preview(&c, &obs, &[], &c.adopt, &[], "proj");
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        let l = &lines[0].what;
+        assert!(
+            l.starts_with("certificate app for app.example.test in certificate map sites: "),
+            "{l}"
+        );
+        assert!(l.contains("theirs (hand-made: taken off the entry, kept in the project; delete it later with: gcloud certificate-manager certificates delete theirs --location=global --project proj)"), "{l}");
+        assert!(
+            l.contains("theirs-adopted (hand-made, adopted: deleted after the swap once no map entry uses it)"),
+            "{l}"
+        );
+        assert!(!l.contains("target HTTPS proxy"), "{l}");
     }
 }
