@@ -655,7 +655,9 @@ async fn prove_stack(full: bool) {
     // `status` under the same grant: it lists the project's proxies (hand-made
     // certificates left behind), which these renewals did not (no delete was
     // refused as in use).
-    let state = gclb_acme::state::StateDir::open(&config.state.dir).unwrap();
+    let state = gclb_acme::state::StateDir::open(&config.state.dir)
+        .unwrap()
+        .into();
     let st = gclb_acme::reconcile::status(&r.gcp, &config, &state).await;
     assert_eq!(st.certificates.len(), config.certificates.len(), "{st:?}");
 
