@@ -97,9 +97,7 @@ fn renew(path: &Path, args: &RenewArgs) -> Result<ExitCode, CliError> {
         let gcp = gclb_acme::gcp::Gcp::from_config(&config.gcp)
             .await
             .map_err(|e| CliError::GoogleCloud(Box::new(e)))?;
-        let state = config
-            .state
-            .open(Some(&gcp))
+        let state = gclb_acme::state::State::from_config(&config.state, Some(&gcp))
             .map_err(|e| CliError::StateDir(e.into()))?;
         let acme = gclb_acme::acme::AcmeClient::connect(&config.acme, state)
             .await
@@ -196,9 +194,7 @@ fn status(path: &Path, args: &StatusArgs) -> Result<ExitCode, CliError> {
         let gcp = gclb_acme::gcp::Gcp::from_config(&config.gcp)
             .await
             .map_err(|e| CliError::GoogleCloud(Box::new(e)))?;
-        let state = config
-            .state
-            .open(Some(&gcp))
+        let state = gclb_acme::state::State::from_config(&config.state, Some(&gcp))
             .map_err(|e| CliError::StateDir(e.into()))?;
         let report = gclb_acme::reconcile::status(&gcp, &config, &state).await;
         if args.json {

@@ -128,9 +128,7 @@ async fn install_first(
 }
 
 async fn build_renewer(gcp: &Gcp, config: &Config) -> Result<Renewer, CliError> {
-    let state = config
-        .state
-        .open(Some(gcp))
+    let state = gclb_acme::state::State::from_config(&config.state, Some(gcp))
         .map_err(|e| CliError::StateDir(e.into()))?;
     let acme = gclb_acme::acme::AcmeClient::connect(&config.acme, state)
         .await

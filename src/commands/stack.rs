@@ -76,9 +76,7 @@ pub fn teardown(config_path: &Path, args: &TeardownArgs) -> Result<ExitCode, Cli
             None
         } else {
             Some(
-                config
-                    .state
-                    .open(Some(&gcp))
+                gclb_acme::state::State::from_config(&config.state, Some(&gcp))
                     .map_err(|e| CliError::State(e.into()))?,
             )
         };

@@ -7,6 +7,7 @@
 mod checks;
 pub mod duration;
 pub(crate) mod stack;
+mod state;
 mod validate;
 
 use std::fmt;
@@ -18,6 +19,10 @@ pub use checks::{HostPortError, PemError, UrlError};
 pub use duration::HumanDuration;
 pub use stack::Scheme;
 pub use stack::StackConfig;
+pub use state::{
+    BadLocation, DEFAULT_LEASE_MS, DEFAULT_SKEW_MS, GcsLocation, LeaseParams, LeaseParamsError,
+    state_name_problem,
+};
 
 use crate::names::is_gcp_name;
 
@@ -263,14 +268,10 @@ fn default_state_dir() -> PathBuf {
     PathBuf::from("/var/lib/gclb-acme")
 }
 fn default_lease_duration() -> HumanDuration {
-    HumanDuration(std::time::Duration::from_millis(
-        crate::state::DEFAULT_LEASE_MS,
-    ))
+    HumanDuration(std::time::Duration::from_millis(DEFAULT_LEASE_MS))
 }
 fn default_lease_skew() -> HumanDuration {
-    HumanDuration(std::time::Duration::from_millis(
-        crate::state::DEFAULT_SKEW_MS,
-    ))
+    HumanDuration(std::time::Duration::from_millis(DEFAULT_SKEW_MS))
 }
 
 impl Default for StateConfig {
@@ -301,34 +302,20 @@ impl StateConfig {
     }
 
     /// The lease parameters (validated by [`Config::validate`]).
-    pub fn lease_params(&self) -> crate::state::lease::Params {
+    pub fn lease_params(&self) -> LeaseParams {
         let duration_ms = self.lease_duration.get().as_millis() as u64;
         let skew_ms = self.lease_clock_skew.get().as_millis() as u64;
-        crate::state::lease::Params::new(duration_ms, skew_ms).unwrap_or(
-            crate::state::lease::Params {
-                duration_ms: crate::state::DEFAULT_LEASE_MS,
-                skew_ms: crate::state::DEFAULT_SKEW_MS,
-            },
-        )
-    }
-
-    /// Opens the state (a bucket is reached through `gcp`).
-    pub fn open(
-        &self,
-        gcp: Option<&crate::gcp::Gcp>,
-    ) -> Result<crate::state::State, crate::state::StoreError> {
-        crate::state::State::open(&self.location(), gcp, self.lease_params())
+        LeaseParams::new(duration_ms, skew_ms).unwrap_or(LeaseParams {
+            duration_ms: DEFAULT_LEASE_MS,
+            skew_ms: DEFAULT_SKEW_MS,
+        })
     }
 
     fn validate(&mut self, base: Option<&Path>, p: &mut Problems) {
         resolve(base, &mut self.dir);
         if let Some(loc) = &self.location {
             if loc.starts_with("gs://") {
-                if let Err(e) = crate::state::GcsLocation::parse(loc) {
-                    let reason = match e {
-                        crate::state::StoreError::BadLocation { reason, .. } => reason,
-                        other => other.to_string(),
-                    };
+                if let Err(BadLocation { reason, .. }) = GcsLocation::parse(loc) {
                     p.push(
                         "state.location",
                         format!(
@@ -359,7 +346,7 @@ impl StateConfig {
                     self.lease_duration
                 ),
             );
-        } else if let Err(e) = crate::state::lease::Params::new(duration_ms, skew_ms) {
+        } else if let Err(e) = LeaseParams::new(duration_ms, skew_ms) {
             p.push(
                 "state.lease_clock_skew",
                 format!("{}: {e}", self.lease_clock_skew),

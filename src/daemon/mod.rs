@@ -113,7 +113,7 @@ pub trait WorkerFactory: Send + Sync + 'static {
     /// configured location opened without Google Cloud credentials (a
     /// directory); the real factory opens a bucket too.
     fn state(&self, config: &Config) -> impl Future<Output = Result<State, DaemonError>> + Send {
-        let opened = config.state.open(None);
+        let opened = crate::state::State::from_config(&config.state, None);
         let dir = PathBuf::from(config.state.location());
         async move {
             opened.map_err(|e| DaemonError::State {

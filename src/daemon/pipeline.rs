@@ -287,7 +287,7 @@ impl WorkerFactory for Factory {
 
 /// The configured state: a directory, or a bucket reached through `gcp`.
 pub(crate) fn open_state(config: &Config, gcp: Option<&Gcp>) -> Result<State, DaemonError> {
-    config.state.open(gcp).map_err(|e| DaemonError::State {
+    crate::state::State::from_config(&config.state, gcp).map_err(|e| DaemonError::State {
         dir: config.state.location().into(),
         source: e.into(),
     })

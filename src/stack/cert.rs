@@ -184,10 +184,7 @@ impl CertificateSource for IssueWithAcme {
             return Ok(());
         }
         let fail = |e: &dyn std::fmt::Display| StackError::Certificate(e.to_string());
-        let state = self
-            .config
-            .state
-            .open(Some(&self.gcp))
+        let state = crate::state::State::from_config(&self.config.state, Some(&self.gcp))
             .map_err(|e| fail(&e))?;
         let lock = crate::reconcile::lock_certificate(&state, &self.cert.name)
             .await
@@ -238,10 +235,7 @@ impl CertificateSource for IssueWithAcme {
             return Ok(c.self_link);
         }
         let fail = |e: &dyn std::fmt::Display| StackError::Certificate(e.to_string());
-        let state = self
-            .config
-            .state
-            .open(Some(&self.gcp))
+        let state = crate::state::State::from_config(&self.config.state, Some(&self.gcp))
             .map_err(|e| fail(&e))?;
         // The daemon may be renewing this certificate right now: wait for it, then
         // look again (it may have uploaded one).

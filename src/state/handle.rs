@@ -22,11 +22,6 @@ use super::lease::{self, Acquired, Guard, Leases, Params};
 use super::store::{Backend, Expect, Store, StoreError};
 use super::{DirStore, StateDir, StateError, check_name};
 
-/// Default lease duration: a renewal step renews it long before (every third).
-pub const DEFAULT_LEASE_MS: u64 = 60_000;
-/// Default clock-skew margin between daemons.
-pub const DEFAULT_SKEW_MS: u64 = 5_000;
-
 /// Where state lives, with the operations every caller uses.
 #[derive(Clone, Debug)]
 pub struct State {
@@ -70,6 +65,14 @@ impl State {
         } else {
             Ok(StateDir::open(location)?.into())
         }
+    }
+
+    /// The state `[state]` names (a bucket is reached through `gcp`).
+    pub fn from_config(
+        config: &crate::config::StateConfig,
+        gcp: Option<&crate::gcp::Gcp>,
+    ) -> Result<State, StoreError> {
+        State::open(&config.location(), gcp, config.lease_params())
     }
 
     /// A state over `backend` whose certificate locks are leases held as

@@ -72,38 +72,7 @@ pub enum Want<'a> {
     },
 }
 
-/// How long a lease lasts and how much clock skew between daemons it tolerates.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Params {
-    pub duration_ms: u64,
-    pub skew_ms: u64,
-}
-
-/// Why lease parameters were refused.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error(
-    "lease of {duration_ms} ms with a clock-skew margin of {skew_ms} ms: the margin must be less than a third of the duration (a holder trusts its lease for the duration less the margin)"
-)]
-pub struct ParamsError {
-    pub duration_ms: u64,
-    pub skew_ms: u64,
-}
-
-impl Params {
-    /// Checks that a holder keeps a useful window: `3 * skew < duration`.
-    pub fn new(duration_ms: u64, skew_ms: u64) -> Result<Params, ParamsError> {
-        if skew_ms.saturating_mul(3) >= duration_ms {
-            return Err(ParamsError {
-                duration_ms,
-                skew_ms,
-            });
-        }
-        Ok(Params {
-            duration_ms,
-            skew_ms,
-        })
-    }
-}
+pub use crate::config::{LeaseParams as Params, LeaseParamsError as ParamsError};
 
 /// Why the lease is no longer mine.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -21,9 +21,10 @@ pub mod lease;
 pub mod migrate;
 mod store;
 
+pub use crate::config::{DEFAULT_LEASE_MS, DEFAULT_SKEW_MS};
 pub use dir::DirStore;
 pub use gcs::{BucketReport, CHECK_PERMISSIONS, GcsLocation, GcsStore, REQUIRED_PERMISSIONS};
-pub use handle::{Busy, CertificateLock, DEFAULT_LEASE_MS, DEFAULT_SKEW_MS, State};
+pub use handle::{Busy, CertificateLock, State};
 pub use store::{Backend, Expect, Store, StoreError, Stored, Version};
 
 use std::fs::{self, DirBuilder, File, OpenOptions};
@@ -352,33 +353,15 @@ impl StateDir {
     }
 }
 
-/// Relative names: `/`-separated components of `[A-Za-z0-9._-]`, none empty,
-/// none starting with a dot (so `..`, hidden and temporary files are out).
+/// Relative names: the rule of [`crate::config::state_name_problem`].
 pub(crate) fn check_name(name: &str) -> Result<(), StateError> {
-    let bad = |reason| {
-        Err(StateError::BadName {
+    match crate::config::state_name_problem(name) {
+        None => Ok(()),
+        Some(reason) => Err(StateError::BadName {
             name: name.chars().take(100).collect(),
             reason,
-        })
-    };
-    if name.is_empty() || name.len() > 255 {
-        return bad("expected 1 to 255 characters");
+        }),
     }
-    for part in name.split('/') {
-        if part.is_empty() {
-            return bad("empty path component (or absolute path)");
-        }
-        if part.starts_with('.') {
-            return bad("components must not start with '.'");
-        }
-        if !part
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
-        {
-            return bad("only letters, digits, '.', '_' and '-' are allowed");
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -97,6 +97,15 @@ pub enum StoreError {
     BadLocation { location: String, reason: String },
 }
 
+impl From<crate::config::BadLocation> for StoreError {
+    fn from(e: crate::config::BadLocation) -> StoreError {
+        StoreError::BadLocation {
+            location: e.location,
+            reason: e.reason,
+        }
+    }
+}
+
 impl StoreError {
     /// Whether this is a [`StoreError::Conflict`].
     pub fn is_conflict(&self) -> bool {
