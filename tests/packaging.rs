@@ -3,7 +3,7 @@
 
 use assert_cmd::Command;
 
-const PUBLIC: [&str; 7] = [
+const PUBLIC: [&str; 8] = [
     "run",
     "renew",
     "status",
@@ -11,9 +11,14 @@ const PUBLIC: [&str; 7] = [
     "bootstrap",
     "teardown",
     "certificate-map",
+    "state",
 ];
 /// Subcommands of subcommands: a page each too.
-const NESTED: [&str; 2] = ["certificate-map-attach", "certificate-map-detach"];
+const NESTED: [&str; 3] = [
+    "certificate-map-attach",
+    "certificate-map-detach",
+    "state-move",
+];
 
 fn cmd() -> Command {
     let mut c = Command::cargo_bin("gclb-acme").unwrap();
