@@ -479,11 +479,7 @@ impl CertificateTarget for CertificateMaps<'_> {
             let adopted = cert.adopt.iter().any(|a| a == c.id());
             let served_by: Vec<String> = users.iter().map(|(m, e)| format!("{m}/{e}")).collect();
             let (message, delete_command) = if users.is_empty() {
-                let cmd = format!(
-                    "gcloud certificate-manager certificates delete {} --location=global --project {}",
-                    c.id(),
-                    self.gcp.project
-                );
+                let cmd = takeover::certificate_manager_delete_command(&self.gcp.project, c.id());
                 (
                     format!(
                         "hand-made Certificate Manager certificate {} (for {}) is used by no map entry{}; delete it with: {cmd}",
@@ -714,9 +710,9 @@ impl CertificateTarget for CertificateMaps<'_> {
                     .map(|u| id_of(&u.name).to_string())
                     .collect();
             }
-            h.delete_command = Some(format!(
-                "gcloud certificate-manager certificates delete {} --location=global --project {}",
-                h.name, self.gcp.project
+            h.delete_command = Some(takeover::certificate_manager_delete_command(
+                &self.gcp.project,
+                &h.name,
             ));
             tracing::warn!(certificate = %cert.name, hand_made = %h.name, still_used_by = %h.still_served_by.join(","), "hand-made certificate replaced on map {} entries {}; gclb-acme keeps it", run.map, h.taken_off.join(", "));
         }

@@ -294,6 +294,13 @@ pub(crate) fn delete_command(project: &str, name: &str) -> String {
     format!("gcloud compute ssl-certificates delete {name} --global --project {project}")
 }
 
+/// The command that deletes a hand-made Certificate Manager certificate.
+pub(crate) fn certificate_manager_delete_command(project: &str, id: &str) -> String {
+    format!(
+        "gcloud certificate-manager certificates delete {id} --location=global --project {project}"
+    )
+}
+
 /// Why an adopted certificate is not deleted.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, thiserror::Error)]
 pub(crate) enum AdoptRefusal {

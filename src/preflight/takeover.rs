@@ -170,7 +170,8 @@ pub fn preview(
                         .to_string()
                 } else if cert.certificate_map.is_some() {
                     format!(
-                        "hand-made: taken off the entry, kept in the project; delete it later with: gcloud certificate-manager certificates delete {s} --location=global --project {project}"
+                        "hand-made: taken off the entry, kept in the project; delete it later with: {}",
+                        takeover::certificate_manager_delete_command(project, s)
                     )
                 } else {
                     format!(
