@@ -83,18 +83,11 @@ pub(crate) async fn observe(
 }
 
 /// Whether `pattern` (a SAN or an entry hostname, `*.` allowed) covers `name`
-/// (which may itself be a wildcard: then only the same wildcard covers it).
+/// (which may itself be a wildcard: then only the same wildcard covers it):
+/// [`crate::lb::serves`], the takeover rules' matching, without regard to case
+/// (Google may return names as the user typed them).
 pub fn covers(pattern: &str, name: &str) -> bool {
-    if pattern.eq_ignore_ascii_case(name) {
-        return true;
-    }
-    if name.starts_with("*.") {
-        return false;
-    }
-    pattern.strip_prefix("*.").is_some_and(|w| {
-        name.split_once('.')
-            .is_some_and(|(_, rest)| rest.eq_ignore_ascii_case(w))
-    })
+    crate::lb::serves(&pattern.to_ascii_lowercase(), &name.to_ascii_lowercase())
 }
 
 fn valid_until(expire_time: Option<&str>, now: OffsetDateTime) -> bool {
